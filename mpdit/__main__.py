@@ -1,0 +1,3 @@
+from mpdit.cli import main
+
+raise SystemExit(main())

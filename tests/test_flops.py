@@ -1,0 +1,122 @@
+"""The FLOP audit against the paper's tables, and the `mpdit flops` command."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mpdit.flops import audit, count_forward_macs, count_parameters, paper_attention_macs
+from mpdit.flops_report import paper_report
+from mpdit.paper import PAPER_ROWS, ROUNDED_BY_THE_PAPER
+from model_utils import tiny_model
+
+
+@pytest.fixture(scope="module")
+def report():
+    return paper_report()
+
+
+@pytest.mark.parametrize("index", range(len(PAPER_ROWS)), ids=[row.label for row in PAPER_ROWS])
+def test_every_paper_row_is_reproduced_within_a_tenth(report, index):
+    row, paper = report[index], PAPER_ROWS[index]
+    assert row["label"] == paper.label
+    if paper.params_m is not None:
+        tolerance = 0.6 if (paper.label, "params_m") in ROUNDED_BY_THE_PAPER else 0.1
+        assert abs(row["params_m"] - paper.params_m) <= tolerance
+    assert abs(row["gflops_paper"] - paper.gflops) <= 0.1
+
+
+def test_exact_counts_match_the_notes(report):
+    by_label = {row["label"]: row for row in report}
+    assert by_label["MPDiT-B k = 6"]["gflops_exact"] == pytest.approx(16.2, abs=0.05)
+    mpdit_xl = by_label["MPDiT-XL (N 28, k 6, D 1152)"]
+    assert mpdit_xl["gflops_exact"] == pytest.approx(56.4, abs=0.05)
+    assert mpdit_xl["gflops_exact"] / by_label["DiT-XL/2"]["gflops_exact"] == pytest.approx(0.476, abs=0.001)
+
+
+def _analytic_macs(model):
+    """Hand count of every matrix product of one forward for one image (a check of the counter)."""
+    cfg = model.config
+    D, m, C = cfg.hidden_size, cfg.class_tokens, cfg.in_channels
+    macs, attention = 0, 0
+    stage_tokens = [(cfg.latent_size // p) ** 2 for p, _ in cfg.stages]
+    for (patch, depth), tokens in zip(cfg.stages, stage_tokens):
+        L = tokens + m
+        macs += depth * L * D * (3 * D + D + 2 * int(cfg.mlp_ratio * D))
+        attention += depth * 2 * L * L * D
+    macs += stage_tokens[0] * C * cfg.stages[0][0] ** 2 * D  # coarse patch embedding
+    for (patch, _), tokens, prev in zip(cfg.stages[1:], stage_tokens[1:], stage_tokens):
+        ratio = (tokens // prev)
+        macs += prev * D * ratio * D + (tokens + m) * D * D  # expand + refine
+        macs += tokens * C * patch * patch * D + tokens * D * D  # skip patch embedding + projection
+    macs += 6 * D * D  # shared modulation
+    macs += 32 * 32 * 32 * 3 + 32 * D + 32 * 32  # FNO pointwise convs, projection, lift of 32 grid points
+    macs += stage_tokens[-1] * D * cfg.stages[-1][0] ** 2 * cfg.out_channels  # final layer
+    return macs + attention, attention
+
+
+def test_counter_sees_every_matrix_product():
+    model = tiny_model("MPDiT-S", stages=[(8, 2), (4, 1), (2, 2)])
+    counted = count_forward_macs(model)
+    total, attention = _analytic_macs(model)
+    assert counted.attention == attention
+    spectral = 3 * 16 * 32 * 32  # the FNO's mode mixing: the counter charges one MAC per complex MAC
+    assert counted.total == total + spectral
+
+
+def test_meta_counts_equal_a_real_forward_on_cpu():
+    meta, cpu = audit("MPDiT-S", device="meta", latent_size=16), audit("MPDiT-S", device="cpu", latent_size=16)
+    assert meta == cpu
+    assert meta.attention_gflops_exact > 0  # the CPU flash-attention kernel is counted too
+
+
+def test_paper_convention_charges_attention_at_the_fine_image_tokens():
+    model = tiny_model("MPDiT-S")
+    assert paper_attention_macs(model.config) == 12 * 2 * 256 ** 2 * 64
+    assert count_parameters(model) == sum(p.numel() for p in model.parameters())
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "mpdit", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_one_model_as_json():
+    result = run_cli("flops", "--model", "MPDiT-XL", "--fine-depth", "8", "--json")
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(result.stdout)
+    assert {"name", "params_m", "gflops_paper", "gflops_exact"} <= set(row)
+    assert row["name"] == "MPDiT-XL" and row["stages"] == [[4, 20], [2, 8]]
+    assert row["gflops_paper"] == pytest.approx(65.4, abs=0.05)
+
+
+def test_cli_overrides_rebuild_an_ablation_row():
+    result = run_cli("flops", "--model", "DiT-B/2", "--shared-adaln", "--class-tokens", "16", "--time-embed", "fno",
+                     "--json")
+    (row,) = json.loads(result.stdout)
+    assert row["params_m"] == pytest.approx(101.2, abs=0.05)  # DiT's learned-sigma head kept
+    assert row["gflops_paper"] == pytest.approx(24.3, abs=0.05)
+
+
+def test_cli_default_prints_the_paper_table():
+    result = run_cli("flops")
+    assert result.returncode == 0, result.stderr
+    for row in PAPER_ROWS:
+        assert row.label in result.stdout
+    assert "+ MPDiT (k = 6) | 104.85 | 104.8 | +0.05 | 16.63 | 16.6 | +0.03 | 16.16 |" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "MPDiT-XXL"], "mpdit flops: error: model='MPDiT-XXL': unknown model; known models: DiT-S/2"),
+    (["--model", "MPDiT-B", "--fine-depth", "0"], "mpdit flops: error: fine_depth=0"),
+    (["--fine-depth", "4"], "mpdit flops: error: --fine-depth needs --model NAME"),
+    (["--model", "MPDiT-B", "--time-embed", "rope"], "mpdit flops: error: argument --time-embed: invalid choice"),
+    (["--model", "MPDiT-B", "--stages", "4-6"], "mpdit flops: error: argument --stages: '4-6'"),
+    (["--bogus"], "mpdit: error: unrecognized arguments: --bogus"),
+])
+def test_cli_errors_are_one_line_without_traceback(args, message):
+    result = run_cli("flops", *args)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(message)
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
