@@ -46,7 +46,7 @@ def model_overrides(args: argparse.Namespace) -> dict:
 
 def run_flops(args: argparse.Namespace) -> int:
     from mpdit.flops import audit, row_dict
-    from mpdit.flops_report import LEGEND, format_table, paper_report
+    from mpdit.flops_report import LEGEND, PAPER_NOTE, format_table, paper_report
 
     overrides = model_overrides(args)
     if args.model is None and overrides:
@@ -59,6 +59,8 @@ def run_flops(args: argparse.Namespace) -> int:
         print(format_table(rows))
         print()
         print(LEGEND)
+        if args.model is None:
+            print(PAPER_NOTE)
     return 0
 
 

@@ -9,19 +9,18 @@ def _diff(ours, paper):
 
 def paper_report(device: str = "meta") -> list:
     """One dict per paper row: our counts, the paper's figures and the differences."""
-    rows, gflops_by_label = [], {}
+    rows, by_label = [], {}
     for paper in PAPER_ROWS:
         row = row_dict(audit(paper.model, device=device, **paper.overrides))
-        gflops_by_label[paper.label] = row["gflops_paper"]
+        by_label[paper.label] = row
         row.update(section=paper.section, label=paper.label, overrides=dict(paper.overrides),
                    paper_params_m=paper.params_m, paper_gflops=paper.gflops,
                    params_diff=_diff(row["params_m"], paper.params_m),
                    gflops_diff=_diff(row["gflops_paper"], paper.gflops))
         if paper.ratio_to:
-            base = gflops_by_label.get(paper.ratio_to)
-            if base is None:  # the base row is listed later or elsewhere: count it here
-                base = audit(paper.ratio_to, device=device).gflops_paper
-            row.update(ratio_to=paper.ratio_to, ratio_pct=100 * row["gflops_paper"] / base,
+            base = by_label.get(paper.ratio_to) or row_dict(audit(paper.ratio_to, device=device))
+            row.update(ratio_to=paper.ratio_to, ratio_pct=100 * row["gflops_paper"] / base["gflops_paper"],
+                       ratio_exact_pct=100 * row["gflops_exact"] / base["gflops_exact"],
                        paper_ratio_pct=paper.ratio_pct)
         rows.append(row)
     return rows
@@ -36,27 +35,35 @@ def _signed(value):
 
 
 def format_table(rows: list) -> str:
-    """Markdown table; sections as bold separator rows when the rows carry them."""
-    header = ("| row | params (M) | paper | diff | GFLOPs paper conv. | paper | diff | GFLOPs exact | "
-              "attention exact |")
-    lines = [header, "|" + "---|" * 9]
+    """Markdown table of paper rows (with the paper's figures) or of models (with their schedule)."""
+    if not any("section" in row for row in rows):
+        lines = ["| model | stages (patch, depth) | params (M) | GFLOPs paper conv. | GFLOPs exact | attention exact |",
+                 "|" + "---|" * 6]
+        for row in rows:
+            stages = " ".join(f"{p}:{d}" for p, d in row["stages"])
+            lines.append(f"| {row['name']} | {stages} | {row['params_m']:.2f} | {row['gflops_paper']:.2f} | "
+                         f"{row['gflops_exact']:.2f} | {row['attention_gflops_exact']:.2f} |")
+        return "\n".join(lines)
+    lines = ["| row | params (M) | paper | diff | GFLOPs paper conv. | paper | diff | GFLOPs exact | "
+             "attention exact |", "|" + "---|" * 9]
     section = None
     for row in rows:
-        if row.get("section") and row["section"] != section:
+        if row["section"] != section:
             section = row["section"]
             lines.append(f"| **{section}** |" + " |" * 8)
-        label = row.get("label", row["name"])
         note = ""
         if row.get("ratio_to"):
-            note = f" ({row['ratio_pct']:.1f}% of {row['ratio_to']}; paper {row['paper_ratio_pct']}%)"
+            note = (f" ({row['ratio_pct']:.1f}% of {row['ratio_to']}, paper {row['paper_ratio_pct']}%; "
+                    f"exact {row['ratio_exact_pct']:.1f}%)")
         lines.append(
-            f"| {label}{note} | {row['params_m']:.2f} | {_fmt(row.get('paper_params_m'))} | "
-            f"{_signed(row.get('params_diff'))} | {row['gflops_paper']:.2f} | {_fmt(row.get('paper_gflops'))} | "
-            f"{_signed(row.get('gflops_diff'))} | {row['gflops_exact']:.2f} | {row['attention_gflops_exact']:.2f} |")
+            f"| {row['label']}{note} | {row['params_m']:.2f} | {_fmt(row['paper_params_m'])} | "
+            f"{_signed(row['params_diff'])} | {row['gflops_paper']:.2f} | {_fmt(row['paper_gflops'])} | "
+            f"{_signed(row['gflops_diff'])} | {row['gflops_exact']:.2f} | {row['attention_gflops_exact']:.2f} |")
     return "\n".join(lines)
 
 
-LEGEND = ("GFLOPs = multiply-accumulates of one forward pass for one image, counted on the instantiated model "
-          "with torch.utils.flop_counter.\n'paper conv.': attention charged 2*L^2*D per block with L the "
-          "fine image-token count (the paper's rule); 'exact': attention at the real sequence lengths.\n"
-          "The paper prints DiT-B/2's 130.5 M parameters as 130.0.")
+LEGEND = ("GFLOPs = multiply-accumulates (MACs) of one forward pass for one image: every matrix product "
+          "(linear, patch conv, attention) counted on the instantiated model by torch.utils.flop_counter.\n"
+          "'paper conv.' charges attention 2*L^2*D per block with L the fine image-token count (the paper's "
+          "rule); 'exact' counts it at the real sequence lengths.")
+PAPER_NOTE = "The paper prints DiT-B/2's 130.5 M parameters (DiT's own count) as 130.0."
