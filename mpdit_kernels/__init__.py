@@ -1,4 +1,7 @@
-"""Kernels used by the MPDiT models. The plain PyTorch path lives here too, as the reference."""
-from mpdit_kernels.attention import attention
+"""Fused kernels for MPDiT, with their plain PyTorch references, behind one backend switch."""
+from mpdit_kernels._launch import KernelUnavailable
+from mpdit_kernels.attention_dispatch import attention, attention_paths
+from mpdit_kernels.backend import BACKENDS, TORCH_OPS, TRITON_OPS, check_backend, resolve
 
-__all__ = ["attention"]
+__all__ = ["BACKENDS", "KernelUnavailable", "TORCH_OPS", "TRITON_OPS", "attention", "attention_paths",
+           "check_backend", "resolve"]

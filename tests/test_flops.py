@@ -51,7 +51,7 @@ def _analytic_macs(model):
         macs += prev * D * ratio * D + (tokens + m) * D * D  # expand + refine
         macs += tokens * C * patch * patch * D + tokens * D * D  # skip patch embedding + projection
     macs += 6 * D * D  # shared modulation
-    macs += 32 * 32 * 32 * 3 + 32 * D + 32 * 32  # FNO pointwise convs, projection, lift of 32 grid points
+    macs += 32 * 32 * 32 * 3 + 32 * D  # FNO pointwise convs and projection (the 1-input lift is a broadcast)
     macs += stage_tokens[-1] * D * cfg.stages[-1][0] ** 2 * cfg.out_channels  # final layer
     return macs + attention, attention
 

@@ -41,7 +41,8 @@ def gelu_tanh(x):
 
 def fno_time(t, emb):
     """Step 3, with an explicit real DFT instead of torch.fft."""
-    n, modes = emb.grid.numel(), emb.spectral[0].modes
+    layers, _, _, modes, _ = emb.spectral_weight.shape
+    n = emb.grid.numel()
     points = torch.linspace(-1, 1, n)[None, :] + t[:, None]  # (B, n)
     h = points[..., None] * emb.lift.weight[:, 0] + emb.lift.bias  # (B, n, width)
     k, pos = torch.arange(modes, dtype=torch.float64), torch.arange(n, dtype=torch.float64)
@@ -49,14 +50,15 @@ def fno_time(t, emb):
     weight_inverse = torch.full((modes,), 2.0, dtype=torch.float64)
     weight_inverse[0] = 1.0
     inverse_dft = weight_inverse[:, None] * torch.exp(2j * math.pi * k[:, None] * pos[None] / n) / n
-    for i, (spectral, pointwise) in enumerate(zip(emb.spectral, emb.pointwise)):
+    for i in range(layers):
         coeffs = torch.einsum("bni,mn->bmi", h.double().to(torch.complex128), forward_dft)  # (B, modes, in)
-        w = torch.complex(spectral.weight[..., 0], spectral.weight[..., 1]).to(torch.complex128)  # (in, out, modes)
+        spectral = emb.spectral_weight[i]
+        w = torch.complex(spectral[..., 0], spectral[..., 1]).to(torch.complex128)  # (in, out, modes)
         mixed = torch.einsum("bmi,iom->bmo", coeffs, w)
         spectral_out = torch.einsum("bmo,mn->bno", mixed, inverse_dft).real.float()
-        local = h @ pointwise.weight[:, :, 0].T + pointwise.bias
+        local = h @ emb.pointwise_weight[i].T + emb.pointwise_bias[i]
         h = spectral_out + local
-        if i < len(emb.spectral) - 1:
+        if i < layers - 1:
             h = F.gelu(h)
     return linear(h.mean(dim=1), emb.proj)
 

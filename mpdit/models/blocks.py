@@ -1,14 +1,13 @@
-"""Transformer pieces: adaLN modulation, attention, MLP, block, stage upsampler, final layer."""
+"""Transformer pieces: adaLN modulation, attention, MLP, block, stage upsampler, final layer.
+
+The memory-bound glue between the GEMMs goes through `ops`, a kernel backend
+(mpdit_kernels.backend): plain PyTorch or fused Triton, the same model either way.
+Blocks hand their MLP branch on as `pending` = (branch output, gate) instead of adding it,
+so the next LayerNorm adds it in the same pass (x + gate * y, then LN and modulation).
+"""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-from mpdit_kernels import attention
-
-
-def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """x * (1 + scale) + shift with per-sample (B, D) shift/scale shared by all tokens."""
-    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
 
 
 def adaln_projection(hidden_size: int, chunks: int) -> nn.Sequential:
@@ -25,11 +24,11 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
         self.proj = nn.Linear(hidden_size, hidden_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ops) -> torch.Tensor:
         B, L, D = x.shape
         qkv = self.qkv(x).view(B, L, 3, self.num_heads, D // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, L, D/heads)
-        out = attention(q, k, v)  # (B, heads, L, D/heads)
+        out = ops.attention(q, k, v)  # (B, heads, L, D/heads)
         return self.proj(out.transpose(1, 2).reshape(B, L, D))
 
 
@@ -47,24 +46,35 @@ class Mlp(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """DiT block. With own_adaln it maps the condition c (B, D) to its six vectors (adaLN-Zero);
-    without, it receives MPDiT's shared six vectors (B, 6, D) directly."""
+    """DiT block (LN without affine, eps 1e-6). With own_adaln it maps the condition c (B, D)
+    to its six vectors (adaLN-Zero); without, it receives MPDiT's shared six (B, 6, D)."""
 
     def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float, own_adaln: bool):
         super().__init__()
-        self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(hidden_size, num_heads)
-        self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.mlp = Mlp(hidden_size, mlp_ratio)
         self.adaLN_modulation = adaln_projection(hidden_size, 6) if own_adaln else None
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pending, cond: torch.Tensor, ops):
+        """x (B, L, D), pending (y, gate) or None -> (x, pending) with this block's MLP branch pending.
+
+        x += gate_a * Attn(LN(x) * (1 + scale_a) + shift_a)
+        x += gate_m * MLP(LN(x) * (1 + scale_m) + shift_m)      (the second add is deferred)
+        """
         if self.adaLN_modulation is not None:
             cond = self.adaLN_modulation(cond).view(cond.shape[0], 6, -1)
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = cond.unbind(1)  # each (B, D)
-        x = x + gate_a.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift_a, scale_a))
-        x = x + gate_m.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift_m, scale_m))
-        return x
+        if pending is None:
+            h = ops.adaln_modulate(x, shift_a, scale_a)
+        else:
+            x, h = ops.residual_adaln_modulate(x, pending[0], pending[1], shift_a, scale_a)
+        x, h = ops.residual_adaln_modulate(x, self.attn(h, ops), gate_a, shift_m, scale_m)
+        return x, (self.mlp(h), gate_m)
+
+
+def apply_pending(x: torch.Tensor, pending) -> torch.Tensor:
+    """Add a deferred branch, x + gate * y, where no LayerNorm follows to fuse it into."""
+    return x if pending is None else x + pending[1].unsqueeze(1) * pending[0]
 
 
 class Upsample(nn.Module):
@@ -78,16 +88,12 @@ class Upsample(nn.Module):
         super().__init__()
         self.ratio = ratio
         self.expand = nn.Linear(hidden_size, ratio * ratio * hidden_size)
-        self.norm = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.refine = nn.Linear(hidden_size, hidden_size)
 
-    def forward(self, tokens: torch.Tensor, class_tokens: int, grid_h: int, grid_w: int) -> torch.Tensor:
-        B, _, D = tokens.shape
-        cls, img = tokens[:, :class_tokens], tokens[:, class_tokens:]  # (B, m, D), (B, h*w, D)
-        img = self.expand(img).transpose(1, 2).reshape(B, -1, grid_h, grid_w)  # (B, r^2 D, h, w)
-        img = F.pixel_shuffle(img, self.ratio).flatten(2).transpose(1, 2)  # (B, r^2 h w, D)
-        img = F.gelu(img, approximate="tanh")
-        return self.refine(self.norm(torch.cat([cls, img], dim=1)))  # (B, m + r^2 h w, D)
+    def forward(self, tokens: torch.Tensor, class_tokens: int, grid_h: int, grid_w: int, ops) -> torch.Tensor:
+        wide = self.expand(tokens[:, class_tokens:])  # (B, h*w, r^2 D)
+        normed = ops.upsample_shuffle_norm(wide, tokens[:, :class_tokens], self.ratio, grid_h, grid_w)
+        return self.refine(normed)  # (B, m + r^2 h w, D)
 
 
 class FinalLayer(nn.Module):
@@ -99,13 +105,16 @@ class FinalLayer(nn.Module):
 
     def __init__(self, hidden_size: int, patch_size: int, out_channels: int, own_adaln: bool):
         super().__init__()
-        self.norm_final = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.linear = nn.Linear(hidden_size, patch_size * patch_size * out_channels)
         self.adaLN_modulation = adaln_projection(hidden_size, 2) if own_adaln else None
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pending, cond: torch.Tensor, ops) -> torch.Tensor:
         if self.adaLN_modulation is not None:
             shift, scale = self.adaLN_modulation(cond).chunk(2, dim=1)
         else:
             shift, scale = cond[:, 3], cond[:, 4]  # the shared MLP shift / scale
-        return self.linear(modulate(self.norm_final(x), shift, scale))  # (B, L, p*p*out)
+        if pending is None:
+            h = ops.adaln_modulate(x, shift, scale)
+        else:
+            _, h = ops.residual_adaln_modulate(x, pending[0], pending[1], shift, scale)
+        return self.linear(h)  # (B, L, p*p*out)

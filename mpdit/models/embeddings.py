@@ -6,6 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mpdit_kernels.backend import TORCH_OPS
+
 
 # --------------------------------------------------------------------------- patches
 class PatchEmbed(nn.Module):
@@ -56,62 +58,44 @@ class MLPTimeEmbedding(nn.Module):
         args = t.float()[:, None] * freqs[None]
         return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)  # (B, dim)
 
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, t: torch.Tensor, ops=None) -> torch.Tensor:
         # t in [0, 1], fed as is, like SiT (DiT feeds integer steps 0..999).
         freq = self.sinusoidal(t, self.frequency_size)
         return self.mlp(freq.to(self.mlp[0].weight.dtype))  # (B, D)
-
-
-class SpectralConv1d(nn.Module):
-    """FNO spectral convolution: rfft -> mix the lowest `modes` modes by complex weights -> irfft.
-
-    Weights are stored as real (in, out, modes, 2) pairs so optimisers, DDP and
-    safetensors see a plain real tensor.
-    """
-
-    def __init__(self, channels: int, modes: int):
-        super().__init__()
-        self.modes = modes
-        scale = 1.0 / (channels * channels)  # neural-operator convention
-        self.weight = nn.Parameter(scale * torch.rand(channels, channels, modes, 2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, C, n) float32
-        x_ft = torch.fft.rfft(x, dim=-1)[..., : self.modes]  # (B, C, modes) complex
-        mixed = torch.einsum("bim,iom->bom", x_ft, torch.view_as_complex(self.weight))
-        return torch.fft.irfft(mixed, n=x.shape[-1], dim=-1)  # (B, C, n)
 
 
 class FNOTimeEmbedding(nn.Module):
     """MPDiT's time embedding (notes, step 3).
 
     t -> grid linspace(-1, 1, n) + t -> Linear(1, width) lift -> `layers` Fourier layers
-    (spectral conv + pointwise 1x1 conv, GELU after all but the last) -> mean over the
-    grid -> Linear(width, D). Computed in float32 whatever the autocast.
+    (spectral conv over the lowest `modes` modes + pointwise 1x1 conv, GELU after all but
+    the last) -> mean over the grid -> Linear(width, D). Computed in float32 whatever the
+    autocast. The spectral weights of all layers are one real (layers, in, out, modes, 2)
+    tensor (complex pairs), so optimisers, DDP and safetensors see plain real data.
     """
 
     def __init__(self, hidden_size: int, grid_size: int = 32, width: int = 32, modes: int = 16, layers: int = 3):
         super().__init__()
-        if modes > grid_size // 2 + 1:
-            raise ValueError(f"modes={modes}: expected at most grid_size // 2 + 1 = {grid_size // 2 + 1}")
+        if modes > grid_size // 2:  # below the Nyquist mode, whose inverse-DFT weight differs
+            raise ValueError(f"modes={modes}: expected at most grid_size // 2 = {grid_size // 2}")
         self.register_buffer("grid", torch.linspace(-1.0, 1.0, grid_size), persistent=False)
         self.lift = nn.Linear(1, width)
-        self.spectral = nn.ModuleList(SpectralConv1d(width, modes) for _ in range(layers))
-        self.pointwise = nn.ModuleList(nn.Conv1d(width, width, kernel_size=1) for _ in range(layers))
+        scale = 1.0 / (width * width)  # neural-operator convention for spectral weights
+        self.spectral_weight = nn.Parameter(scale * torch.rand(layers, width, width, modes, 2))
+        bound = 1.0 / math.sqrt(width)  # nn.Conv1d's default init for a 1x1 convolution
+        self.pointwise_weight = nn.Parameter(torch.empty(layers, width, width).uniform_(-bound, bound))
+        self.pointwise_bias = nn.Parameter(torch.empty(layers, width).uniform_(-bound, bound))
         self.proj = nn.Linear(width, hidden_size)
 
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, t: torch.Tensor, ops=TORCH_OPS) -> torch.Tensor:
         device = t.device.type
         no_autocast = torch.autocast(device, enabled=False) if torch.amp.is_autocast_available(device) \
             else contextlib.nullcontext()  # the meta device used by the FLOP audit has no autocast
         with no_autocast:
-            points = self.grid[None, :, None] + t.float()[:, None, None]  # (B, n, 1)
-            h = self.lift(points).transpose(1, 2)  # (B, width, n)
-            last = len(self.spectral) - 1
-            for i, (spectral, pointwise) in enumerate(zip(self.spectral, self.pointwise)):
-                h = spectral(h) + pointwise(h)
-                if i < last:
-                    h = F.gelu(h)
-            return self.proj(h.mean(dim=-1))  # (B, D)
+            features = ops.fno_time_features(
+                t.float(), self.grid.float(), self.lift.weight.float(), self.lift.bias.float(),
+                self.spectral_weight.float(), self.pointwise_weight.float(), self.pointwise_bias.float())  # (B, width)
+            return F.linear(features, self.proj.weight.float(), self.proj.bias.float())  # (B, D)
 
 
 # --------------------------------------------------------------------------- class

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn as nn
 
-from mpdit.models.blocks import FinalLayer, TransformerBlock, Upsample, adaln_projection
+from mpdit.models.blocks import FinalLayer, TransformerBlock, Upsample, adaln_projection, apply_pending
 from mpdit.models.embeddings import (ClassEmbedding, FNOTimeEmbedding, MLPTimeEmbedding, PatchEmbed,
                                      sincos_pos_embed_2d)
+from mpdit_kernels import backend as kernel_backends
 
 TIME_EMBEDDINGS = ("mlp", "fno")
 
@@ -102,10 +103,12 @@ class ModelConfig:
 class MultiPatchTransformer(nn.Module):
     """Class-conditional velocity network v(x, t, y) over stages of shrinking patches."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, kernel_backend: str = "torch"):
         super().__init__()
         config.validate()
         self.config = config
+        # "torch" | "triton" | "auto": who runs the glue between the GEMMs (mpdit_kernels.backend).
+        self.kernel_backend = kernel_backends.check_backend(kernel_backend)
         D, m = config.hidden_size, config.class_tokens
         patches = [patch for patch, _ in config.stages]
         grids = [config.latent_size // p for p in patches]
@@ -207,12 +210,13 @@ class MultiPatchTransformer(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """x (B, C, H, W), t (B,) in [0, 1] with t = 1 noise, y (B,) int in [0, num_classes] -> velocity (B, C, H, W)."""
         self.check_inputs(x, t, y)
+        ops = kernel_backends.resolve(self.kernel_backend, x)
         cfg = self.config
         m = cfg.class_tokens
         B, _, H, W = x.shape
         patches = [patch for patch, _ in cfg.stages]
 
-        c = self.t_embedder(t).to(x.dtype)  # (B, D)
+        c = self.t_embedder(t, ops).to(x.dtype)  # (B, D)
         class_emb = self.y_embedder(y)  # (B, max(m, 1), D)
         if m == 0:
             c = c + class_emb[:, 0]  # DiT: one class vector added to the time embedding
@@ -225,17 +229,19 @@ class MultiPatchTransformer(nn.Module):
             tokens = torch.cat([class_emb.to(tokens.dtype), tokens], dim=1)  # (B, m + h*w, D)
 
         block_iter = iter(self.blocks)
+        pending = None  # the last MLP branch, added by the next LayerNorm's fused pass
         for stage, (patch, depth) in enumerate(cfg.stages):
             if stage:
-                tokens = self.upsamplers[stage - 1](tokens, m, grid_h, grid_w)  # (B, m + h'*w', D)
+                tokens = apply_pending(tokens, pending)
+                pending = None
+                refined = self.upsamplers[stage - 1](tokens, m, grid_h, grid_w, ops)  # (B, m + h'*w', D)
                 grid_h, grid_w = H // patch, W // patch
-                image = tokens[:, m:] + self.position_table(stage, grid_h, grid_w)
-                if self.skip_embedders is not None:
-                    image = image + self.skip_embedders[stage - 1](x)  # patch embed of the input
-                tokens = torch.cat([tokens[:, :m], image], dim=1)
+                skip = self.skip_embedders[stage - 1](x) if self.skip_embedders is not None else None
+                tokens = ops.fine_entry(refined, skip, self.position_table(stage, grid_h, grid_w))
             for _ in range(depth):
-                tokens = next(block_iter)(tokens, cond)
+                tokens, pending = next(block_iter)(tokens, pending, cond, ops)
 
-        out = self.final_layer(tokens[:, m:], cond)  # (B, h*w, p*p*out_channels)
+        image_pending = (pending[0][:, m:], pending[1])
+        out = self.final_layer(tokens[:, m:], image_pending, cond, ops)  # (B, h*w, p*p*out_channels)
         out = self.unpatchify(out, H, W)  # (B, out_channels, H, W)
         return out[:, : cfg.in_channels]  # flow matching uses the velocity channels only (as SiT)

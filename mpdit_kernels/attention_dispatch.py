@@ -1,0 +1,77 @@
+"""Multi-head attention for coarse and fine blocks, dispatched to the fastest path present.
+
+Order: flash_attn (FlashAttention 2/3) when installed, then xformers when installed, then
+PyTorch's scaled_dot_product_attention, asking for its flash backend on CUDA half
+precision (head widths up to 256 in multiples of 8: XL's 72 included) and its
+memory-efficient backend otherwise, else the math path. `attention_paths()` says which
+paths ran (benchmarks print it). MPDIT_ATTENTION=flash_attn|xformers|sdpa|math forces one.
+"""
+import importlib.util
+import os
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+PATHS = ("flash_attn", "xformers", "sdpa", "math")
+_used = set()
+_installed = {}
+
+
+def _is_installed(package: str) -> bool:
+    if package not in _installed:
+        _installed[package] = importlib.util.find_spec(package) is not None
+    return _installed[package]
+
+
+def attention_paths() -> list:
+    """The paths attention calls took in this process, e.g. ['sdpa-flash']."""
+    return sorted(_used)
+
+
+def _fused_kernel_fits(q: torch.Tensor) -> bool:
+    """flash_attn / xformers / SDPA-flash: CUDA, fp16 or bf16, head width a multiple of 8 up to 256."""
+    head_dim = q.shape[-1]
+    return q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and head_dim % 8 == 0 and head_dim <= 256
+
+
+def choose_path(q: torch.Tensor) -> str:
+    forced = os.environ.get("MPDIT_ATTENTION")
+    if forced:
+        if forced not in PATHS:
+            raise ValueError(f"MPDIT_ATTENTION={forced!r}: expected one of {PATHS}")
+        return forced
+    if _fused_kernel_fits(q):
+        if _is_installed("flash_attn"):
+            return "flash_attn"
+        if _is_installed("xformers"):
+            return "xformers"
+    return "sdpa"
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Non-causal softmax attention. q, k, v: (B, heads, L, head_dim) -> (B, heads, L, head_dim)."""
+    if torch.compiler.is_compiling():  # inductor picks SDPA's backend itself; no host-side bookkeeping
+        return F.scaled_dot_product_attention(q, k, v)
+    path = choose_path(q)
+    if path == "flash_attn":
+        from flash_attn import flash_attn_func  # (B, L, heads, head_dim) layout
+
+        _used.add(path)
+        return flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+    if path == "xformers":
+        from xformers.ops import memory_efficient_attention  # (B, L, heads, head_dim) layout
+
+        _used.add(path)
+        return memory_efficient_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+    if path == "math":
+        backends, name = [SDPBackend.MATH], "sdpa-math"
+    elif _fused_kernel_fits(q):
+        backends, name = [SDPBackend.FLASH_ATTENTION], "sdpa-flash"
+    elif q.is_cuda:
+        backends, name = [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH], "sdpa-efficient"
+    else:
+        backends, name = [SDPBackend.FLASH_ATTENTION, SDPBackend.MATH], f"sdpa-{q.device.type}"
+    _used.add(name)
+    with sdpa_kernel(backends):
+        return F.scaled_dot_product_attention(q, k, v)

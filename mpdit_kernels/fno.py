@@ -1,0 +1,262 @@
+"""MPDiT's FNO time embedding up to its final projection, in one kernel (notes, step 3).
+
+t -> grid linspace(-1, 1, N) + t -> lift Linear(1, C) -> LAYERS Fourier layers (spectral
+conv over the lowest M modes + pointwise 1x1 conv; exact GELU after all but the last)
+-> mean over the grid: (B, C). The final Linear(C, D) stays a GEMM in the model.
+
+The spectral conv is a real DFT with precomputed bases (one program per sample holds the
+N x C signal): Re = Cr h, Im = Ci h with Cr = cos(2 pi m n / N), Ci = -sin(...); the mode
+mix Y = X W in complex arithmetic; then irfft as h' = Er Yr + Ei Yi with
+Er = c_m cos(2 pi m n / N) / N, Ei = -c_m sin(...) / N, c_0 = 1 and c_m = 2 otherwise.
+Eager PyTorch needs about thirty launches for the same (rfft, einsum, irfft, conv, ...).
+"""
+import math
+
+import torch
+
+from mpdit_kernels._launch import require_triton
+from mpdit_kernels._triton import tl, triton
+
+INV_SQRT2 = 1.0 / math.sqrt(2.0)
+
+
+# --------------------------------------------------------------------------- kernels
+@triton.jit
+def _fno_fwd_kernel(
+    t_ptr,  # (B,) float32 times
+    grid_ptr,  # (N,) float32 base grid linspace(-1, 1, N)
+    lift_w_ptr,  # (C,) lift weight
+    lift_b_ptr,  # (C,) lift bias
+    fwd_re_ptr,  # (M, N) forward real-DFT basis Cr
+    fwd_im_ptr,  # (M, N) forward basis Ci
+    inv_re_ptr,  # (N, M) inverse basis Er
+    inv_im_ptr,  # (N, M) inverse basis Ei
+    spec_ptr,  # (LAYERS, C, C, M, 2) spectral weights (in, out, mode, real/imag)
+    pw_ptr,  # (LAYERS, C, C) pointwise weights (out, in)
+    pb_ptr,  # (LAYERS, C) pointwise biases
+    h_ptr,  # (B, LAYERS, N, C) float32 out: each layer's input, for the backward
+    a_ptr,  # (B, LAYERS, N, C) float32 out: each layer's output before GELU
+    out_ptr,  # (B, C) float32 out: the grid mean of the last layer
+    N: tl.constexpr, C: tl.constexpr, M: tl.constexpr, LAYERS: tl.constexpr,
+):
+    b = tl.program_id(0)
+    n = tl.arange(0, N)
+    c = tl.arange(0, C)
+    m = tl.arange(0, M)
+    points = tl.load(grid_ptr + n) + tl.load(t_ptr + b)
+    h = points[:, None] * tl.load(lift_w_ptr + c)[None, :] + tl.load(lift_b_ptr + c)[None, :]  # (N, C)
+    fwd_re = tl.load(fwd_re_ptr + m[:, None] * N + n[None, :])  # (M, N)
+    fwd_im = tl.load(fwd_im_ptr + m[:, None] * N + n[None, :])
+    inv_re = tl.load(inv_re_ptr + n[:, None] * M + m[None, :])  # (N, M)
+    inv_im = tl.load(inv_im_ptr + n[:, None] * M + m[None, :])
+    tile = (n[:, None] * C + c[None, :])
+    for layer in tl.static_range(LAYERS):
+        base = (b * LAYERS + layer) * N * C
+        tl.store(h_ptr + base + tile, h)
+        re = tl.dot(fwd_re, h, input_precision="ieee")  # (M, C_in)
+        im = tl.dot(fwd_im, h, input_precision="ieee")
+        w_offsets = (((layer * C + c[None, :, None]) * C + c[None, None, :]) * M + m[:, None, None]) * 2
+        w_re = tl.load(spec_ptr + w_offsets)  # (M, C_in, C_out)
+        w_im = tl.load(spec_ptr + w_offsets + 1)
+        y_re = tl.sum(re[:, :, None] * w_re - im[:, :, None] * w_im, axis=1)  # (M, C_out)
+        y_im = tl.sum(re[:, :, None] * w_im + im[:, :, None] * w_re, axis=1)
+        pw_t = tl.load(pw_ptr + (layer * C + c[None, :]) * C + c[:, None])  # (C_in, C_out)
+        a = (tl.dot(inv_re, y_re, input_precision="ieee") + tl.dot(inv_im, y_im, input_precision="ieee")
+             + tl.dot(h, pw_t, input_precision="ieee") + tl.load(pb_ptr + layer * C + c)[None, :])
+        tl.store(a_ptr + base + tile, a)
+        if layer < LAYERS - 1:
+            h = 0.5 * a * (1.0 + tl.erf(a * 0.7071067811865476))  # exact GELU
+    tl.store(out_ptr + b * C + c, tl.sum(a, axis=0) / N)
+
+
+# Backward per sample, layer by layer from the last (da = dout / N on every grid point):
+#   dYr = Er^T da, dYi = Ei^T da                                   (through the inverse DFT)
+#   dRe = sum_o dYr Wr + dYi Wi,  dIm = sum_o -dYr Wi + dYi Wr      (through the complex mix)
+#   dh = Cr^T dRe + Ci^T dIm + da Pw                                (DFT and pointwise conv)
+#   da_prev = dh * GELU'(a_prev),  GELU'(a) = Phi(a) + a phi(a)
+# It writes each layer's da and the lift's dh; the weight gradients, sums over the batch,
+# are then batched GEMMs on the host.
+@triton.jit
+def _fno_bwd_kernel(
+    dout_ptr,  # (B, C) gradient of the grid mean
+    fwd_re_ptr, fwd_im_ptr,  # (M, N) forward bases
+    inv_re_ptr, inv_im_ptr,  # (N, M) inverse bases
+    spec_ptr,  # (LAYERS, C, C, M, 2)
+    pw_ptr,  # (LAYERS, C, C) (out, in)
+    a_ptr,  # (B, LAYERS, N, C) float32 pre-GELU outputs from the forward
+    da_ptr,  # (B, LAYERS, N, C) float32 out: gradient of each layer's output a
+    dh0_ptr,  # (B, N, C) float32 out: gradient of the lift output
+    N: tl.constexpr, C: tl.constexpr, M: tl.constexpr, LAYERS: tl.constexpr,
+):
+    b = tl.program_id(0)
+    n = tl.arange(0, N)
+    c = tl.arange(0, C)
+    m = tl.arange(0, M)
+    fwd_re_t = tl.load(fwd_re_ptr + m[None, :] * N + n[:, None])  # (N, M)
+    fwd_im_t = tl.load(fwd_im_ptr + m[None, :] * N + n[:, None])
+    inv_re_t = tl.load(inv_re_ptr + n[None, :] * M + m[:, None])  # (M, N)
+    inv_im_t = tl.load(inv_im_ptr + n[None, :] * M + m[:, None])
+    tile = (n[:, None] * C + c[None, :])
+    da = tl.zeros([N, C], dtype=tl.float32) + (tl.load(dout_ptr + b * C + c) / N)[None, :]
+    for step in tl.static_range(LAYERS):
+        layer = LAYERS - 1 - step
+        tl.store(da_ptr + (b * LAYERS + layer) * N * C + tile, da)
+        dy_re = tl.dot(inv_re_t, da, input_precision="ieee")  # (M, C_out)
+        dy_im = tl.dot(inv_im_t, da, input_precision="ieee")
+        w_offsets = (((layer * C + c[None, :, None]) * C + c[None, None, :]) * M + m[:, None, None]) * 2
+        w_re = tl.load(spec_ptr + w_offsets)  # (M, C_in, C_out)
+        w_im = tl.load(spec_ptr + w_offsets + 1)
+        d_re = tl.sum(dy_re[:, None, :] * w_re + dy_im[:, None, :] * w_im, axis=2)  # (M, C_in)
+        d_im = tl.sum(dy_im[:, None, :] * w_re - dy_re[:, None, :] * w_im, axis=2)
+        pw = tl.load(pw_ptr + (layer * C + c[:, None]) * C + c[None, :])  # (C_out, C_in)
+        dh = (tl.dot(fwd_re_t, d_re, input_precision="ieee") + tl.dot(fwd_im_t, d_im, input_precision="ieee")
+              + tl.dot(da, pw, input_precision="ieee"))
+        if layer > 0:
+            a_prev = tl.load(a_ptr + (b * LAYERS + layer - 1) * N * C + tile)
+            cdf = 0.5 * (1.0 + tl.erf(a_prev * 0.7071067811865476))
+            pdf = tl.exp(-0.5 * a_prev * a_prev) * 0.3989422804014327
+            da = dh * (cdf + a_prev * pdf)
+        else:
+            tl.store(dh0_ptr + b * N * C + tile, dh)
+
+
+# --------------------------------------------------------------------------- launchers
+_BASES = {}
+
+
+def dft_bases(grid_size: int, modes: int, device) -> tuple:
+    """(Cr, Ci, Er, Ei) float32: forward (M, N) and inverse (N, M) real-DFT bases, cached per device."""
+    key = (grid_size, modes, str(device))
+    if key not in _BASES:
+        k = torch.arange(modes, dtype=torch.float64)[:, None]
+        n = torch.arange(grid_size, dtype=torch.float64)[None, :]
+        angle = 2 * math.pi * k * n / grid_size  # (M, N)
+        weight = torch.full((modes, 1), 2.0, dtype=torch.float64)
+        weight[0] = 1.0  # the DC term appears once in the inverse (and the Nyquist mode is never kept)
+        bases = (angle.cos(), -angle.sin(), (weight * angle.cos() / grid_size).T, (-weight * angle.sin() / grid_size).T)
+        _BASES[key] = tuple(basis.float().contiguous().to(device) for basis in bases)
+    return _BASES[key]
+
+
+def _check(t, grid, spectral, pointwise_weight):
+    op = "fno_time_features"
+    if not isinstance(t, torch.Tensor) or t.dim() != 1:
+        raise ValueError(f"{op}: t must be a (B,) tensor, got "
+                         f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+    if spectral.dim() != 5 or spectral.shape[-1] != 2 or spectral.shape[1] != spectral.shape[2]:
+        raise ValueError(f"{op}: spectral weights must be (layers, C, C, modes, 2), got {tuple(spectral.shape)}")
+    layers, C, _, modes, _ = spectral.shape
+    N = grid.numel()
+    for name, size in (("grid size", N), ("width", C), ("modes", modes)):
+        if size < 16 or size & (size - 1):
+            raise ValueError(f"{op}: {name} {size} is not supported: the kernel needs a power of two >= 16")
+    if pointwise_weight.shape != (layers, C, C):
+        raise ValueError(f"{op}: pointwise weights must be {(layers, C, C)}, got {tuple(pointwise_weight.shape)}")
+    for name, tensor in (("t", t), ("spectral", spectral), ("pointwise_weight", pointwise_weight)):
+        if tensor.dtype != torch.float32:
+            raise ValueError(f"{op}: {name} has dtype {tensor.dtype}, expected float32 (the embedding runs in fp32)")
+    require_triton(op, t)
+    return layers, C, modes, N
+
+
+def fno_fwd(t, grid, lift_weight, lift_bias, spectral, pointwise_weight, pointwise_bias):
+    layers, C, modes, N = _check(t, grid, spectral, pointwise_weight)
+    B = t.shape[0]
+    bases = dft_bases(N, modes, t.device)
+    h = torch.empty((B, layers, N, C), device=t.device, dtype=torch.float32)
+    a = torch.empty_like(h)
+    out = torch.empty((B, C), device=t.device, dtype=torch.float32)
+    _fno_fwd_kernel[(B,)](
+        t.contiguous(), grid.contiguous(), lift_weight.reshape(C).contiguous(), lift_bias.contiguous(), *bases,
+        spectral.contiguous(), pointwise_weight.contiguous(), pointwise_bias.contiguous(), h, a, out,
+        N=N, C=C, M=modes, LAYERS=layers)
+    return out, h, a
+
+
+def fno_bwd(dout, t, grid, lift_weight, spectral, pointwise_weight, h, a):
+    """Gradients for (t, lift_weight, lift_bias, spectral, pointwise_weight, pointwise_bias)."""
+    B, layers, N, C = h.shape
+    modes = spectral.shape[3]
+    fwd_re, fwd_im, inv_re, inv_im = dft_bases(N, modes, t.device)
+    da = torch.empty_like(a)
+    dh0 = torch.empty((B, N, C), device=t.device, dtype=torch.float32)
+    _fno_bwd_kernel[(B,)](dout.float().contiguous(), fwd_re, fwd_im, inv_re, inv_im, spectral.contiguous(),
+                          pointwise_weight.contiguous(), a, da, dh0, N=N, C=C, M=modes, LAYERS=layers)
+    # Sums over the batch, as GEMMs: d(pointwise) = da^T h, d(spectral) from the modes of h and da.
+    d_pointwise_weight = torch.einsum("blno,blni->loi", da, h)
+    d_pointwise_bias = da.sum(dim=(0, 2))
+    x_re, x_im = torch.einsum("mn,blni->blmi", fwd_re, h), torch.einsum("mn,blni->blmi", fwd_im, h)
+    dy_re, dy_im = torch.einsum("nm,blno->blmo", inv_re, da), torch.einsum("nm,blno->blmo", inv_im, da)
+    d_spec_re = torch.einsum("blmi,blmo->liom", x_re, dy_re) + torch.einsum("blmi,blmo->liom", x_im, dy_im)
+    d_spec_im = torch.einsum("blmi,blmo->liom", x_re, dy_im) - torch.einsum("blmi,blmo->liom", x_im, dy_re)
+    d_spectral = torch.stack([d_spec_re, d_spec_im], dim=-1)
+    points = grid[None, :] + t[:, None]  # (B, N)
+    d_lift_weight = torch.einsum("bnc,bn->c", dh0, points).reshape(lift_weight.shape)
+    d_lift_bias = dh0.sum(dim=(0, 1))
+    dt = torch.einsum("bnc,c->b", dh0, lift_weight.reshape(C))
+    return dt, d_lift_weight, d_lift_bias, d_spectral, d_pointwise_weight, d_pointwise_bias
+
+
+# --------------------------------------------------------------------------- registration
+@torch.library.custom_op("mpdit::fno_time_features", mutates_args=())
+def _fno_op(t: torch.Tensor, grid: torch.Tensor, lift_weight: torch.Tensor, lift_bias: torch.Tensor,
+            spectral: torch.Tensor, pointwise_weight: torch.Tensor,
+            pointwise_bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return fno_fwd(t, grid, lift_weight, lift_bias, spectral, pointwise_weight, pointwise_bias)
+
+
+@_fno_op.register_fake
+def _(t, grid, lift_weight, lift_bias, spectral, pointwise_weight, pointwise_bias):
+    layers, C = spectral.shape[0], spectral.shape[1]
+    saved = t.new_empty((t.shape[0], layers, grid.shape[0], C), dtype=torch.float32)
+    return t.new_empty((t.shape[0], C), dtype=torch.float32), saved, torch.empty_like(saved)
+
+
+@torch.library.custom_op("mpdit::fno_time_features_backward", mutates_args=())
+def _fno_bwd_op(dout: torch.Tensor, t: torch.Tensor, grid: torch.Tensor, lift_weight: torch.Tensor,
+                spectral: torch.Tensor, pointwise_weight: torch.Tensor, h: torch.Tensor,
+                a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                          torch.Tensor]:
+    return fno_bwd(dout, t, grid, lift_weight, spectral, pointwise_weight, h, a)
+
+
+@_fno_bwd_op.register_fake
+def _(dout, t, grid, lift_weight, spectral, pointwise_weight, h, a):
+    C = spectral.shape[1]
+    return (t.new_empty(t.shape), lift_weight.new_empty(lift_weight.shape), lift_weight.new_empty((C,)),
+            spectral.new_empty(spectral.shape), pointwise_weight.new_empty(pointwise_weight.shape),
+            pointwise_weight.new_empty((spectral.shape[0], C)))
+
+
+def _fno_setup(ctx, inputs, output):
+    t, grid, lift_weight, lift_bias, spectral, pointwise_weight, pointwise_bias = inputs
+    ctx.save_for_backward(t, grid, lift_weight, spectral, pointwise_weight, output[1], output[2])
+
+
+def _fno_backward(ctx, dout, dh, da):
+    t, grid, lift_weight, spectral, pointwise_weight, h, a = ctx.saved_tensors
+    dt, dlw, dlb, dspec, dpw, dpb = _fno_bwd_op(dout, t, grid, lift_weight, spectral, pointwise_weight, h, a)
+    return dt, None, dlw, dlb, dspec, dpw, dpb
+
+
+_fno_op.register_autograd(_fno_backward, setup_context=_fno_setup)
+
+
+def fno_time_features(t, grid, lift_weight, lift_bias, spectral, pointwise_weight, pointwise_bias):
+    """(B, C) grid mean of the FNO layers, fused. spectral (layers, C, C, modes, 2), pointwise_weight (layers, C, C)."""
+    return _fno_op(t, grid, lift_weight, lift_bias, spectral, pointwise_weight, pointwise_bias)[0]
+
+
+# --------------------------------------------------------------------------- reference
+def fno_time_features_ref(t, grid, lift_weight, lift_bias, spectral, pointwise_weight, pointwise_bias):
+    """Plain PyTorch with torch.fft, the layout of mpdit.models.embeddings.FNOTimeEmbedding."""
+    modes = spectral.shape[3]
+    points = grid[None, :, None] + t.float()[:, None, None]  # (B, N, 1)
+    h = (points * lift_weight.reshape(1, 1, -1) + lift_bias).transpose(1, 2)  # (B, C, N)
+    for layer in range(spectral.shape[0]):
+        x_ft = torch.fft.rfft(h, dim=-1)[..., :modes]
+        mixed = torch.einsum("bim,iom->bom", x_ft, torch.view_as_complex(spectral[layer].contiguous()))
+        h_next = torch.fft.irfft(mixed, n=h.shape[-1], dim=-1)
+        h_next = h_next + torch.einsum("oi,bin->bon", pointwise_weight[layer], h) + pointwise_bias[layer][None, :, None]
+        h = torch.nn.functional.gelu(h_next) if layer < spectral.shape[0] - 1 else h_next
+    return h.mean(dim=-1)

@@ -1,0 +1,95 @@
+"""Shared by the kernel tests: the tolerance rule, NaN-poisoned allocations, gradient checks."""
+import pytest
+import torch
+
+# fp32: tight. Low precision: flash-attention's rule, the kernel's max error against an
+# fp32 reference at most 2x the error of the same computation done by PyTorch in that
+# dtype, plus a floor of one rounding on store (half an ulp of the largest output), which
+# the kernel cannot avoid and PyTorch's error need not show on a few elements.
+FP32_RELATIVE = 1e-5
+LOW_PRECISION_FACTOR = 2.0
+DTYPES = [torch.float32, torch.bfloat16]
+
+
+def max_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a.double() - b.double()).abs().max().item()
+
+
+def assert_matches(name: str, out: torch.Tensor, ref_fp32: torch.Tensor, ref_lowp: torch.Tensor = None):
+    """out (kernel, any dtype) against the fp32 reference; ref_lowp: PyTorch's own low-precision result."""
+    assert out.shape == ref_fp32.shape, f"{name}: shape {tuple(out.shape)} != {tuple(ref_fp32.shape)}"
+    assert not out.isnan().any(), f"{name}: NaN in the output (an element left unwritten?)"
+    if out.numel() == 0:
+        return
+    scale = max(ref_fp32.abs().max().item(), 1.0)
+    error = max_error(out, ref_fp32)
+    if out.dtype == torch.float32:
+        assert error <= FP32_RELATIVE * scale, f"{name}: fp32 error {error:.3g} > {FP32_RELATIVE * scale:.3g}"
+    else:
+        store_rounding = torch.finfo(out.dtype).eps / 2 * scale
+        bound = LOW_PRECISION_FACTOR * max_error(ref_lowp, ref_fp32) + store_rounding
+        assert error <= bound, f"{name}: {out.dtype} error {error:.3g} > {bound:.3g} (2x PyTorch's + floor)"
+
+
+def leaf(tensor: torch.Tensor, dtype) -> torch.Tensor:
+    return tensor.detach().to(dtype).requires_grad_(True)
+
+
+def check_op(name, kernel_fn, ref_fn, inputs, dtype, grad_outputs=None, constants=()):
+    """Kernel vs reference on the same random inputs: every output and every input gradient.
+
+    inputs: fp32 tensors (None passes through), rounded to `dtype` for every run so that all
+    three see the same values: the kernel in `dtype`, the reference upcast to fp32, and
+    PyTorch's own run in `dtype`. constants: indices of inputs that get no gradient (buffers).
+    """
+    kernel_in = [leaf(t, dtype) if isinstance(t, torch.Tensor) else t for t in inputs]
+    ref_in = [leaf(t.to(dtype), torch.float32) if isinstance(t, torch.Tensor) else t for t in inputs]
+    lowp_in = [leaf(t, dtype) if isinstance(t, torch.Tensor) else t for t in inputs]
+    outs = _as_tuple(kernel_fn(*kernel_in))
+    refs = _as_tuple(ref_fn(*ref_in))
+    lowps = _as_tuple(ref_fn(*lowp_in))
+    for i, (out, ref, lowp) in enumerate(zip(outs, refs, lowps)):
+        assert_matches(f"{name} output {i}", out, ref, lowp)
+    if grad_outputs is None:
+        grad_outputs = [torch.randn_like(ref) for ref in refs]
+    tensors = [i for i, t in enumerate(inputs) if isinstance(t, torch.Tensor) and i not in constants]
+
+    def grads(outputs, args):
+        loss = sum((o.float() * g).sum() for o, g in zip(outputs, grad_outputs))
+        return torch.autograd.grad(loss, [args[i] for i in tensors])
+
+    for i, g_out, g_ref, g_lowp in zip(tensors, grads(outs, kernel_in), grads(refs, ref_in), grads(lowps, lowp_in)):
+        assert g_out.dtype == kernel_in[i].dtype
+        assert_matches(f"{name} grad of input {i}", g_out, g_ref, g_lowp)
+
+
+def _as_tuple(value):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+class _PoisonedTorch:
+    """The torch module, except that fresh floating-point buffers come filled with NaN."""
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    @staticmethod
+    def _poison(tensor):
+        return tensor.fill_(float("nan")) if tensor.is_floating_point() else tensor
+
+    def empty(self, *args, **kwargs):
+        return self._poison(torch.empty(*args, **kwargs))
+
+    def empty_like(self, *args, **kwargs):
+        return self._poison(torch.empty_like(*args, **kwargs))
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    """Kernel outputs start as NaN, so an element a kernel fails to write fails the test."""
+    import mpdit_kernels.adaln
+    import mpdit_kernels.fno
+    import mpdit_kernels.upsample
+
+    for module in (mpdit_kernels.adaln, mpdit_kernels.fno, mpdit_kernels.upsample):
+        monkeypatch.setattr(module, "torch", _PoisonedTorch())

@@ -1,0 +1,66 @@
+"""Fused upsample (pixel shuffle + GELU + class tokens + LayerNorm) and fine-stage entry."""
+import pytest
+import torch
+
+pytest.importorskip("triton")  # the Triton kernels; the torch backend is tested without it
+
+from kernel_checks import DTYPES, check_op, poisoned  # noqa: F401  (fixture)
+from mpdit_kernels.upsample import fine_entry, fine_entry_ref, upsample_shuffle_norm, upsample_shuffle_norm_ref
+
+# (B, grid_h, grid_w, D, class tokens, ratio): MPDiT-S's real 8x8 -> 16x16 with 16 tokens
+# (272 rows out), a non-square grid, no class tokens (the m = 0 ablation), XL's width, ratio 4.
+UPSAMPLE_CASES = [(1, 8, 8, 384, 16, 2), (3, 2, 3, 72, 16, 2), (3, 3, 2, 72, 0, 2), (1, 2, 2, 1152, 1, 2),
+                  (1, 2, 2, 72, 3, 4)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", UPSAMPLE_CASES)
+def test_upsample_shuffle_norm(poisoned, device, dtype, case):
+    B, h, w, D, m, r = case
+    wide = torch.randn(B, h * w, r * r * D, device=device)
+    cls = torch.randn(B, m, D, device=device)
+    check_op("upsample_shuffle_norm", lambda a, b: upsample_shuffle_norm(a, b, r, h, w),
+             lambda a, b: upsample_shuffle_norm_ref(a, b, r, h, w), (wide, cls), dtype)
+
+
+FINE_CASES = [(1, 16, 64, 72), (3, 16, 17, 384), (3, 0, 1, 1152), (2, 1, 256, 72)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", FINE_CASES)
+@pytest.mark.parametrize("with_skip", [True, False])
+def test_fine_entry(poisoned, device, dtype, case, with_skip):
+    B, m, N, D = case
+    refined, pos = torch.randn(B, m + N, D, device=device), torch.randn(N, D, device=device)
+    skip = torch.randn(B, N, D, device=device) if with_skip else None
+    check_op("fine_entry", fine_entry, fine_entry_ref, (refined, skip, pos), dtype)
+
+
+def test_opcheck(device):
+    wide = torch.randn(2, 4, 4 * 24, device=device, requires_grad=True)
+    cls = torch.randn(2, 3, 24, device=device, requires_grad=True)
+    torch.library.opcheck(torch.ops.mpdit.upsample_shuffle_norm.default, (wide, cls, 2, 2, 2))
+    refined = torch.randn(2, 19, 24, device=device, requires_grad=True)
+    skip = torch.randn(2, 16, 24, device=device, requires_grad=True)
+    torch.library.opcheck(torch.ops.mpdit.fine_entry.default, (refined, skip, torch.randn(16, 24, device=device)))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda d: upsample_shuffle_norm(torch.randn(2, 5, 96, device=d), torch.randn(2, 3, 24, device=d), 2, 2, 2),
+     r"wide has 5 tokens, expected grid_h \* grid_w = 4"),
+    (lambda d: upsample_shuffle_norm(torch.randn(2, 4, 90, device=d), torch.randn(2, 3, 24, device=d), 2, 2, 2),
+     r"ratio=2: expected >= 2 dividing wide's 90 channels"),
+    (lambda d: upsample_shuffle_norm(torch.randn(2, 4, 96, device=d), torch.randn(2, 3, 20, device=d), 2, 2, 2),
+     r"cls has shape \(2, 3, 20\), expected \(2, 3, 24\)"),
+    (lambda d: upsample_shuffle_norm(torch.randn(2, 4, 96, device=d).half().int(), torch.randn(2, 3, 24, device=d),
+                                     2, 2, 2), r"wide has dtype torch.int32"),
+    (lambda d: fine_entry(torch.randn(2, 19, 24, device=d), torch.randn(2, 15, 24, device=d),
+                          torch.randn(16, 24, device=d)), r"skip has shape \(2, 15, 24\), expected \(2, 16, 24\)"),
+    (lambda d: fine_entry(torch.randn(2, 19, 24, device=d), None, torch.randn(16, 20, device=d)),
+     r"pos has shape \(16, 20\), expected \(16, 24\)"),
+    (lambda d: fine_entry(torch.randn(2, 19, 24, device=d), None, torch.randn(20, 24, device=d)),
+     r"pos has 20 tokens, more than refined's 19"),
+])
+def test_bad_inputs(device, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(device)
