@@ -17,7 +17,7 @@ import time
 import torch
 
 from mpdit import create_model
-from mpdit.benchmarking import Results
+from mpdit.bench.timing import Results
 from mpdit.flops import audit
 from mpdit.flow import flow_matching_loss
 

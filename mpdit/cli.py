@@ -64,6 +64,20 @@ def run_flops(args: argparse.Namespace) -> int:
     return 0
 
 
+def _csv_list(text: str) -> list:
+    return [item for item in text.split(",") if item]
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from mpdit.bench.runner import run
+
+    outcome = run(args.preset, device=args.device, out=args.out, models=args.models, providers=args.providers,
+                  sections=args.sections, progress=not args.no_progress)
+    print(outcome["markdown"])
+    print(f"\nwrote {outcome['json']}, {outcome['csv']}" + "".join(f", {p}" for p in outcome["plots"]))
+    return 1 if outcome["results"].errors else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mpdit", description="MPDiT engine: models, FLOP audit, sampling.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -73,6 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
     flops.add_argument("--device", default="meta", choices=("meta", "cpu"),
                        help="meta: count shapes without weights (default); cpu: a forward on real tensors")
     flops.set_defaults(handler=run_flops)
+
+    from mpdit.bench.presets import PRESETS, SECTIONS
+
+    bench = commands.add_parser("bench", help="speed, memory and FLOPs of MPDiT against DiT/SiT, per kernel backend",
+                                description="; ".join(f"{p.name}: {p.description}" for p in PRESETS.values()))
+    bench.add_argument("--preset", default="default", choices=list(PRESETS))
+    bench.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when present")
+    bench.add_argument("--out", metavar="DIR", help="results folder (default benchmarks/results/<date>-<device>-<preset>)")
+    bench.add_argument("--models", type=_csv_list, metavar="A,B", help="a subset of the preset's models")
+    bench.add_argument("--providers", type=_csv_list, metavar="A,B", help="torch, compile, triton, triton+compile")
+    bench.add_argument("--sections", type=_csv_list, metavar="A,B", help=", ".join(SECTIONS))
+    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bench.set_defaults(handler=run_bench)
     return parser
 
 

@@ -69,6 +69,19 @@ def count_forward_macs(model: torch.nn.Module, batch: int = 1) -> MacCount:
     return MacCount(total=counter.get_total_flops() // 2, attention=attention // 2)
 
 
+def count_train_step_flops(model: torch.nn.Module, batch: int = 1) -> int:
+    """FLOPs (not MACs) of one forward and backward pass, measured by the counter."""
+    cfg = model.config
+    param = next(model.parameters())
+    x = torch.randn(batch, cfg.in_channels, cfg.latent_size, cfg.latent_size, device=param.device)
+    t = torch.rand(batch, device=param.device)
+    y = torch.randint(0, cfg.num_classes, (batch,), device=param.device)
+    counter = FlopCounterMode(display=False, depth=None, custom_mapping=EXTRA_FORMULAS)
+    with counter:
+        model(x, t, y).float().square().mean().backward()
+    return counter.get_total_flops()
+
+
 def paper_attention_macs(config) -> int:
     """2 * L^2 * D per block, L = image tokens at the finest patch (the paper's convention)."""
     fine_tokens = (config.latent_size // config.stages[-1][0]) ** 2

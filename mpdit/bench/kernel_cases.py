@@ -1,0 +1,139 @@
+"""Microbenchmarks of each fused op against eager PyTorch and torch.compile.
+
+Bytes are the fewest each op must move (each input read once, each output written once);
+GB/s = bytes / median time; % of copy is against a device-to-device copy timed in the
+same run. One setup_<case>(B, D, dtype, device, provider) per case returns the forward
+call, the inputs that get gradients, and the bytes of the forward and of the backward.
+"""
+import torch
+
+from mpdit.bench.timing import time_call
+from mpdit_kernels import adaln, fno, upsample
+
+PROVIDERS = ("torch", "compile", "triton")
+
+
+def pick(provider, kernel, reference):
+    if provider == "triton":
+        return kernel
+    if provider == "compile":
+        return torch.compile(reference)
+    return reference
+
+
+def leaf(shape, dtype, device, scale=1.0):
+    return (scale * torch.randn(shape, device=device, dtype=torch.float32)).to(dtype).requires_grad_()
+
+
+# One setup_<case>(B, D, dtype, device, provider) per case: returns (forward fn, inputs, bytes fwd, bytes bwd).
+def setup_residual_adaln(B, D, dtype, device, provider, tokens):
+    x, y = leaf((B, tokens, D), dtype, device), leaf((B, tokens, D), dtype, device)
+    gate, shift, scale = (leaf((B, D), dtype, device, 0.5) for _ in range(3))
+    fn = pick(provider, adaln.residual_adaln_modulate, adaln.residual_adaln_modulate_ref)
+    size = B * tokens * D * x.element_size()
+    return (lambda: fn(x, y, gate, shift, scale)), [x, y, gate, shift, scale], 4 * size, 6 * size
+
+
+def setup_adaln(B, D, dtype, device, provider, tokens):
+    x = leaf((B, tokens, D), dtype, device)
+    shift, scale = (leaf((B, D), dtype, device, 0.5) for _ in range(2))
+    fn = pick(provider, adaln.adaln_modulate, adaln.adaln_modulate_ref)
+    size = B * tokens * D * x.element_size()
+    return (lambda: fn(x, shift, scale)), [x, shift, scale], 2 * size, 3 * size
+
+
+def setup_upsample(B, D, dtype, device, provider, grid=8, class_tokens=16):
+    wide = leaf((B, grid * grid, 4 * D), dtype, device)
+    cls = leaf((B, class_tokens, D), dtype, device)
+    fn = pick(provider, upsample.upsample_shuffle_norm, upsample.upsample_shuffle_norm_ref)
+    element = wide.element_size()
+    read = (wide.numel() + cls.numel()) * element
+    written = B * (class_tokens + 4 * grid * grid) * D * element
+    return (lambda: fn(wide, cls, 2, grid, grid)), [wide, cls], read + written, 2 * read + written
+
+
+def setup_fine_entry(B, D, dtype, device, provider, image_tokens=256, class_tokens=16):
+    refined = leaf((B, class_tokens + image_tokens, D), dtype, device)
+    skip = leaf((B, image_tokens, D), dtype, device)
+    pos = torch.randn(image_tokens, D, device=device, dtype=dtype)
+    fn = pick(provider, upsample.fine_entry, upsample.fine_entry_ref)
+    element = refined.element_size()
+    moved = (2 * refined.numel() + skip.numel()) * element
+    return (lambda: fn(refined, skip, pos)), [refined, skip], moved, None  # backward only routes views
+
+
+def setup_fno(B, D, dtype, device, provider):
+    layers, width, modes, points = 3, 32, 16, 32
+    t = torch.rand(B, device=device)
+    grid = torch.linspace(-1, 1, points, device=device)
+    params = [leaf((width, 1), torch.float32, device), leaf((width,), torch.float32, device),
+              leaf((layers, width, width, modes, 2), torch.float32, device, 0.05),
+              leaf((layers, width, width), torch.float32, device, 0.2), leaf((layers, width), torch.float32, device)]
+    fn = pick(provider, fno.fno_time_features, fno.fno_time_features_ref)
+    return (lambda: fn(t, grid, *params)), params, None, None  # launch-bound: time only
+
+
+CASES = {
+    "residual_adaln_modulate/coarse": lambda *a: setup_residual_adaln(*a, tokens=80),
+    "residual_adaln_modulate/fine": lambda *a: setup_residual_adaln(*a, tokens=272),
+    "adaln_modulate/fine": lambda *a: setup_adaln(*a, tokens=272),
+    "upsample_shuffle_norm": setup_upsample,
+    "fine_entry": setup_fine_entry,
+    "fno_time_features": setup_fno,
+}
+
+
+def bench_case(results, name, setup, batch, width, dtype, device, providers, copy_gbs, x_label, min_reps=10):
+    """Forward and backward of one op per provider: time, GB/s and % of copy as rows."""
+    for provider in providers:
+        forward, inputs, bytes_fwd, bytes_bwd = setup(batch, width, dtype, device, provider)
+        outputs = forward()
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        grads = [torch.randn_like(o) for o in outputs]
+
+        def backward():
+            torch.autograd.grad(outputs, inputs, grads, retain_graph=True)
+
+        for mode, fn, moved in (("forward", forward, bytes_fwd), ("backward", backward, bytes_bwd)):
+            timing = time_call(fn, device, min_reps=min_reps)
+            for metric, value in timing.items():
+                results.add(name, provider, mode, metric, "ms", x_label, value)
+            if moved:
+                gbs = moved / (timing["median_ms"] * 1e-3) / 1e9
+                results.add(name, provider, mode, "bandwidth", "GB/s", x_label, gbs)
+                results.add(name, provider, mode, "copy_fraction", "%", x_label, 100 * gbs / copy_gbs)
+
+
+def bench_kernels(results, widths, batch, dtype, device, providers, copy_gbs, min_reps=10, progress=None):
+    """Every case at every width; rows keyed by case and x = 'B=.. D=.. dtype'."""
+    for width in widths:
+        x_label = f"B={batch} D={width} {str(dtype).replace('torch.', '')}"
+        for name, setup in CASES.items():
+            if progress is not None:
+                progress.set_description(f"kernels {name} D={width}")
+            bench_case(results, name, setup, batch, width, dtype, device, providers, copy_gbs, x_label, min_reps)
+            if progress is not None:
+                progress.update(1)
+
+
+def summary(results, providers=PROVIDERS) -> str:
+    """Markdown: one line per op, mode and shape; ratios are the other providers' time over the last's."""
+    by_key = {(r["case"], r["provider"], r["mode"], r["metric"], r["x"]): r["value"] for r in results.rows}
+    shapes = sorted({r["x"] for r in results.rows if r["case"] in CASES})
+    fused = providers[-1]
+    header = " | ".join(f"{p} ms" for p in providers)
+    ratios = "".join(f" {p} / {fused} |" for p in providers[:-1])
+    lines = [f"| op | shape | mode | {header} | {fused} GB/s | % of copy |{ratios}",
+             "|" + "---|" * (4 + 2 * len(providers))]
+    for shape in shapes:
+        for case in CASES:
+            for mode in ("forward", "backward"):
+                ms = [by_key.get((case, p, mode, "median_ms", shape)) for p in providers]
+                if None in ms:
+                    continue
+                gbs = by_key.get((case, fused, mode, "bandwidth", shape))
+                pct = by_key.get((case, fused, mode, "copy_fraction", shape))
+                lines.append(f"| {case} | {shape} | {mode} | " + " | ".join(f"{v:.3f}" for v in ms) + " | "
+                             + (f"{gbs:.0f} | {pct:.0f}% |" if gbs else "- | - |")
+                             + "".join(f" {v / ms[-1]:.2f}x |" for v in ms[:-1]))
+    return "\n".join(lines)

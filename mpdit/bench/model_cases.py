@@ -1,0 +1,179 @@
+"""Whole-model cases: training step, inference, guided sampling, CUDA-graph replay.
+
+A provider is a kernel backend plus an optional torch.compile: "torch" (eager),
+"compile" (torch.compile of the plain model), "triton" (fused kernels), "triton+compile".
+Inputs rotate over a few batches so repeated runs do not replay one cached batch.
+"""
+import contextlib
+import gc
+from dataclasses import dataclass, field
+
+import torch
+
+from mpdit import create_model
+from mpdit.bench.timing import time_call, time_steps
+from mpdit.flow import flow_matching_loss
+from mpdit.guidance import GuidedVelocity
+from mpdit.sampling import euler
+
+PROVIDERS = ("torch", "compile", "triton", "triton+compile")
+INPUT_SETS = 3
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    label: str
+    name: str
+    overrides: dict = field(default_factory=dict)
+
+
+def build(spec: ModelSpec, provider: str, device: str):
+    """(model, callable): the callable is the compiled model for the compile providers."""
+    if provider not in PROVIDERS:
+        raise ValueError(f"provider={provider!r}: expected one of {PROVIDERS}")
+    backend = "triton" if provider.startswith("triton") else "torch"
+    model = create_model(spec.name, kernel_backend=backend, **spec.overrides).to(device)
+    model.check_values = False  # the benchmark's inputs are valid: keep device syncs out of the timings
+    forward = torch.compile(model) if provider.endswith("compile") else model
+    return model, forward
+
+
+def release(device: str) -> None:
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+
+
+def latent_batches(model, batch: int, device: str):
+    cfg = model.config
+    shape = (batch, cfg.in_channels, cfg.latent_size, cfg.latent_size)
+    return [(torch.randn(shape, device=device), torch.rand(batch, device=device),
+             torch.randint(0, cfg.num_classes, (batch,), device=device)) for _ in range(INPUT_SETS)]
+
+
+def autocast_for(device: str, dtype: torch.dtype):
+    return torch.autocast(device, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
+
+
+def bench_train(results, spec, provider, device, dtype, batch, reps, warmup, x_label, macs, peak_tflops):
+    """Forward, backward and AdamW on `batch` images; on CUDA out-of-memory the step is split
+    into micro-batches with gradient accumulation (same images per step)."""
+    model, forward = build(spec, provider, device)
+    fused = {"fused": True} if device == "cuda" else {}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0, **fused)
+    batches = latent_batches(model, batch, device)
+    null_class = model.config.num_classes
+    micro = batch
+    while True:
+        state = {"i": 0}
+
+        def step():
+            latents, _, labels = batches[state["i"] % INPUT_SETS]
+            state["i"] += 1
+            for chunk in range(0, batch, micro):
+                with autocast_for(device, dtype):
+                    loss = flow_matching_loss(forward, latents[chunk:chunk + micro], labels[chunk:chunk + micro],
+                                              null_class=null_class)
+                (loss * min(micro, batch - chunk) / batch).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        try:
+            if device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            timing = time_steps(step, device, reps=reps, warmup=warmup)
+            break
+        except torch.cuda.OutOfMemoryError:
+            optimizer.zero_grad(set_to_none=True)
+            release(device)
+            if micro == 1:
+                raise
+            micro //= 2
+    seconds = timing["median_ms"] / 1e3
+    tflops = 3 * 2 * macs * batch / seconds / 1e12  # backward ~ 2x the forward's FLOPs
+    add = lambda metric, unit, value: results.add(spec.label, provider, "train", metric, unit, x_label, value)
+    for metric in ("median_ms", "p20_ms", "p80_ms", "warmup_ms"):
+        add(metric, "ms", timing[metric])
+    add("throughput", "images/s", batch / seconds)
+    add("achieved", "TFLOP/s", tflops)
+    add("mfu", "%", 100 * tflops / peak_tflops)
+    add("micro_batch", "images", micro)
+    if device == "cuda":
+        add("peak_memory", "GiB", torch.cuda.max_memory_allocated() / 2 ** 30)
+    del model, forward, optimizer, batches
+    release(device)
+
+
+@torch.inference_mode()
+def bench_inference(results, spec, provider, device, dtype, batches_to_time, reps, warmup, macs, peak_tflops):
+    """Forward latency at each batch size (batch 1 = latency, large batch = throughput)."""
+    model, forward = build(spec, provider, device)
+    for batch in batches_to_time:
+        x_label = f"B={batch} {str(dtype).replace('torch.', '')}"
+        inputs = latent_batches(model, batch, device)
+        state = {"i": 0}
+
+        def call():
+            x, t, y = inputs[state["i"] % INPUT_SETS]
+            state["i"] += 1
+            with autocast_for(device, dtype):
+                forward(x, t, y)
+
+        timing = time_steps(call, device, reps=reps, warmup=warmup)
+        seconds = timing["median_ms"] / 1e3
+        for metric in ("median_ms", "p20_ms", "p80_ms"):
+            results.add(spec.label, provider, "inference", metric, "ms", x_label, timing[metric])
+        results.add(spec.label, provider, "inference", "throughput", "images/s", x_label, batch / seconds)
+        tflops = 2 * macs * batch / seconds / 1e12
+        results.add(spec.label, provider, "inference", "mfu", "%", x_label, 100 * tflops / peak_tflops)
+    del model, forward
+    release(device)
+
+
+@torch.inference_mode()
+def bench_sampling(results, spec, provider, device, dtype, batch, steps_list, reps, warmup, cfg_scale=1.5,
+                   graphs=False):
+    """Guided Euler sampling: one full run per step count (timed once, after a warm-up step),
+    one guided step timed `reps` times, and on CUDA the same step captured in a CUDA graph."""
+    model, _ = build(spec, provider if not provider.endswith("compile") else provider.split("+")[0], device)
+    cfg = model.config
+    labels = torch.randint(0, cfg.num_classes, (batch,), device=device)
+    noise = torch.randn(batch, cfg.in_channels, cfg.latent_size, cfg.latent_size, device=device)
+    velocity = GuidedVelocity(model, labels, cfg_scale=cfg_scale)
+    x_label = f"B={batch} cfg={cfg_scale} {str(dtype).replace('torch.', '')}"
+
+    def one_step(x):
+        with autocast_for(device, dtype):
+            return x - 0.02 * velocity(x, 0.5)
+
+    step = time_steps(lambda: one_step(noise), device, reps=reps, warmup=warmup)
+    for metric in ("median_ms", "p20_ms", "p80_ms"):
+        results.add(spec.label, provider, "sample_step", metric, "ms", x_label, step[metric])
+    for steps in steps_list:
+        with autocast_for(device, dtype):
+            run = time_steps(lambda: euler(velocity, noise, steps), device, reps=1, warmup=0)
+        results.add(spec.label, provider, f"sample_{steps}_steps", "run_ms", "ms", x_label, run["median_ms"])
+    if graphs and device == "cuda":
+        graph_ms, eager_ms = graph_replay(one_step, noise)
+        results.add(spec.label, provider, "sample_step", "graph_replay_ms", "ms", x_label, graph_ms)
+        results.add(spec.label, provider, "sample_step", "eager_ms", "ms", x_label, eager_ms)
+    del model, velocity
+    release(device)
+
+
+def graph_replay(one_step, noise):
+    """(median ms of a CUDA-graph replay of one guided step, median ms of the same step eager)."""
+    static_x = noise.clone()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up off the capture stream, as CUDA graphs require
+        for _ in range(3):
+            one_step(static_x)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out = one_step(static_x)
+    del static_out
+    replay = time_call(graph.replay, "cuda")["median_ms"]
+    eager = time_call(lambda: one_step(static_x), "cuda")["median_ms"]
+    return replay, eager

@@ -1,0 +1,157 @@
+"""`mpdit bench`: run a preset's sections, collect rows, write JSON / CSV / plots, print Markdown."""
+import datetime
+import os
+import traceback
+
+import torch
+import torch._functorch.config
+
+from mpdit.bench import kernel_cases, model_cases
+from mpdit.bench.environment import environment
+from mpdit.bench.presets import PRESETS, SECTIONS
+from mpdit.bench.report import markdown, write_plots
+from mpdit.bench.timing import Results, copy_bandwidth_gbs, matmul_peak_tflops
+from mpdit.flops import audit, count_train_step_flops
+from mpdit.models import create_model
+from mpdit_kernels import attention_paths
+from mpdit_kernels._triton import AVAILABLE as TRITON_AVAILABLE, INTERPRET
+
+
+def applicable_providers(providers, device: str) -> tuple:
+    """Triton runs natively on CUDA; on a CPU only its interpreter does, which is no speed figure,
+    so there it is kept only when TRITON_INTERPRET=1 was asked for (tests)."""
+    def fits(provider):
+        if provider.startswith("triton"):
+            return TRITON_AVAILABLE and (device == "cuda" or INTERPRET)
+        return True
+    return tuple(p for p in providers if fits(p))
+
+
+def check_choice(name: str, values, allowed) -> None:
+    unknown = [v for v in values if v not in allowed]
+    if unknown:
+        raise ValueError(f"{name}={','.join(unknown)}: expected some of {', '.join(allowed)}")
+
+
+def plan(preset, device, models, providers, sections):
+    """The (section, model spec, provider) tasks, in the order they run."""
+    tasks = []
+    for spec in models:
+        for provider in providers:
+            compiled = provider.endswith("compile")
+            if compiled and spec.label not in preset.compile_models:
+                continue
+            if "train" in sections:
+                tasks.append(("train", spec, provider))
+            if not compiled:  # inference and sampling run eager models (compiling again costs minutes)
+                tasks += [(section, spec, provider) for section in ("inference", "sampling") if section in sections]
+    return tasks
+
+
+def run(preset_name="default", device=None, out=None, models=None, providers=None, sections=None,
+        progress=True) -> dict:
+    if preset_name not in PRESETS:
+        raise ValueError(f"preset={preset_name!r}: expected one of {', '.join(PRESETS)}")
+    preset = PRESETS[preset_name]
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") or (device == "cuda" and not torch.cuda.is_available()):
+        raise ValueError(f"device={device!r}: expected 'cpu'" + (" or 'cuda'" if torch.cuda.is_available() else
+                                                                   " (no CUDA device here)"))
+    labels = [spec.label for spec in preset.models]
+    if models:
+        check_choice("models", models, labels)
+    specs = [spec for spec in preset.models if not models or spec.label in models]
+    if providers:
+        check_choice("providers", providers, model_cases.PROVIDERS)
+    chosen = applicable_providers(providers or preset.providers, device)
+    if sections:
+        check_choice("sections", sections, SECTIONS)
+    sections = tuple(sections or preset.sections)
+    dtype = getattr(torch, preset.dtype) if device == "cuda" else torch.float32
+    out = out or os.path.join("benchmarks", "results",
+                              f"{datetime.date.today()}-{device}-{preset.name}")
+    # Backward of a kernel is timed on a retained graph; compiled graphs refuse one while they
+    # donate buffers (a memory saving, not a speed one).
+    torch._functorch.config.donated_buffer = False
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    torch.manual_seed(0)
+
+    results = Results(device)
+    notes = []
+    if set(preset.providers) - set(chosen):
+        notes.append(f"providers not run on {device}: {', '.join(sorted(set(preset.providers) - set(chosen)))} "
+                     "(Triton needs a CUDA device; on a CPU only its interpreter runs)")
+    peak = matmul_peak_tflops(device, dtype)
+    copy_gbs = copy_bandwidth_gbs(device, size_bytes=(1 << 30) if device == "cuda" else (1 << 26))
+    results.add("device", "-", "ceiling", "matmul_peak", "TFLOP/s", str(dtype).replace("torch.", ""), peak)
+    results.add("device", "-", "ceiling", "copy_bandwidth", "GB/s", "device copy", copy_gbs)
+
+    macs = {}
+    for spec in specs:
+        row = audit(spec.name, **spec.overrides)
+        macs[spec.label] = row.gflops_exact * 1e9
+        if "flops" in sections:
+            with torch.device("meta"):
+                train_flops = count_train_step_flops(create_model(spec.name, **spec.overrides))
+            for metric, unit, value in (("params", "M", row.params_m), ("gflops_paper", "GMAC", row.gflops_paper),
+                                        ("gflops_exact", "GMAC", row.gflops_exact),
+                                        ("train_step_gflop", "GFLOP", train_flops / 1e9)):
+                results.add(spec.label, "-", "audit", metric, unit, "per image", value)
+
+    tasks = plan(preset, device, specs, chosen, sections)
+    kernel_tasks = len(preset.kernel_widths) * len(kernel_cases.CASES) if "kernels" in sections else 0
+    kernel_providers = tuple(p for p in ("torch", "compile", "triton") if p in chosen)
+    if kernel_tasks and "triton" not in kernel_providers:
+        notes.append("fused-op microbenchmarks ran without the triton provider (Triton needs a CUDA device)")
+    if not kernel_providers:
+        kernel_tasks = 0
+    bar = _progress(len(tasks) + kernel_tasks, progress)
+    for section, spec, provider in tasks:
+        bar.set_description(f"{section} {spec.label} {provider}")
+        try:
+            _run_task(results, section, spec, provider, preset, device, dtype, macs[spec.label], peak)
+        except Exception as error:  # one failing case is reported, the others still run
+            results.errors.append({"section": section, "model": spec.label, "provider": provider,
+                                   "error": f"{type(error).__name__}: {error}",
+                                   "traceback": traceback.format_exc(limit=3)})
+            model_cases.release(device)
+        bar.update(1)
+    if kernel_tasks:
+        try:
+            kernel_cases.bench_kernels(results, preset.kernel_widths, preset.kernel_batch, dtype, device,
+                                       kernel_providers, copy_gbs, min_reps=preset.reps, progress=bar)
+        except Exception as error:
+            results.errors.append({"section": "kernels", "error": f"{type(error).__name__}: {error}",
+                                   "traceback": traceback.format_exc(limit=3)})
+    bar.close()
+
+    env = environment(device)
+    env["attention_paths"] = attention_paths()
+    meta = {"environment": env, "preset": preset.name, "description": preset.description,
+            "dtype": str(dtype).replace("torch.", ""), "providers": list(chosen), "sections": list(sections),
+            "notes": notes, "baselines": preset.baselines}
+    path = results.write(out, "bench", dict(meta))
+    plots = write_plots(results, out, preset.baselines, kernel_providers)
+    return {"json": path, "csv": path[:-5] + ".csv", "plots": plots, "results": results, "meta": meta,
+            "markdown": markdown(results, meta, kernel_providers)}
+
+
+def _run_task(results, section, spec, provider, preset, device, dtype, macs, peak):
+    if section == "train":
+        x_label = f"B={preset.train_batch} {str(dtype).replace('torch.', '')}"
+        model_cases.bench_train(results, spec, provider, device, dtype, preset.train_batch, preset.reps,
+                                preset.warmup, x_label, macs, peak)
+    elif section == "inference":
+        model_cases.bench_inference(results, spec, provider, device, dtype, preset.inference_batches, preset.reps,
+                                    preset.warmup, macs, peak)
+    else:
+        model_cases.bench_sampling(results, spec, provider, device, dtype, preset.sample_batch, preset.sample_steps,
+                                   preset.reps, preset.warmup, graphs=device == "cuda")
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, disable=not enabled, unit="case", dynamic_ncols=True)

@@ -1,0 +1,125 @@
+"""Timing, device ceilings and result rows shared by `mpdit bench` and benchmarks/.
+
+Short calls: triton.testing.do_bench on GPU (CUDA events, warm-up, L2 flush between runs),
+perf_counter on CPU; median with 20th / 80th percentiles of at least `min_reps` runs.
+Long calls (a training step, a sampling run): synchronised perf_counter per call.
+Rows are long format: case, provider, mode, metric, unit, x, value, device, timestamp, git sha.
+"""
+import csv
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import time
+
+import torch
+
+from mpdit.bench.environment import environment
+
+
+def time_call(fn, device: str, warmup_ms: float = 25, rep_ms: float = 100, min_reps: int = 10) -> dict:
+    """{'median_ms', 'p20_ms', 'p80_ms'} of fn() on `device`."""
+    if device == "cuda":
+        import triton.testing
+
+        p20, median, p80 = triton.testing.do_bench(fn, warmup=warmup_ms, rep=rep_ms, quantiles=[0.2, 0.5, 0.8])
+        return {"median_ms": median, "p20_ms": p20, "p80_ms": p80}
+    fn()  # warm-up: first-call costs stay out of the numbers
+    times, deadline = [], time.perf_counter() + rep_ms / 1e3
+    while len(times) < min_reps or time.perf_counter() < deadline:
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return _quantiles(times)
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_steps(fn, device: str, reps: int = 10, warmup: int = 2) -> dict:
+    """{'median_ms', 'p20_ms', 'p80_ms', 'warmup_ms'} of a long call, synchronised around each run."""
+    start = time.perf_counter()
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    warmup_ms = (time.perf_counter() - start) * 1e3
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return {**_quantiles(times), "warmup_ms": warmup_ms}
+
+
+def _quantiles(times: list) -> dict:
+    if len(times) < 2:
+        return {"median_ms": times[0], "p20_ms": times[0], "p80_ms": times[0]}
+    quantiles = statistics.quantiles(times, n=5)
+    return {"median_ms": statistics.median(times), "p20_ms": quantiles[0], "p80_ms": quantiles[-1]}
+
+
+def matmul_peak_tflops(device: str, dtype: torch.dtype) -> float:
+    """Rate of a large square matrix product in `dtype`: the compute ceiling MFU is quoted against."""
+    n = 8192 if device == "cuda" else 1024
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    ms = time_call(lambda: a @ b, device)["median_ms"]
+    return 2 * n ** 3 / (ms * 1e-3) / 1e12
+
+
+def copy_bandwidth_gbs(device: str, size_bytes: int = 1 << 30) -> float:
+    """Device-to-device copy rate, bytes read plus bytes written, in GB/s (the memory ceiling)."""
+    src = torch.empty(size_bytes // 4, dtype=torch.float32, device=device).uniform_()
+    dst = torch.empty_like(src)
+    ms = time_call(lambda: dst.copy_(src), device)["median_ms"]
+    return 2 * size_bytes / (ms * 1e-3) / 1e9
+
+
+def git_sha() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+ROW_FIELDS = ("case", "provider", "mode", "metric", "unit", "x", "value", "device", "timestamp", "git_sha")
+
+
+class Results:
+    """Collects long-format rows (and failures) and writes them as JSON and CSV into a folder."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self.rows = []
+        self.errors = []
+        self.sha = git_sha()
+
+    def add(self, case: str, provider: str, mode: str, metric: str, unit: str, x, value: float) -> None:
+        self.rows.append({"case": case, "provider": provider, "mode": mode, "metric": metric, "unit": unit, "x": x,
+                          "value": value, "device": self.device,
+                          "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                          "git_sha": self.sha})
+
+    def value(self, case, provider, mode, metric):
+        """The last value recorded for this key, or None."""
+        for row in reversed(self.rows):
+            if (row["case"], row["provider"], row["mode"], row["metric"]) == (case, provider, mode, metric):
+                return row["value"]
+        return None
+
+    def write(self, folder: str, name: str, extra: dict = None) -> str:
+        """<name>.json (environment, extra, rows, errors) and <name>.csv (the rows)."""
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"{name}.json")
+        env = (extra or {}).pop("environment", None) or environment(self.device)
+        with open(path, "w") as f:
+            json.dump({"environment": env, **(extra or {}), "rows": self.rows, "errors": self.errors}, f, indent=1)
+        with open(os.path.join(folder, f"{name}.csv"), "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=ROW_FIELDS)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        return path

@@ -1,0 +1,95 @@
+"""`mpdit bench` end to end on the CPU with the tiny preset: every field, every file; no timing asserted."""
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mpdit.bench.model_cases import ModelSpec
+from mpdit.bench.presets import PRESETS
+from mpdit.bench.runner import applicable_providers, plan, run
+from mpdit.bench.timing import ROW_FIELDS
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    result = subprocess.run([sys.executable, "-m", "mpdit", "bench", "--preset", "tiny", "--providers", "torch",
+                             "--out", str(out), "--no-progress"], capture_output=True, text=True, timeout=300,
+                            env={**__import__("os").environ, "TRITON_INTERPRET": "0"})
+    return result, out
+
+
+def test_runs_end_to_end_and_prints_every_table(tiny_run):
+    result, _ = tiny_run
+    assert result.returncode == 0, result.stderr[-2000:]
+    for heading in ("| model | params (M) | GFLOPs paper conv.", "Training step", "Inference forward",
+                    "Guided Euler sampling", "Fused ops", "measured ceilings: matmul"):
+        assert heading in result.stdout
+
+
+def test_json_and_csv_hold_every_field(tiny_run):
+    _, out = tiny_run
+    data = json.loads((out / "bench.json").read_text())
+    env = data["environment"]
+    for key in ("device", "cpu", "threads", "torch", "triton", "flash-attn", "xformers", "attention_paths"):
+        assert key in env
+    assert env["attention_paths"]  # which attention path ran is recorded
+    assert data["errors"] == []
+    rows = data["rows"]
+    assert rows and all(set(row) == set(ROW_FIELDS) for row in rows)
+    modes = {row["mode"] for row in rows}
+    assert {"audit", "train", "inference", "sample_step", "sample_2_steps", "forward", "backward", "ceiling"} <= modes
+    metrics = {(row["mode"], row["metric"]) for row in rows}
+    for needed in [("train", "throughput"), ("train", "mfu"), ("train", "p20_ms"), ("train", "p80_ms"),
+                   ("inference", "median_ms"), ("audit", "train_step_gflop"), ("forward", "copy_fraction"),
+                   ("ceiling", "matmul_peak"), ("ceiling", "copy_bandwidth")]:
+        assert needed in metrics
+    with open(out / "bench.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == len(rows) and tuple(table[0]) == ROW_FIELDS
+
+
+def test_plots_are_written(tiny_run):
+    _, out = tiny_run
+    for name in ("throughput_vs_gflops.png", "speedup_per_backend.png", "kernel_bandwidth.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_triton_provider_path_runs(tmp_path):
+    """The fused-kernel provider end to end (interpreted here: a path check, not a speed figure)."""
+    outcome = run("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["triton"],
+                  sections=["train"], progress=False)
+    assert outcome["results"].errors == []
+    assert outcome["results"].value("MPDiT-S/8px", "triton", "train", "throughput") > 0
+
+
+def test_compile_providers_only_where_the_preset_asks():
+    preset = PRESETS["paper"]
+    specs = [ModelSpec("MPDiT-XL", "MPDiT-XL"), ModelSpec("MPDiT-B", "MPDiT-B")]
+    tasks = {(section, spec.label, provider) for section, spec, provider in
+             plan(preset, "cuda", specs, preset.providers, ("train", "inference"))}
+    assert ("train", "MPDiT-XL", "compile") in tasks and ("train", "MPDiT-XL", "triton+compile") in tasks
+    assert ("train", "MPDiT-B", "compile") not in tasks
+    assert ("inference", "MPDiT-XL", "compile") not in tasks and ("inference", "MPDiT-XL", "triton") in tasks
+
+
+def test_triton_is_dropped_on_a_cpu_without_the_interpreter(monkeypatch):
+    import mpdit.bench.runner as runner
+
+    monkeypatch.setattr(runner, "INTERPRET", False)
+    assert applicable_providers(("torch", "compile", "triton", "triton+compile"), "cpu") == ("torch", "compile")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--preset", "huge"], "mpdit bench: error: argument --preset: invalid choice: 'huge'"),
+    (["--preset", "tiny", "--models", "MPDiT-Q"], "mpdit bench: error: models=MPDiT-Q: expected some of MPDiT-S/8px"),
+    (["--preset", "tiny", "--providers", "cuda"], "mpdit bench: error: providers=cuda: expected some of torch"),
+    (["--preset", "tiny", "--sections", "fid"], "mpdit bench: error: sections=fid: expected some of flops"),
+])
+def test_bad_arguments_are_one_line(args, message):
+    result = subprocess.run([sys.executable, "-m", "mpdit", "bench", *args, "--no-progress"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
