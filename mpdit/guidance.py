@@ -36,7 +36,10 @@ class GuidedVelocity:
         """x (B, C, H, W), t a float or 0-d tensor shared by the batch -> velocity (B, C, H, W)."""
         self.nfe += 1
         B = x.shape[0]
-        t_batch = torch.as_tensor(t, dtype=torch.float32, device=x.device).expand(B)
+        if isinstance(t, torch.Tensor):
+            t_batch = t.to(device=x.device, dtype=torch.float32).expand(B)
+        else:  # a fill on the device, not a host copy: stays legal inside CUDA-graph capture
+            t_batch = torch.full((B,), float(t), dtype=torch.float32, device=x.device)
         if not self.guided_at(float(t)):
             return self.model(x, t_batch, self.y)
         out = self.model(torch.cat([x, x]), torch.cat([t_batch, t_batch]), self.y_pair)
