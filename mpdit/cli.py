@@ -78,6 +78,58 @@ def run_bench(args: argparse.Namespace) -> int:
     return 1 if outcome["results"].errors else 0
 
 
+def _int_list(text: str) -> list:
+    try:
+        return [int(item) for item in text.split(",") if item]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers such as 0,1,2") from None
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from mpdit.training.checkpoint import CheckpointError
+    from mpdit.training.trainer import TrainConfig, TrainingError, train
+
+    config = TrainConfig(
+        model=args.model, dataset=args.dataset, steps=args.steps, global_batch_size=args.global_batch_size,
+        run_dir=args.run_dir, resume=args.resume, image_size=args.image_size, micro_batch_size=args.micro_batch_size,
+        lr=args.lr, warmup_steps=args.warmup_steps, grad_clip=args.grad_clip, ema_decay=args.ema_decay,
+        time_sampler=args.time_sampler, time_mean=args.time_mean, time_std=args.time_std,
+        class_dropout=args.class_dropout, seed=args.seed, compile=args.compile, parallel=args.parallel,
+        kernel_backend=args.kernel_backend,
+        precision=args.precision, on_nonfinite=args.on_nonfinite, checkpoint_every=args.checkpoint_every,
+        log_every=args.log_every, sample_every=args.sample_every, num_workers=args.num_workers,
+        overrides=model_overrides(args))
+    try:
+        final = train(config)
+    except (TrainingError, CheckpointError) as error:
+        raise ValueError(str(error)) from None
+    print(json.dumps(final))
+    return 0
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    from mpdit.training.latents import extract_latents
+    from mpdit.training.trainer import init_world
+
+    world = init_world()
+    result = extract_latents(args.images, args.out, vae=args.vae, image_size=args.image_size,
+                             normalisation=args.normalisation, flip=args.flip, batch_size=args.batch_size,
+                             rank=world.rank, world=world.size, device=world.device, seed=args.seed)
+    print(json.dumps({k: v for k, v in result.items() if k != "classes"}))
+    return 0
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    from mpdit.training.sample_checkpoint import sample_checkpoint
+
+    result = sample_checkpoint(args.checkpoint, args.out, classes=args.classes, per_class=args.per_class,
+                               cfg_scale=args.cfg_scale, steps=args.steps, method=args.method,
+                               guidance_interval=(args.guidance_low, args.guidance_high), seed=args.seed,
+                               use_ema=not args.no_ema, vae=args.vae)
+    print(json.dumps(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mpdit", description="MPDiT engine: models, FLOP audit, sampling.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -100,6 +152,63 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sections", type=_csv_list, metavar="A,B", help=", ".join(SECTIONS))
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
     bench.set_defaults(handler=run_bench)
+
+    train = commands.add_parser("train", help="flow-matching training (one process or torchrun), resumable")
+    add_model_arguments(train)
+    train.add_argument("--dataset", required=True, metavar="digits|PATH",
+                       help="'digits' (scikit-learn's, no download) or a folder of latent shards")
+    train.add_argument("--steps", type=int, required=True)
+    train.add_argument("--global-batch-size", type=int, required=True)
+    train.add_argument("--run-dir", required=True)
+    train.add_argument("--resume", metavar="auto|PATH", help="'auto': the latest checkpoint in --run-dir")
+    train.add_argument("--image-size", type=int, default=16, help="digits: 16 or 32 pixels")
+    train.add_argument("--micro-batch-size", type=int, help="per process; accumulates up to the global batch")
+    train.add_argument("--lr", type=float, default=1e-4)
+    train.add_argument("--warmup-steps", type=int, default=0)
+    train.add_argument("--grad-clip", type=float, default=1.0)
+    train.add_argument("--ema-decay", type=float, default=0.9999)
+    train.add_argument("--time-sampler", default="logit_normal", choices=("logit_normal", "uniform"))
+    train.add_argument("--time-mean", type=float, default=0.0)
+    train.add_argument("--time-std", type=float, default=1.0)
+    train.add_argument("--class-dropout", type=float, default=0.1)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--compile", action="store_true")
+    train.add_argument("--parallel", default="ddp", choices=("ddp", "fsdp"), help="under torchrun; fsdp = FSDP2")
+    train.add_argument("--kernel-backend", default="auto", choices=("torch", "triton", "auto"))
+    train.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    train.add_argument("--on-nonfinite", default="stop", choices=("stop", "skip"))
+    train.add_argument("--checkpoint-every", type=int, default=1000)
+    train.add_argument("--log-every", type=int, default=10)
+    train.add_argument("--sample-every", type=int, default=1000, help="PNG grid of EMA samples; 0 = never")
+    train.add_argument("--num-workers", type=int, default=2)
+    train.set_defaults(handler=run_train)
+
+    sample = commands.add_parser("sample", help="images from a training checkpoint: .npz (ADM layout) + PNG grid")
+    sample.add_argument("--checkpoint", required=True)
+    sample.add_argument("--out", required=True, metavar="FILE.npz")
+    sample.add_argument("--classes", type=_int_list, help="comma-separated labels (default: the first 10)")
+    sample.add_argument("--per-class", type=int, default=1)
+    sample.add_argument("--cfg-scale", type=float, default=1.0)
+    sample.add_argument("--steps", type=int, default=50)
+    sample.add_argument("--method", default="euler", choices=("euler", "heun", "dopri5", "euler_maruyama"))
+    sample.add_argument("--guidance-low", type=float, default=0.0)
+    sample.add_argument("--guidance-high", type=float, default=1.0)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--no-ema", action="store_true", help="the raw weights instead of the EMA")
+    sample.add_argument("--vae", help="latent runs: decode with this VAE (default: the one in latents.json)")
+    sample.set_defaults(handler=run_sample)
+
+    extract = commands.add_parser("extract-latents", help="encode an ImageFolder into latent shards (diffusers VAE)")
+    extract.add_argument("--images", required=True, help="ImageFolder: one sub-folder per class")
+    extract.add_argument("--out", required=True, help="folder for the shards and latents.json")
+    extract.add_argument("--vae", default="stabilityai/sd-vae-ft-ema", help="hub name or local path")
+    extract.add_argument("--image-size", type=int, default=256)
+    extract.add_argument("--normalisation", default="scale", choices=("scale", "channel"),
+                         help="scale: x 0.18215; channel: the per-channel mean/std of the MPDiT code")
+    extract.add_argument("--flip", action="store_true", help="also store horizontally flipped copies")
+    extract.add_argument("--batch-size", type=int, default=32)
+    extract.add_argument("--seed", type=int, default=0)
+    extract.set_defaults(handler=run_extract)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Training backend: data, checkpoints, the training loop, sampling from checkpoints."""

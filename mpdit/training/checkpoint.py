@@ -1,0 +1,70 @@
+"""Training checkpoints: written atomically, found again by `--resume auto`, read with clear errors.
+
+A checkpoint is one torch file `ckpt-<step>.pt` in the run folder holding, under named keys:
+model and ema (state dicts of the unwrapped model: no DDP or torch.compile prefixes),
+optimizer, step, rng, data (batches consumed), train_config and model_config. It is written to
+a temporary file, flushed to disk and renamed, so a crash mid-write leaves the last good one.
+"""
+import glob
+import os
+import re
+
+import torch
+
+FORMAT = "mpdit-train-1"
+_NAME = re.compile(r"ckpt-(\d+)\.pt$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the problem."""
+
+
+def checkpoint_path(run_dir: str, step: int) -> str:
+    return os.path.join(run_dir, f"ckpt-{step:08d}.pt")
+
+
+def save(state: dict, run_dir: str, step: int) -> str:
+    path = checkpoint_path(run_dir, step)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        torch.save({"format": FORMAT, **state}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)  # atomic on POSIX: readers see the old set of files or the new one
+    return path
+
+
+def latest(run_dir: str):
+    """Path of the highest-step complete checkpoint in run_dir, or None."""
+    found = [(int(m.group(1)), p) for p in glob.glob(os.path.join(run_dir, "ckpt-*.pt"))
+             if (m := _NAME.search(os.path.basename(p)))]
+    return max(found)[1] if found else None
+
+
+def load(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint={path!r}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # truncated or not a torch file: say so, not a pickle traceback
+        raise CheckpointError(f"checkpoint={path!r}: unreadable ({type(error).__name__}); "
+                              "the file is truncated or not an mpdit checkpoint") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint={path!r}: not an mpdit training checkpoint (format {FORMAT})")
+    return state
+
+
+def check_same_model(state: dict, path: str, model_config: dict) -> None:
+    if state["model_config"] != model_config:
+        diff = sorted(k for k in model_config if state["model_config"].get(k) != model_config.get(k))
+        raise CheckpointError(f"checkpoint={path!r}: it is for another model ({state['train_config']['model']}; "
+                              f"differs in {', '.join(diff)}); resume with the same --model and overrides")
+
+
+def export_ema_safetensors(state: dict, path: str) -> str:
+    """The EMA weights alone, as safetensors (for sampling and sharing)."""
+    from safetensors.torch import save_file
+
+    tensors = {name: tensor.contiguous() for name, tensor in state["ema"].items()}
+    save_file(tensors, path, metadata={"model": state["train_config"]["model"], "step": str(state["step"])})
+    return path

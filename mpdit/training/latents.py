@@ -1,0 +1,132 @@
+"""Image folders to latent shards through diffusers' AutoencoderKL, and latents back to images.
+
+`mpdit extract-latents` reads an ImageFolder (one sub-folder per class, sorted names =
+labels), centre-crops as ADM does, encodes with the VAE (sd-vae-ft-ema by default),
+normalises, and writes safetensors shards (`latents`, `labels`) plus `latents.json` with the
+VAE and the normalisation, which `mpdit sample` reads to decode. Under torchrun each rank
+encodes every world-th image into its own shards.
+"""
+import json
+import os
+
+import torch
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+# The MPDiT public code's per-channel statistics of raw sd-vae latents (notes, "Training").
+CHANNEL_MEAN = (5.81, 3.25, 0.12, -2.15)
+CHANNEL_STD = (4.17, 4.62, 3.71, 3.28)
+SD_SCALE = 0.18215
+NORMALISATIONS = ("scale", "channel")
+
+
+def list_image_folder(folder: str):
+    """[(path, label)], classes = sorted sub-folder names."""
+    if not os.path.isdir(folder):
+        raise ValueError(f"images={folder!r}: no such folder")
+    classes = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
+    items = [(os.path.join(folder, name, f), label) for label, name in enumerate(classes)
+             for f in sorted(os.listdir(os.path.join(folder, name))) if f.lower().endswith(IMAGE_EXTENSIONS)]
+    if not items:
+        raise ValueError(f"images={folder!r}: no images in class sub-folders (expected <folder>/<class>/<image>)")
+    return items, classes
+
+
+def center_crop(image, size: int):
+    """ADM's centre crop (guided-diffusion image_datasets.center_crop_arr): box-halve while
+    the short side is at least twice the size, bicubic to the size, crop the middle."""
+    from PIL import Image
+
+    while min(image.size) >= 2 * size:
+        image = image.resize(tuple(x // 2 for x in image.size), resample=Image.BOX)
+    scale = size / min(image.size)
+    image = image.resize(tuple(round(x * scale) for x in image.size), resample=Image.BICUBIC)
+    left, top = (image.size[0] - size) // 2, (image.size[1] - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+def load_image(path: str, size: int) -> torch.Tensor:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        array = torch.tensor(list(center_crop(image.convert("RGB"), size).getdata()), dtype=torch.uint8)
+    return array.view(size, size, 3).permute(2, 0, 1).float() / 127.5 - 1  # (3, size, size) in [-1, 1]
+
+
+def normalise(latents: torch.Tensor, normalisation: str) -> torch.Tensor:
+    if normalisation == "scale":
+        return latents * SD_SCALE
+    mean = torch.tensor(CHANNEL_MEAN, device=latents.device).view(1, -1, 1, 1)
+    std = torch.tensor(CHANNEL_STD, device=latents.device).view(1, -1, 1, 1)
+    return (latents - mean) / std
+
+
+def denormalise(latents: torch.Tensor, normalisation: str) -> torch.Tensor:
+    if normalisation == "scale":
+        return latents / SD_SCALE
+    mean = torch.tensor(CHANNEL_MEAN, device=latents.device).view(1, -1, 1, 1)
+    std = torch.tensor(CHANNEL_STD, device=latents.device).view(1, -1, 1, 1)
+    return latents * std + mean
+
+
+def load_vae(name_or_path: str, device):
+    from diffusers.models import AutoencoderKL  # optional: only extraction and latent decoding need it
+
+    return AutoencoderKL.from_pretrained(name_or_path).to(device).eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def extract_latents(images: str, out: str, vae="stabilityai/sd-vae-ft-ema", image_size: int = 256,
+                    normalisation: str = "scale", flip: bool = False, batch_size: int = 32, shard_size: int = 4096,
+                    rank: int = 0, world: int = 1, device="cpu", seed: int = 0) -> dict:
+    """Encode the folder; `vae` is a hub name, a local path, or an AutoencoderKL already built."""
+    from safetensors.torch import save_file
+
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(f"normalisation={normalisation!r}: expected one of {NORMALISATIONS}")
+    if image_size % 8:
+        raise ValueError(f"image_size={image_size}: expected a multiple of 8")
+    items, classes = list_image_folder(images)
+    vae_name = vae if isinstance(vae, str) else getattr(vae, "name_or_path", None) or "in-memory AutoencoderKL"
+    model = load_vae(vae, device) if isinstance(vae, str) else vae.to(device).eval()
+    if normalisation == "channel" and model.config.latent_channels != len(CHANNEL_MEAN):
+        raise ValueError(f"normalisation='channel': the per-channel statistics are for 4 latent channels, "
+                         f"this VAE has {model.config.latent_channels}")
+    os.makedirs(out, exist_ok=True)
+    mine = items[rank::world]
+    generator = torch.Generator(device=device).manual_seed(seed + rank)
+    latents, labels, shards = [], [], 0
+
+    def write_shard():
+        nonlocal latents, labels, shards
+        if latents:
+            save_file({"latents": torch.cat(latents).cpu().contiguous(), "labels": torch.tensor(labels)},
+                      os.path.join(out, f"shard-r{rank:03d}-{shards:05d}.safetensors"))
+            shards += 1
+            latents, labels = [], []
+
+    for start in range(0, len(mine), batch_size):
+        batch = mine[start:start + batch_size]
+        pixels = torch.stack([load_image(path, image_size) for path, _ in batch]).to(device)
+        views = [pixels, pixels.flip(-1)] if flip else [pixels]  # flipped copies: the paper's flip at extraction
+        for view in views:
+            posterior = model.encode(view).latent_dist
+            sample = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator,
+                                                                  device=device)
+            latents.append(normalise(sample.float(), normalisation))
+            labels += [label for _, label in batch]
+        if sum(len(x) for x in latents) >= shard_size:
+            write_shard()
+    write_shard()
+    info = {"vae": vae_name, "normalisation": normalisation, "image_size": image_size, "classes": classes,
+            "num_classes": len(classes), "flip": flip}
+    if rank == 0:
+        with open(os.path.join(out, "latents.json"), "w") as f:
+            json.dump(info, f, indent=1)
+    return {**info, "images": len(mine), "shards": shards}
+
+
+@torch.no_grad()
+def decode(latents: torch.Tensor, info: dict, vae=None) -> torch.Tensor:
+    """Normalised latents -> images in [-1, 1] through the VAE named in latents.json."""
+    model = vae if vae is not None else load_vae(info["vae"], latents.device)
+    return model.decode(denormalise(latents.float(), info["normalisation"])).sample.clamp(-1, 1)

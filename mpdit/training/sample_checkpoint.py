@@ -1,0 +1,77 @@
+"""`mpdit sample`: images from a training checkpoint (EMA weights by default).
+
+Writes an .npz of uint8 (N, H, W, C) images under arr_0 (the ADM evaluator's layout) and a
+PNG grid beside it. Under torchrun each rank samples its share; rank 0 writes the files.
+"""
+import os
+
+import torch
+import torch.distributed as dist
+
+from mpdit.models import create_model
+from mpdit.sampling import SAMPLERS, sample
+from mpdit.training import checkpoint
+from mpdit.training.images import save_grid, to_uint8
+from mpdit.training.latents import decode, load_vae
+from mpdit.training.trainer import init_world
+
+
+def sample_checkpoint(path: str, out: str, classes=None, per_class: int = 1, cfg_scale: float = 1.0,
+                      steps: int = 50, method: str = "euler", guidance_interval=(0.0, 1.0), seed: int = 0,
+                      use_ema: bool = True, batch_size: int = 64, vae: str = None) -> dict:
+    if not out.endswith(".npz"):
+        raise ValueError(f"out={out!r}: expected a path ending in .npz")
+    if method not in SAMPLERS:
+        raise ValueError(f"method={method!r}: expected one of {SAMPLERS}")
+    if per_class < 1:
+        raise ValueError(f"per_class={per_class}: expected a positive integer")
+    state = checkpoint.load(path)
+    model_config = state["model_config"]
+    latent_info = state.get("latents")
+    if latent_info is None and model_config["in_channels"] not in (1, 3):
+        raise ValueError(f"checkpoint={path!r}: latents of {model_config['in_channels']} channels and no "
+                         "latents.json record of their VAE to decode them with")
+    if latent_info is not None and vae is not None:
+        latent_info = {**latent_info, "vae": vae}
+    num_classes = model_config["num_classes"]
+    classes = list(range(min(num_classes, 10))) if classes is None else list(classes)
+    bad = [c for c in classes if not 0 <= c < num_classes]
+    if bad:
+        raise ValueError(f"classes={bad}: expected labels in [0, {num_classes - 1}] for this checkpoint")
+    world = init_world()
+    try:
+        overrides = {k: model_config[k] for k in ("in_channels", "latent_size", "num_classes", "class_tokens",
+                                                   "time_embed", "shared_adaln", "skip", "learn_sigma", "mlp_ratio")}
+        overrides["stages"] = [tuple(s) for s in model_config["stages"]]
+        model = create_model(state["train_config"]["model"], **overrides)
+        model.load_state_dict(state["ema"] if use_ema else state["model"])
+        model.to(world.device).eval()
+        decoder = load_vae(latent_info["vae"], world.device) if latent_info is not None else None
+        labels = torch.tensor(classes).repeat_interleave(per_class)
+        mine = torch.arange(len(labels))[world.rank::world.size]  # this rank's share, fixed by index
+        images = []
+        for start in range(0, len(mine), batch_size):
+            index = mine[start:start + batch_size]
+            generator = torch.Generator(device=world.device).manual_seed(seed * 1_000_003 + int(index[0]))
+            x, _ = sample(model, labels[index].to(world.device), method=method, steps=steps, cfg_scale=cfg_scale,
+                          guidance_interval=guidance_interval, generator=generator)
+            if decoder is not None:
+                x = decode(x, latent_info, decoder)
+            images.append((index, to_uint8(x)))
+        if world.size > 1:
+            gathered = [None] * world.size
+            dist.all_gather_object(gathered, images)
+            images = [part for rank_parts in gathered for part in rank_parts]
+        result = {"npz": out, "png": out[:-4] + ".png", "count": len(labels)}
+        if world.main:
+            order = torch.cat([index for index, _ in images]).argsort()
+            array = torch.cat([part for _, part in images])[order]
+            import numpy as np
+
+            os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+            np.savez(out, arr_0=array.numpy(), labels=labels.numpy())
+            save_grid(array, result["png"], rows=len(classes))
+        return result
+    finally:
+        if world.size > 1 and dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,241 @@
+"""Training backend on the CPU: resume equivalence, torchrun, crash safety, bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from mpdit import create_model
+from mpdit.training import checkpoint
+from mpdit.training.checkpoint import CheckpointError
+from mpdit.training.data import DigitsDataset, LatentShards, ResumableSampler
+from mpdit.training.trainer import TrainConfig, train
+
+TINY = {"stages": ((4, 1), (2, 1))}  # MPDiT-S width, two blocks: quick on a CPU
+
+
+def config(run_dir, steps, **kwargs):
+    return TrainConfig(model="MPDiT-S", dataset="digits", steps=steps, global_batch_size=8, run_dir=str(run_dir),
+                       checkpoint_every=2, log_every=1, sample_every=0, num_workers=0, overrides=dict(TINY),
+                       **kwargs)
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path):
+    """N steps, stop, resume, N more == 2N steps: bit-identical weights, EMA and optimizer state."""
+    train(config(tmp_path / "a", steps=3, micro_batch_size=4))
+    train(config(tmp_path / "a", steps=6, micro_batch_size=4, resume="auto"))
+    train(config(tmp_path / "b", steps=6, micro_batch_size=4))
+    resumed = checkpoint.load(checkpoint.latest(str(tmp_path / "a")))
+    straight = checkpoint.load(checkpoint.latest(str(tmp_path / "b")))
+    assert resumed["step"] == straight["step"] == 6
+    for key in ("model", "ema"):
+        for name, tensor in straight[key].items():
+            assert torch.equal(resumed[key][name], tensor), f"{key}.{name}"
+    for a, b in zip(resumed["optimizer"]["state"].values(), straight["optimizer"]["state"].values()):
+        assert all(torch.equal(a[k], b[k]) for k in b)
+    assert resumed["data"] == straight["data"] == {"batches_consumed": 12}  # 6 steps x 2 micro-batches
+    assert not any(name.startswith(("module.", "_orig_mod.")) for name in straight["model"])
+
+
+def test_checkpoint_keys_and_ema_export(tmp_path):
+    train(config(tmp_path, steps=2))
+    state = checkpoint.load(checkpoint.latest(str(tmp_path)))
+    assert {"model", "ema", "optimizer", "step", "rng", "data", "train_config", "model_config"} <= set(state)
+    from safetensors.torch import load_file
+
+    exported = load_file(checkpoint.export_ema_safetensors(state, str(tmp_path / "ema.safetensors")))
+    assert set(exported) == set(state["ema"])
+
+
+def test_torchrun_two_processes_hold_identical_weights(tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", "-m", "mpdit",
+           "train", "--model", "MPDiT-S", "--stages", "4:1,2:1", "--dataset", "digits", "--steps", "3",
+           "--global-batch-size", "8", "--run-dir", str(tmp_path), "--num-workers", "0", "--sample-every", "0"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    final = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")][-1]
+    digests = final["rank_parameter_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1]
+    assert checkpoint.load(checkpoint.latest(str(tmp_path)))["step"] == 3
+
+
+def test_sigkill_while_checkpointing_leaves_a_loadable_checkpoint(tmp_path):
+    cmd = [sys.executable, "-m", "mpdit", "train", "--model", "MPDiT-S", "--stages", "4:1,2:1", "--dataset", "digits",
+           "--steps", "1000", "--global-batch-size", "8", "--run-dir", str(tmp_path), "--checkpoint-every", "1",
+           "--num-workers", "0", "--sample-every", "0"]
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(list(tmp_path.glob("ckpt-*.pt"))) < 3:
+            time.sleep(0.05)
+        time.sleep(0.37)  # land somewhere in a later step or write
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    path = checkpoint.latest(str(tmp_path))
+    assert path is not None
+    state = checkpoint.load(path)  # complete, whatever the kill interrupted
+    assert state["step"] >= 3
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "mpdit", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: ["--dataset", str(d / "missing")], "dataset='.*missing': no such folder"),
+    (lambda d: ["--dataset", str(d)], "no \\*.safetensors shards in the folder"),
+    (lambda d: ["--dataset", "digits", "--global-batch-size", "3", "--micro-batch-size", "2"],
+     "micro_batch_size=2: expected a divisor of the per-process batch 3"),
+    (lambda d: ["--dataset", "digits", "--model", "MPDiT-Q"], "model='MPDiT-Q': unknown model"),
+])
+def test_bad_training_input_is_one_line(tmp_path, make, message):
+    args = ["train", "--model", "MPDiT-S", "--steps", "1", "--global-batch-size", "4", "--run-dir",
+            str(tmp_path / "run"), "--num-workers", "0"]
+    result = run_cli(*args, *make(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    import re
+
+    assert re.search(message, result.stderr), result.stderr
+
+
+def test_resuming_another_models_checkpoint_is_refused(tmp_path):
+    train(config(tmp_path, steps=1))
+    result = run_cli("train", "--model", "MPDiT-S", "--stages", "4:2,2:1", "--dataset", "digits", "--steps", "2",
+                     "--global-batch-size", "8", "--run-dir", str(tmp_path), "--resume", "auto", "--num-workers", "0")
+    assert result.returncode == 2 and "it is for another model" in result.stderr and "stages" in result.stderr
+
+
+def test_truncated_and_missing_checkpoints(tmp_path):
+    train(config(tmp_path, steps=2))
+    path = checkpoint.latest(str(tmp_path))
+    data = open(path, "rb").read()
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="unreadable .* truncated"):
+        checkpoint.load(str(broken))
+    with pytest.raises(CheckpointError, match="no such file"):
+        checkpoint.load(str(tmp_path / "nope.pt"))
+    result = run_cli("sample", "--checkpoint", str(broken), "--out", str(tmp_path / "s.npz"))
+    assert result.returncode == 2 and "truncated" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_shards_are_validated(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"latents": torch.randn(4, 4, 8, 8), "labels": torch.tensor([0, 1, 2, 3])}, str(tmp_path / "a.safetensors"))
+    save_file({"latents": torch.randn(4, 4, 4, 4), "labels": torch.tensor([0, 1, 2, 3])}, str(tmp_path / "b.safetensors"))
+    with pytest.raises(ValueError, match="latent shape \\(4, 4, 4\\) differs"):
+        LatentShards(str(tmp_path))
+    os.remove(tmp_path / "b.safetensors")
+    save_file({"latents": torch.randn(2, 4, 8, 8), "labels": torch.tensor([0, 1000])}, str(tmp_path / "c.safetensors"))
+    with pytest.raises(ValueError, match="labels in \\[0, 1000\\], expected \\[0, 999\\]"):
+        LatentShards(str(tmp_path))
+
+
+def test_sampler_resumes_on_the_next_batch_and_splits_ranks():
+    full = iter(ResumableSampler(20, batch=2, seed=3))
+    stream = [next(full) for _ in range(30)]  # one and a half epochs of 10 batches
+    resumed = iter(ResumableSampler(20, batch=2, seed=3, start_batch=7))
+    assert [next(resumed) for _ in range(16)] == stream[14:30]
+    ranks = [iter(ResumableSampler(20, batch=2, rank=r, world=2, seed=3)) for r in range(2)]
+    seen = [next(ranks[r]) for _ in range(10) for r in range(2)]
+    assert sorted(seen) == list(range(20))  # one epoch covers every item once across ranks
+
+
+def test_digits_dataset():
+    data = DigitsDataset(16)
+    image, label = data[5]
+    assert len(data) == 1797 and image.shape == (1, 16, 16) and -1 <= image.min() and image.max() <= 1
+    assert 0 <= label < 10
+
+
+def test_sample_command_writes_npz_and_grid(tmp_path):
+    train(config(tmp_path, steps=1))
+    out = tmp_path / "samples.npz"
+    result = run_cli("sample", "--checkpoint", checkpoint.latest(str(tmp_path)), "--classes", "0,1,2",
+                     "--per-class", "2", "--cfg-scale", "2", "--steps", "3", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    import numpy as np
+
+    arrays = np.load(out)
+    assert arrays["arr_0"].shape == (6, 16, 16, 1) and arrays["arr_0"].dtype == np.uint8
+    assert list(arrays["labels"]) == [0, 0, 1, 1, 2, 2]
+    assert (tmp_path / "samples.png").stat().st_size > 0
+    bad = run_cli("sample", "--checkpoint", checkpoint.latest(str(tmp_path)), "--classes", "12", "--out", str(out))
+    assert bad.returncode == 2 and "classes=[12]" in bad.stderr
+
+
+def tiny_vae(path):
+    """A small randomly initialised AutoencoderKL saved locally: nothing is downloaded."""
+    from diffusers.models import AutoencoderKL
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8),
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                        layers_per_block=1, norm_num_groups=4, sample_size=16)
+    vae.save_pretrained(str(path))
+    return str(path)
+
+
+def test_extract_train_and_decode_latents(tmp_path):
+    pytest.importorskip("diffusers")
+    from PIL import Image
+
+    for label, colour in enumerate([(255, 0, 0), (0, 0, 255)]):
+        os.makedirs(tmp_path / "images" / f"class{label}")
+        for i in range(4):  # non-square sizes exercise the ADM centre crop
+            pixels = torch.randint(0, 255, (20 + i, 24, 3), dtype=torch.uint8)
+            pixels[..., label * 2] = colour[label * 2]
+            Image.fromarray(pixels.numpy()).save(tmp_path / "images" / f"class{label}" / f"{i}.png")
+    vae = tiny_vae(tmp_path / "vae")
+    result = run_cli("extract-latents", "--images", str(tmp_path / "images"), "--out", str(tmp_path / "latents"),
+                     "--vae", vae, "--image-size", "16", "--flip", "--normalisation", "channel")
+    assert result.returncode == 0, result.stderr[-2000:]
+    shards = LatentShards(str(tmp_path / "latents"), num_classes=2)
+    assert len(shards) == 16 and shards[0][0].shape == (4, 8, 8)  # 8 images + flipped copies; /2 downsampling
+    assert sorted(shards.labels.tolist()) == [0] * 8 + [1] * 8
+    run = tmp_path / "run"
+    result = run_cli("train", "--model", "MPDiT-S", "--stages", "4:1,2:1", "--dataset", str(tmp_path / "latents"),
+                     "--steps", "1", "--global-batch-size", "4", "--run-dir", str(run), "--num-workers", "0",
+                     "--sample-every", "0")
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = tmp_path / "decoded.npz"
+    result = run_cli("sample", "--checkpoint", checkpoint.latest(str(run)), "--classes", "0,1", "--steps", "2",
+                     "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    import numpy as np
+
+    assert np.load(out)["arr_0"].shape == (2, 16, 16, 3)  # decoded back to pixels
+
+
+def test_extract_rejects_bad_folders(tmp_path):
+    result = run_cli("extract-latents", "--images", str(tmp_path / "none"), "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "no such folder" in result.stderr
+    os.makedirs(tmp_path / "empty" / "cls")
+    result = run_cli("extract-latents", "--images", str(tmp_path / "empty"), "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "no images in class sub-folders" in result.stderr
+
+
+def test_fsdp2_trains_saves_whole_weights_and_resumes(tmp_path):
+    base = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29519", "-m", "mpdit",
+            "train", "--model", "MPDiT-S", "--stages", "4:1,2:1", "--dataset", "digits", "--global-batch-size", "8",
+            "--micro-batch-size", "2", "--run-dir", str(tmp_path), "--num-workers", "0", "--parallel", "fsdp",
+            "--checkpoint-every", "2", "--sample-every", "0"]
+    first = subprocess.run(base + ["--steps", "2"], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    state = checkpoint.load(checkpoint.latest(str(tmp_path)))
+    plain = create_model("MPDiT-S", stages=((4, 1), (2, 1)), in_channels=1, latent_size=16, num_classes=10)
+    assert {k: tuple(v.shape) for k, v in state["model"].items()} == \
+        {k: tuple(v.shape) for k, v in plain.state_dict().items()}
+    assert state["optimizer"]["state"]  # the optimizer's moments are saved too
+    second = subprocess.run(base + ["--steps", "4", "--resume", "auto"], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    resumed = checkpoint.load(checkpoint.latest(str(tmp_path)))
+    assert resumed["step"] == 4 and resumed["data"]["batches_consumed"] == 8  # 4 steps x 2 micro-batches per rank
+    assert not torch.equal(resumed["model"]["blocks.0.attn.qkv.weight"], state["model"]["blocks.0.attn.qkv.weight"])
