@@ -72,7 +72,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from mpdit.bench.runner import run
 
     outcome = run(args.preset, device=args.device, out=args.out, models=args.models, providers=args.providers,
-                  sections=args.sections, progress=not args.no_progress)
+                  sections=args.sections, progress=not args.no_progress, plots=not args.no_plots)
     print(outcome["markdown"])
     print(f"\nwrote {outcome['json']}, {outcome['csv']}" + "".join(f", {p}" for p in outcome["plots"]))
     return 1 if outcome["results"].errors else 0
@@ -119,6 +119,13 @@ def run_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_export_ema(args: argparse.Namespace) -> int:
+    from mpdit.training import checkpoint
+
+    print(checkpoint.export_ema_safetensors(checkpoint.load(args.checkpoint), args.out))
+    return 0
+
+
 def run_sample(args: argparse.Namespace) -> int:
     from mpdit.training.sample_checkpoint import sample_checkpoint
 
@@ -151,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--providers", type=_csv_list, metavar="A,B", help="torch, compile, triton, triton+compile")
     bench.add_argument("--sections", type=_csv_list, metavar="A,B", help=", ".join(SECTIONS))
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bench.add_argument("--no-plots", action="store_true", help="JSON and CSV only")
     bench.set_defaults(handler=run_bench)
 
     train = commands.add_parser("train", help="flow-matching training (one process or torchrun), resumable")
@@ -186,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample = commands.add_parser("sample", help="images from a training checkpoint: .npz (ADM layout) + PNG grid")
     sample.add_argument("--checkpoint", required=True)
     sample.add_argument("--out", required=True, metavar="FILE.npz")
-    sample.add_argument("--classes", type=_int_list, help="comma-separated labels (default: the first 10)")
+    sample.add_argument("--classes", type=_int_list, help="comma-separated labels (default: 10 random ones)")
     sample.add_argument("--per-class", type=int, default=1)
     sample.add_argument("--cfg-scale", type=float, default=1.0)
     sample.add_argument("--steps", type=int, default=50)
@@ -197,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--no-ema", action="store_true", help="the raw weights instead of the EMA")
     sample.add_argument("--vae", help="latent runs: decode with this VAE (default: the one in latents.json)")
     sample.set_defaults(handler=run_sample)
+
+    export = commands.add_parser("export-ema", help="a checkpoint's EMA weights as safetensors")
+    export.add_argument("--checkpoint", required=True)
+    export.add_argument("--out", required=True, metavar="FILE.safetensors")
+    export.set_defaults(handler=run_export_ema)
 
     extract = commands.add_parser("extract-latents", help="encode an ImageFolder into latent shards (diffusers VAE)")
     extract.add_argument("--images", required=True, help="ImageFolder: one sub-folder per class")

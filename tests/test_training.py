@@ -239,3 +239,38 @@ def test_fsdp2_trains_saves_whole_weights_and_resumes(tmp_path):
     resumed = checkpoint.load(checkpoint.latest(str(tmp_path)))
     assert resumed["step"] == 4 and resumed["data"]["batches_consumed"] == 8  # 4 steps x 2 micro-batches per rank
     assert not torch.equal(resumed["model"]["blocks.0.attn.qkv.weight"], state["model"]["blocks.0.attn.qkv.weight"])
+
+
+@pytest.mark.parametrize("mode", ["stop", "skip"])
+def test_non_finite_loss_stops_naming_the_step_or_is_skipped(tmp_path, monkeypatch, mode):
+    import mpdit.training.trainer as trainer
+    from mpdit.training.trainer import TrainingError
+
+    calls = {"n": 0}
+    real_loss = trainer.flow_matching_loss
+
+    def poisoned_loss(*args, **kwargs):
+        calls["n"] += 1
+        loss = real_loss(*args, **kwargs)
+        return loss * float("nan") if calls["n"] == 2 else loss
+
+    monkeypatch.setattr(trainer, "flow_matching_loss", poisoned_loss)
+    run = config(tmp_path, steps=3, on_nonfinite=mode)
+    if mode == "stop":
+        with pytest.raises(TrainingError, match="non-finite loss nan .* at step 2"):
+            train(run)
+        assert checkpoint.latest(str(tmp_path)) is None  # no NaN step was saved (checkpoint_every=2)
+    else:
+        final = train(run)
+        assert final["skipped_steps"] == 1 and final["step"] == 3
+        state = checkpoint.load(checkpoint.latest(str(tmp_path)))
+        assert all(torch.isfinite(t).all() for t in state["model"].values())
+
+
+def test_export_ema_command(tmp_path):
+    train(config(tmp_path, steps=1))
+    out = tmp_path / "ema.safetensors"
+    result = run_cli("export-ema", "--checkpoint", checkpoint.latest(str(tmp_path)), "--out", str(out))
+    assert result.returncode == 0 and out.stat().st_size > 0
+    bad = run_cli("export-ema", "--checkpoint", checkpoint.latest(str(tmp_path)), "--out", str(tmp_path / "x.bin"))
+    assert bad.returncode == 2 and "expected a path ending in .safetensors" in bad.stderr

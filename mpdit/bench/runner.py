@@ -49,7 +49,7 @@ def plan(preset, device, models, providers, sections):
 
 
 def run(preset_name="default", device=None, out=None, models=None, providers=None, sections=None,
-        progress=True) -> dict:
+        progress=True, plots=True) -> dict:
     if preset_name not in PRESETS:
         raise ValueError(f"preset={preset_name!r}: expected one of {', '.join(PRESETS)}")
     preset = PRESETS[preset_name]
@@ -133,8 +133,8 @@ def run(preset_name="default", device=None, out=None, models=None, providers=Non
             "dtype": str(dtype).replace("torch.", ""), "providers": list(chosen), "sections": list(sections),
             "notes": notes, "baselines": preset.baselines}
     path = results.write(out, "bench", dict(meta))
-    plots = write_plots(results, out, preset.baselines, kernel_providers)
-    return {"json": path, "csv": path[:-5] + ".csv", "plots": plots, "results": results, "meta": meta,
+    written = write_plots(results, out, preset.baselines, kernel_providers) if plots else []
+    return {"json": path, "csv": path[:-5] + ".csv", "plots": written, "results": results, "meta": meta,
             "markdown": markdown(results, meta, kernel_providers)}
 
 

@@ -65,6 +65,8 @@ def export_ema_safetensors(state: dict, path: str) -> str:
     """The EMA weights alone, as safetensors (for sampling and sharing)."""
     from safetensors.torch import save_file
 
+    if not path.endswith(".safetensors"):
+        raise ValueError(f"out={path!r}: expected a path ending in .safetensors")
     tensors = {name: tensor.contiguous() for name, tensor in state["ema"].items()}
     save_file(tensors, path, metadata={"model": state["train_config"]["model"], "step": str(state["step"])})
     return path

@@ -34,7 +34,9 @@ def sample_checkpoint(path: str, out: str, classes=None, per_class: int = 1, cfg
     if latent_info is not None and vae is not None:
         latent_info = {**latent_info, "vae": vae}
     num_classes = model_config["num_classes"]
-    classes = list(range(min(num_classes, 10))) if classes is None else list(classes)
+    if classes is None:  # random labels, reproducible from the seed
+        classes = torch.randint(0, num_classes, (10,), generator=torch.Generator().manual_seed(seed)).tolist()
+    classes = list(classes)
     bad = [c for c in classes if not 0 <= c < num_classes]
     if bad:
         raise ValueError(f"classes={bad}: expected labels in [0, {num_classes - 1}] for this checkpoint")
@@ -58,10 +60,10 @@ def sample_checkpoint(path: str, out: str, classes=None, per_class: int = 1, cfg
             if decoder is not None:
                 x = decode(x, latent_info, decoder)
             images.append((index, to_uint8(x)))
-        if world.size > 1:
-            gathered = [None] * world.size
-            dist.all_gather_object(gathered, images)
-            images = [part for rank_parts in gathered for part in rank_parts]
+        if world.size > 1:  # to rank 0 only: a 50k-image run is gigabytes
+            gathered = [None] * world.size if world.main else None
+            dist.gather_object(images, gathered, dst=0)
+            images = [part for rank_parts in gathered for part in rank_parts] if world.main else []
         result = {"npz": out, "png": out[:-4] + ".png", "count": len(labels)}
         if world.main:
             order = torch.cat([index for index, _ in images]).argsort()

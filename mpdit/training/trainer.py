@@ -311,17 +311,16 @@ def _train(config: TrainConfig, world: World) -> dict:
             dist.all_reduce(mean_loss)
             mean_loss /= world.size
         loss_value, norm_value = mean_loss.item(), grad_norm.item()
-        if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+        if math.isfinite(loss_value) and math.isfinite(norm_value):
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            update_ema(ema, model, config.ema_decay)
+        else:
             optimizer.zero_grad(set_to_none=True)
             if config.on_nonfinite == "stop":
                 raise TrainingError(f"non-finite loss {loss_value} / gradient norm {norm_value} at step {step + 1}; "
                                     "checkpoints so far are kept (--on-nonfinite skip drops such steps instead)")
-            skipped += 1
-            step += 1
-            continue
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        update_ema(ema, model, config.ema_decay)
+            skipped += 1  # the step is dropped: no update, no EMA change
         step += 1
         window_images += config.global_batch_size
         progress.update(1)
