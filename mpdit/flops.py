@@ -54,16 +54,23 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _random_inputs(model, batch: int) -> tuple:
+    """(x, t, y) for the model, on its device (the meta device included)."""
+    cfg = model.config
+    device = next(model.parameters()).device
+    return (torch.randn(batch, cfg.in_channels, cfg.latent_size, cfg.latent_size, device=device),
+            torch.rand(batch, device=device), torch.randint(0, cfg.num_classes, (batch,), device=device))
+
+
+def _counter() -> FlopCounterMode:
+    return FlopCounterMode(display=False, depth=None, custom_mapping=EXTRA_FORMULAS)
+
+
 def count_forward_macs(model: torch.nn.Module, batch: int = 1) -> MacCount:
     """MACs of one forward pass on random inputs on the model's device, split into attention and the rest."""
-    cfg = model.config
-    param = next(model.parameters())
-    x = torch.randn(batch, cfg.in_channels, cfg.latent_size, cfg.latent_size, device=param.device)
-    t = torch.rand(batch, device=param.device)
-    y = torch.randint(0, cfg.num_classes, (batch,), device=param.device)
-    counter = FlopCounterMode(display=False, depth=None, custom_mapping=EXTRA_FORMULAS)
+    counter = _counter()
     with counter, torch.no_grad():
-        model(x, t, y)
+        model(*_random_inputs(model, batch))
     attention = sum(flops for module, by_op in counter.get_flop_counts().items() if module.endswith(".attn")
                     for op, flops in by_op.items() if str(op) not in LINEAR_OPS)
     return MacCount(total=counter.get_total_flops() // 2, attention=attention // 2)
@@ -71,14 +78,9 @@ def count_forward_macs(model: torch.nn.Module, batch: int = 1) -> MacCount:
 
 def count_train_step_flops(model: torch.nn.Module, batch: int = 1) -> int:
     """FLOPs (not MACs) of one forward and backward pass, measured by the counter."""
-    cfg = model.config
-    param = next(model.parameters())
-    x = torch.randn(batch, cfg.in_channels, cfg.latent_size, cfg.latent_size, device=param.device)
-    t = torch.rand(batch, device=param.device)
-    y = torch.randint(0, cfg.num_classes, (batch,), device=param.device)
-    counter = FlopCounterMode(display=False, depth=None, custom_mapping=EXTRA_FORMULAS)
+    counter = _counter()
     with counter:
-        model(x, t, y).float().square().mean().backward()
+        model(*_random_inputs(model, batch)).float().square().mean().backward()
     return counter.get_total_flops()
 
 

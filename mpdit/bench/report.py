@@ -16,20 +16,21 @@ def _fmt(value, spec=".1f", suffix=""):
     return "-" if value is None else f"{value:{spec}}{suffix}"
 
 
-def _labels(results, mode):
+def _distinct(results, mode, key):
+    """Values of `key` among the rows of `mode`, in first-seen order."""
     seen = []
     for row in results.rows:
-        if row["mode"] == mode and row["case"] not in seen:
-            seen.append(row["case"])
+        if row["mode"] == mode and row[key] not in seen:
+            seen.append(row[key])
     return seen
+
+
+def _labels(results, mode):
+    return _distinct(results, mode, "case")
 
 
 def _providers(results, mode):
-    seen = []
-    for row in results.rows:
-        if row["mode"] == mode and row["provider"] not in seen:
-            seen.append(row["provider"])
-    return seen
+    return _distinct(results, mode, "provider")
 
 
 def markdown(results, meta, kernel_providers) -> str:
