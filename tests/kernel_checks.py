@@ -1,5 +1,4 @@
-"""Shared by the kernel tests: the tolerance rule, NaN-poisoned allocations, gradient checks."""
-import pytest
+"""Shared by the kernel tests: the tolerance rule and the output-and-gradient check."""
 import torch
 
 # fp32: tight. Low precision: flash-attention's rule, the kernel's max error against an
@@ -65,31 +64,3 @@ def check_op(name, kernel_fn, ref_fn, inputs, dtype, grad_outputs=None, constant
 
 def _as_tuple(value):
     return tuple(value) if isinstance(value, (tuple, list)) else (value,)
-
-
-class _PoisonedTorch:
-    """The torch module, except that fresh floating-point buffers come filled with NaN."""
-
-    def __getattr__(self, name):
-        return getattr(torch, name)
-
-    @staticmethod
-    def _poison(tensor):
-        return tensor.fill_(float("nan")) if tensor.is_floating_point() else tensor
-
-    def empty(self, *args, **kwargs):
-        return self._poison(torch.empty(*args, **kwargs))
-
-    def empty_like(self, *args, **kwargs):
-        return self._poison(torch.empty_like(*args, **kwargs))
-
-
-@pytest.fixture
-def poisoned(monkeypatch):
-    """Kernel outputs start as NaN, so an element a kernel fails to write fails the test."""
-    import mpdit_kernels.adaln
-    import mpdit_kernels.fno
-    import mpdit_kernels.upsample
-
-    for module in (mpdit_kernels.adaln, mpdit_kernels.fno, mpdit_kernels.upsample):
-        monkeypatch.setattr(module, "torch", _PoisonedTorch())

@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from mpdit.flops import audit, count_forward_macs, count_parameters, paper_attention_macs
 from mpdit.flops_report import paper_report
@@ -41,7 +40,7 @@ def _analytic_macs(model):
     D, m, C = cfg.hidden_size, cfg.class_tokens, cfg.in_channels
     macs, attention = 0, 0
     stage_tokens = [(cfg.latent_size // p) ** 2 for p, _ in cfg.stages]
-    for (patch, depth), tokens in zip(cfg.stages, stage_tokens):
+    for (_, depth), tokens in zip(cfg.stages, stage_tokens):
         L = tokens + m
         macs += depth * L * D * (3 * D + D + 2 * int(cfg.mlp_ratio * D))
         attention += depth * 2 * L * L * D

@@ -4,7 +4,7 @@ import torch
 
 pytest.importorskip("triton")  # the Triton kernels; the torch backend is tested without it
 
-from kernel_checks import DTYPES, check_op, poisoned  # noqa: F401  (fixture)
+from kernel_checks import DTYPES, check_op
 from mpdit_kernels.adaln import (adaln_modulate, adaln_modulate_ref, residual_adaln_modulate,
                                  residual_adaln_modulate_ref)
 

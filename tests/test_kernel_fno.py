@@ -4,7 +4,7 @@ import torch
 
 pytest.importorskip("triton")  # the Triton kernels; the torch backend is tested without it
 
-from kernel_checks import check_op, poisoned  # noqa: F401  (fixture)
+from kernel_checks import check_op
 from mpdit_kernels.fno import dft_bases, fno_time_features, fno_time_features_ref
 
 

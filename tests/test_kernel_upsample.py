@@ -4,7 +4,7 @@ import torch
 
 pytest.importorskip("triton")  # the Triton kernels; the torch backend is tested without it
 
-from kernel_checks import DTYPES, check_op, poisoned  # noqa: F401  (fixture)
+from kernel_checks import DTYPES, check_op
 from mpdit_kernels.upsample import fine_entry, fine_entry_ref, upsample_shuffle_norm, upsample_shuffle_norm_ref
 
 # (B, grid_h, grid_w, D, class tokens, ratio): MPDiT-S's real 8x8 -> 16x16 with 16 tokens

@@ -108,7 +108,7 @@ def reference_forward(model, x, t, y):
     if m:
         tokens = torch.cat([table.reshape(B, m, D), tokens], dim=1)
     blocks = iter(model.blocks)
-    for stage, (patch, depth) in enumerate(cfg.stages):
+    for stage, (_, depth) in enumerate(cfg.stages):
         if stage:
             tokens = upsample(tokens, model.upsamplers[stage - 1], m, H // cfg.stages[stage - 1][0])
             skip = linear(patch_embed(x, model.skip_embedders[stage - 1][0]), model.skip_embedders[stage - 1][1])

@@ -39,6 +39,7 @@ def build(spec: ModelSpec, provider: str, device: str):
 
 
 def release(device: str) -> None:
+    """Free what the last case left (its model and optimizer die with its function's frame)."""
     gc.collect()
     if device == "cuda":
         torch.cuda.empty_cache()
@@ -100,8 +101,6 @@ def bench_train(results, spec, provider, device, dtype, batch, reps, warmup, x_l
     add("micro_batch", "images", micro)
     if device == "cuda":
         add("peak_memory", "GiB", torch.cuda.max_memory_allocated() / 2 ** 30)
-    del model, forward, optimizer, batches
-    release(device)
 
 
 @torch.inference_mode()
@@ -126,8 +125,6 @@ def bench_inference(results, spec, provider, device, dtype, batches_to_time, rep
         results.add(spec.label, provider, "inference", "throughput", "images/s", x_label, batch / seconds)
         tflops = 2 * macs * batch / seconds / 1e12
         results.add(spec.label, provider, "inference", "mfu", "%", x_label, 100 * tflops / peak_tflops)
-    del model, forward
-    release(device)
 
 
 @torch.inference_mode()
@@ -157,8 +154,6 @@ def bench_sampling(results, spec, provider, device, dtype, batch, steps_list, re
         graph_ms, eager_ms = graph_replay(one_step, noise)
         results.add(spec.label, provider, "sample_step", "graph_replay_ms", "ms", x_label, graph_ms)
         results.add(spec.label, provider, "sample_step", "eager_ms", "ms", x_label, eager_ms)
-    del model, velocity
-    release(device)
 
 
 def graph_replay(one_step, noise):

@@ -116,7 +116,7 @@ def run(preset_name="default", device=None, out=None, models=None, providers=Non
             results.errors.append({"section": section, "model": spec.label, "provider": provider,
                                    "error": f"{type(error).__name__}: {error}",
                                    "traceback": traceback.format_exc(limit=3)})
-            model_cases.release(device)
+        model_cases.release(device)
         bar.update(1)
     if kernel_tasks:
         try:
