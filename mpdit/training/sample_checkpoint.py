@@ -54,9 +54,14 @@ def sample_checkpoint(path: str, out: str, classes=None, per_class: int = 1, cfg
         images = []
         for start in range(0, len(mine), batch_size):
             index = mine[start:start + batch_size]
+            # One noise stream per sample index: the images do not depend on how ranks split the work
+            # (the SDE sampler's later noise comes from the batch's generator).
+            shape = (model_config["in_channels"], model_config["latent_size"], model_config["latent_size"])
+            noise = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + int(i)))
+                                 for i in index]).to(world.device)
             generator = torch.Generator(device=world.device).manual_seed(seed * 1_000_003 + int(index[0]))
             x, _ = sample(model, labels[index].to(world.device), method=method, steps=steps, cfg_scale=cfg_scale,
-                          guidance_interval=guidance_interval, generator=generator)
+                          guidance_interval=guidance_interval, noise=noise, generator=generator)
             if decoder is not None:
                 x = decode(x, latent_info, decoder)
             images.append((index, to_uint8(x)))
