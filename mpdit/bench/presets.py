@@ -36,12 +36,12 @@ PRESETS = {
     "default": Preset(
         name="default",
         description="about a minute on a 2-core CPU: B-size models, small batches, fp32 (bf16 on a GPU)",
-        dtype="float32", models=B_MODELS[:2], providers=("torch", "triton"),
+        dtype="bfloat16", models=B_MODELS[:2], providers=("torch", "triton"),  # dtype on a GPU; CPU runs are fp32
         train_batch=1, inference_batches=(1, 2), sample_batch=1, sample_steps=(3,), reps=10, warmup=1,
         kernel_widths=(768,), kernel_batch=32, baselines={"MPDiT-B": "SiT-B/2"}),
     "paper": Preset(
         name="paper",
-        description="the full GPU set at batch 256 in bf16 (sized for under 8 minutes on one H100)",
+        description="the full GPU set at batch 256 in bf16 (planned for under 8 minutes on one H100; not yet run)",
         dtype="bfloat16", models=B_MODELS + XL_MODELS, providers=("torch", "compile", "triton", "triton+compile"),
         compile_models=("MPDiT-XL", "SiT-XL/2"), train_batch=256, inference_batches=(1, 256), sample_batch=16,
         sample_steps=(50, 250), reps=10, warmup=2, kernel_widths=(768, 1152), kernel_batch=256,
