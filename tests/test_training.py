@@ -292,3 +292,12 @@ def test_sampling_shards_across_torchrun_ranks(tmp_path):
     one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
     assert list(two["labels"]) == [3, 1, 2]
     assert (one["arr_0"] == two["arr_0"]).all()  # per-sample seeds: the split does not change the images
+
+
+def test_resuming_with_another_number_of_processes_is_refused(tmp_path):
+    train(config(tmp_path, steps=1))
+    state = checkpoint.load(checkpoint.latest(str(tmp_path)))
+    state["rng"]["generators"] = state["rng"]["generators"] * 2  # as if written by two processes
+    checkpoint.save({k: v for k, v in state.items() if k != "format"}, str(tmp_path), 5)
+    with pytest.raises(CheckpointError, match="written by 2 processes, resumed with 1"):
+        train(config(tmp_path, steps=6, resume="auto"))

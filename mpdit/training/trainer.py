@@ -227,6 +227,11 @@ def _train(config: TrainConfig, world: World) -> dict:
     if resume_path:
         state = checkpoint.load(resume_path)
         checkpoint.check_same_model(state, resume_path, model_config)
+        saved_world = len(state["rng"]["generators"])
+        if saved_world != world.size:  # the data order and random streams are per process
+            raise checkpoint.CheckpointError(
+                f"checkpoint={resume_path!r}: written by {saved_world} processes, resumed with {world.size}; "
+                "resume with the same number of processes")
 
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     model = create_model(config.model, kernel_backend=config.kernel_backend, **overrides).to(world.device)
