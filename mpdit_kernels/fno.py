@@ -42,27 +42,25 @@ def _fno_fwd_kernel(
     b = tl.program_id(0)
     n = tl.arange(0, N)
     c = tl.arange(0, C)
-    m = tl.arange(0, M)
     points = tl.load(grid_ptr + n) + tl.load(t_ptr + b)
     h = points[:, None] * tl.load(lift_w_ptr + c)[None, :] + tl.load(lift_b_ptr + c)[None, :]  # (N, C)
-    fwd_re = tl.load(fwd_re_ptr + m[:, None] * N + n[None, :])  # (M, N)
-    fwd_im = tl.load(fwd_im_ptr + m[:, None] * N + n[None, :])
-    inv_re = tl.load(inv_re_ptr + n[:, None] * M + m[None, :])  # (N, M)
-    inv_im = tl.load(inv_im_ptr + n[:, None] * M + m[None, :])
     tile = (n[:, None] * C + c[None, :])
     for layer in tl.static_range(LAYERS):
         base = (b * LAYERS + layer) * N * C
         tl.store(h_ptr + base + tile, h)
-        re = tl.dot(fwd_re, h, input_precision="ieee")  # (M, C_in)
-        im = tl.dot(fwd_im, h, input_precision="ieee")
-        w_offsets = (((layer * C + c[None, :, None]) * C + c[None, None, :]) * M + m[:, None, None]) * 2
-        w_re = tl.load(spec_ptr + w_offsets)  # (M, C_in, C_out)
-        w_im = tl.load(spec_ptr + w_offsets + 1)
-        y_re = tl.sum(re[:, :, None] * w_re - im[:, :, None] * w_im, axis=1)  # (M, C_out)
-        y_im = tl.sum(re[:, :, None] * w_im + im[:, :, None] * w_re, axis=1)
         pw_t = tl.load(pw_ptr + (layer * C + c[None, :]) * C + c[:, None])  # (C_in, C_out)
-        a = (tl.dot(inv_re, y_re, input_precision="ieee") + tl.dot(inv_im, y_im, input_precision="ieee")
-             + tl.dot(h, pw_t, input_precision="ieee") + tl.load(pb_ptr + layer * C + c)[None, :])
+        a = tl.dot(h, pw_t, input_precision="ieee") + tl.load(pb_ptr + layer * C + c)[None, :]
+        # One mode at a time keeps the working set at a few C x C tiles (no register spills).
+        for mode in range(M):
+            x_re = tl.sum(tl.load(fwd_re_ptr + mode * N + n)[:, None] * h, axis=0)  # (C_in,) Re of this mode
+            x_im = tl.sum(tl.load(fwd_im_ptr + mode * N + n)[:, None] * h, axis=0)
+            w_offsets = (((layer * C + c[:, None]) * C + c[None, :]) * M + mode) * 2
+            w_re = tl.load(spec_ptr + w_offsets)  # (C_in, C_out)
+            w_im = tl.load(spec_ptr + w_offsets + 1)
+            y_re = tl.sum(x_re[:, None] * w_re - x_im[:, None] * w_im, axis=0)  # (C_out,)
+            y_im = tl.sum(x_re[:, None] * w_im + x_im[:, None] * w_re, axis=0)
+            a += (tl.load(inv_re_ptr + n * M + mode)[:, None] * y_re[None, :]
+                  + tl.load(inv_im_ptr + n * M + mode)[:, None] * y_im[None, :])
         tl.store(a_ptr + base + tile, a)
         if layer < LAYERS - 1:
             h = 0.5 * a * (1.0 + tl.erf(a * 0.7071067811865476))  # exact GELU
@@ -91,26 +89,23 @@ def _fno_bwd_kernel(
     b = tl.program_id(0)
     n = tl.arange(0, N)
     c = tl.arange(0, C)
-    m = tl.arange(0, M)
-    fwd_re_t = tl.load(fwd_re_ptr + m[None, :] * N + n[:, None])  # (N, M)
-    fwd_im_t = tl.load(fwd_im_ptr + m[None, :] * N + n[:, None])
-    inv_re_t = tl.load(inv_re_ptr + n[None, :] * M + m[:, None])  # (M, N)
-    inv_im_t = tl.load(inv_im_ptr + n[None, :] * M + m[:, None])
     tile = (n[:, None] * C + c[None, :])
     da = tl.zeros([N, C], dtype=tl.float32) + (tl.load(dout_ptr + b * C + c) / N)[None, :]
     for step in tl.static_range(LAYERS):
         layer = LAYERS - 1 - step
         tl.store(da_ptr + (b * LAYERS + layer) * N * C + tile, da)
-        dy_re = tl.dot(inv_re_t, da, input_precision="ieee")  # (M, C_out)
-        dy_im = tl.dot(inv_im_t, da, input_precision="ieee")
-        w_offsets = (((layer * C + c[None, :, None]) * C + c[None, None, :]) * M + m[:, None, None]) * 2
-        w_re = tl.load(spec_ptr + w_offsets)  # (M, C_in, C_out)
-        w_im = tl.load(spec_ptr + w_offsets + 1)
-        d_re = tl.sum(dy_re[:, None, :] * w_re + dy_im[:, None, :] * w_im, axis=2)  # (M, C_in)
-        d_im = tl.sum(dy_im[:, None, :] * w_re - dy_re[:, None, :] * w_im, axis=2)
         pw = tl.load(pw_ptr + (layer * C + c[:, None]) * C + c[None, :])  # (C_out, C_in)
-        dh = (tl.dot(fwd_re_t, d_re, input_precision="ieee") + tl.dot(fwd_im_t, d_im, input_precision="ieee")
-              + tl.dot(da, pw, input_precision="ieee"))
+        dh = tl.dot(da, pw, input_precision="ieee")
+        for mode in range(M):  # one mode at a time, as in the forward
+            dy_re = tl.sum(tl.load(inv_re_ptr + n * M + mode)[:, None] * da, axis=0)  # (C_out,)
+            dy_im = tl.sum(tl.load(inv_im_ptr + n * M + mode)[:, None] * da, axis=0)
+            w_offsets = (((layer * C + c[:, None]) * C + c[None, :]) * M + mode) * 2
+            w_re = tl.load(spec_ptr + w_offsets)  # (C_in, C_out)
+            w_im = tl.load(spec_ptr + w_offsets + 1)
+            d_re = tl.sum(dy_re[None, :] * w_re + dy_im[None, :] * w_im, axis=1)  # (C_in,)
+            d_im = tl.sum(dy_im[None, :] * w_re - dy_re[None, :] * w_im, axis=1)
+            dh += (tl.load(fwd_re_ptr + mode * N + n)[:, None] * d_re[None, :]
+                   + tl.load(fwd_im_ptr + mode * N + n)[:, None] * d_im[None, :])
         if layer > 0:
             a_prev = tl.load(a_ptr + (b * LAYERS + layer - 1) * N * C + tile)
             cdf = 0.5 * (1.0 + tl.erf(a_prev * 0.7071067811865476))
