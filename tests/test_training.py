@@ -313,3 +313,22 @@ def test_resuming_with_another_number_of_processes_is_refused(tmp_path):
     checkpoint.save({k: v for k, v in state.items() if k != "format"}, str(tmp_path), 5)
     with pytest.raises(CheckpointError, match="written by 2 processes, resumed with 1"):
         train(config(tmp_path, steps=6, resume="auto"))
+
+
+def test_ema_update_rule():
+    from mpdit.training.trainer import update_ema
+
+    model, ema = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    torch.nn.init.zeros_(ema.weight)
+    torch.nn.init.zeros_(ema.bias)
+    model.bias.requires_grad_(False)  # frozen parameters (position tables) are not averaged
+    update_ema(ema, model, decay=0.9)
+    torch.testing.assert_close(ema.weight, 0.1 * model.weight)
+    assert torch.count_nonzero(ema.bias) == 0
+
+
+def test_trainer_uses_the_configured_ema_decay(tmp_path):
+    train(config(tmp_path, steps=2, ema_decay=0.0))  # decay 0: the EMA is the model itself
+    state = checkpoint.load(checkpoint.latest(str(tmp_path)))
+    for name, tensor in state["model"].items():
+        torch.testing.assert_close(state["ema"][name], tensor, msg=name)
