@@ -27,7 +27,7 @@ def row_contiguous(tensor):
     return tensor if tensor is None or tensor.stride(-1) == 1 else tensor.contiguous()
 
 
-def check_tensor(op: str, name: str, tensor, shape: tuple, dtype=None) -> None:
+def check_tensor(op: str, name: str, tensor, shape: tuple) -> None:
     """ValueError naming the op, the argument and what was expected."""
     if not isinstance(tensor, torch.Tensor):
         raise ValueError(f"{op}: {name} must be a tensor, got {type(tensor).__name__}")
@@ -35,8 +35,6 @@ def check_tensor(op: str, name: str, tensor, shape: tuple, dtype=None) -> None:
         raise ValueError(f"{op}: {name} has shape {tuple(tensor.shape)}, expected {tuple(shape)}")
     if tensor.dtype not in SUPPORTED_DTYPES:
         raise ValueError(f"{op}: {name} has dtype {tensor.dtype}, expected one of float32, bfloat16, float16")
-    if dtype is not None and tensor.dtype != dtype:
-        raise ValueError(f"{op}: {name} has dtype {tensor.dtype}, expected {dtype} like the other inputs")
 
 
 def same_device(op: str, **tensors) -> None:

@@ -132,7 +132,7 @@ def bench_sampling(results, spec, provider, device, dtype, batch, steps_list, re
                    graphs=False):
     """Guided Euler sampling: one full run per step count (timed once, after a warm-up step),
     one guided step timed `reps` times, and on CUDA the same step captured in a CUDA graph."""
-    model, _ = build(spec, provider if not provider.endswith("compile") else provider.split("+")[0], device)
+    model, _ = build(spec, provider, device)  # the runner sends eager providers only
     cfg = model.config
     labels = torch.randint(0, cfg.num_classes, (batch,), device=device)
     noise = torch.randn(batch, cfg.in_channels, cfg.latent_size, cfg.latent_size, device=device)
