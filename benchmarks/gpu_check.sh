@@ -1,41 +1,68 @@
 #!/usr/bin/env bash
-# The GPU check, in one call (sized for under 8 minutes on one H100):
-#   1. install the package as the device image allows (no registry there: --no-deps);
-#   2. the kernel tests, natively on the GPU;
-#   3. each fused op against eager and torch.compile at D = 768 and 1152 (batch 256, bf16),
-#      with GB/s and % of a device copy timed in the same run (`mpdit bench --sections kernels`);
-#   4. one MPDiT-XL bf16 training step at batch 256 per backend: torch, torch.compile, triton,
-#      triton + compile (`mpdit bench --sections flops,train`).
-# Writes into $OUT (or benchmarks/results/gpu-<date>/) and prints the tables last.
+# The GPU check, in one call (sized for about 7 minutes on one H100 / H200):
+#   1. install the package as the device image allows (no registry there: --no-deps), building
+#      the C++/CUDA extension for sm_90 (MPDIT_NATIVE_BUILD=cuda: fails rather than skip CUDA);
+#   2. the kernel tests natively on the GPU: Triton ops, the extension's ops (C++ on CPU
+#      tensors and CUDA on GPU tensors), whole models on both fused backends;
+#   3. each fused op at D = 768 and 1152 (batch 256, bf16): eager, the extension, Triton, with
+#      GB/s and % of a device copy timed in the same run (`mpdit bench --sections kernels`);
+#   4. one MPDiT-XL bf16 training step at batch 256 per backend: torch, triton, cuda
+#      (`mpdit bench --sections flops,train`). The compile providers are left out: compiling
+#      costs minutes of a 15-minute device budget;
+#   5. last, the C++ unit tests through CMake + ctest with the CUDA kernels (when the image has cmake).
+# Writes at most 8 files into $OUT (or benchmarks/results/gpu-<date>/) and prints the tables last.
 # Reads the GPU's settings through nvidia-smi / NVML; never changes them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results/gpu-$(date +%F)}
+LOG="$OUT/gpu_check.log"
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
+: > "$LOG"
 
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit,memory.total --format=csv
-pip install --no-deps --no-build-isolation -e . > /tmp/mpdit-install.log 2>&1 \
-  || { echo "install failed:"; tail -20 /tmp/mpdit-install.log; exit 1; }
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit,memory.total --format=csv | tee -a "$LOG"
+start=$(date +%s)
+MPDIT_NATIVE_BUILD=cuda TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 \
+  pip install --no-deps --no-build-isolation -e . > /tmp/mpdit-install.log 2>&1 \
+  || { echo "install failed:"; tail -30 /tmp/mpdit-install.log | tee -a "$LOG"; exit 1; }
+echo "== native build (CPU + CUDA sources, MAX_JOBS=16): $(( $(date +%s) - start )) s ==" | tee -a "$LOG"
+python -c "import mpdit_kernels._C as C; print('mpdit_kernels._C with_cuda =', C.with_cuda)" | tee -a "$LOG"
 
-echo "== kernel tests (native) =="
-timeout 120 python -m pytest -q -p no:cacheprovider tests/test_kernel_adaln.py tests/test_kernel_upsample.py \
-  tests/test_kernel_fno.py tests/test_attention.py tests/test_kernel_backend.py > "$OUT/kernel-tests.log" 2>&1
+echo "== kernel tests (native GPU) ==" | tee -a "$LOG"
+timeout 170 python -m pytest -q -p no:cacheprovider tests/test_native_ops.py tests/test_native_backend.py \
+  tests/test_kernel_adaln.py tests/test_kernel_upsample.py tests/test_kernel_fno.py tests/test_attention.py \
+  tests/test_kernel_backend.py >> "$LOG" 2>&1
 tests_rc=$?
-tail -3 "$OUT/kernel-tests.log"
+tail -3 "$LOG"
 
-# Two runs, so that a slow compile in the second cannot lose the first's figures.
-echo "== fused ops: mpdit bench --preset paper --sections kernels =="
-timeout 150 python -m mpdit bench --preset paper --models MPDiT-XL --sections kernels --out "$OUT/kernels" \
-  --no-progress --no-plots > "$OUT/kernels.md" 2>&1
+# Two bench runs, so that a failure in the second cannot lose the first's figures.
+echo "== fused ops: mpdit bench --preset paper --sections kernels --providers torch,cuda,triton ==" | tee -a "$LOG"
+timeout 120 python -m mpdit bench --preset paper --models MPDiT-XL --sections kernels --providers torch,cuda,triton \
+  --out "$OUT/kernels" --no-progress --no-plots > "$OUT/kernels.md" 2>&1
 kernels_rc=$?
-echo "== training step: mpdit bench --preset paper --models MPDiT-XL --sections flops,train =="
-timeout 240 python -m mpdit bench --preset paper --models MPDiT-XL --sections flops,train --out "$OUT/train" \
-  --no-progress --no-plots > "$OUT/train.md" 2>&1
+echo "== training step: mpdit bench --preset paper --models MPDiT-XL --sections flops,train --providers torch,triton,cuda ==" \
+  | tee -a "$LOG"
+timeout 150 python -m mpdit bench --preset paper --models MPDiT-XL --sections flops,train --providers torch,triton,cuda \
+  --out "$OUT/train" --no-progress --no-plots > "$OUT/train.md" 2>&1
 train_rc=$?
 
+echo "== C++ unit tests: CMake + ctest, CUDA on ==" | tee -a "$LOG"
+ctest_rc=0
+if command -v cmake > /dev/null; then
+  start=$(date +%s)
+  timeout 100 bash -c 'cmake -S . -B /tmp/mpdit-cmake -DMPDIT_WITH_CUDA=ON \
+      -DCMAKE_PREFIX_PATH="$(python -c "import torch; print(torch.utils.cmake_prefix_path)")" > /tmp/cmake.log 2>&1 \
+    && cmake --build /tmp/mpdit-cmake -j 16 >> /tmp/cmake.log 2>&1 \
+    && ctest --test-dir /tmp/mpdit-cmake --output-on-failure' >> "$LOG" 2>&1
+  ctest_rc=$?
+  [ $ctest_rc -ne 0 ] && tail -20 /tmp/cmake.log >> "$LOG"
+  echo "ctest rc=$ctest_rc in $(( $(date +%s) - start )) s" | tee -a "$LOG"
+else
+  echo "no cmake in this image: ctest not run" | tee -a "$LOG"
+fi
+
 echo
-echo "== summary: kernel tests rc=$tests_rc, fused ops rc=$kernels_rc, training step rc=$train_rc =="
-grep -E "passed|failed" "$OUT/kernel-tests.log" | tail -1
+echo "== summary: kernel tests rc=$tests_rc, ctest rc=$ctest_rc, fused ops rc=$kernels_rc, training step rc=$train_rc =="
+grep -E "passed|failed" "$LOG" | tail -2
 cat "$OUT/kernels.md" "$OUT/train.md"
-exit $(( tests_rc || kernels_rc || train_rc ))
+exit $(( tests_rc || ctest_rc || kernels_rc || train_rc ))

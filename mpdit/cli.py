@@ -4,6 +4,7 @@ import json
 import sys
 
 from mpdit.models import list_models
+from mpdit_kernels import BACKENDS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -155,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when present")
     bench.add_argument("--out", metavar="DIR", help="results folder (default benchmarks/results/<date>-<device>-<preset>)")
     bench.add_argument("--models", type=_csv_list, metavar="A,B", help="a subset of the preset's models")
-    bench.add_argument("--providers", type=_csv_list, metavar="A,B", help="torch, compile, triton, triton+compile")
+    bench.add_argument("--providers", type=_csv_list, metavar="A,B", help="torch, compile, triton, triton+compile, cuda")
     bench.add_argument("--sections", type=_csv_list, metavar="A,B", help=", ".join(SECTIONS))
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
     bench.add_argument("--no-plots", action="store_true", help="JSON and CSV only")
@@ -182,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--compile", action="store_true")
     train.add_argument("--parallel", default="ddp", choices=("ddp", "fsdp"), help="under torchrun; fsdp = FSDP2")
-    train.add_argument("--kernel-backend", default="auto", choices=("torch", "triton", "auto"))
+    train.add_argument("--kernel-backend", default="auto", choices=BACKENDS)
     train.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     train.add_argument("--on-nonfinite", default="stop", choices=("stop", "skip"))
     train.add_argument("--checkpoint-every", type=int, default=1000)

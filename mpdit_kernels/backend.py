@@ -2,17 +2,20 @@
 
 "torch": the plain PyTorch references (the numerics of record, and what torch.compile sees).
 "triton": the fused Triton kernels (CUDA tensors, or CPU tensors under TRITON_INTERPRET=1).
-"auto": triton on CUDA tensors when Triton is installed, torch elsewhere.
+"cuda": the C++/CUDA extension mpdit_kernels._C (csrc/): its CUDA kernels on CUDA tensors,
+    its C++ loops on CPU tensors. The FNO time embedding has no native version: torch's.
+"auto": triton on CUDA tensors when Triton is installed, else the extension's CUDA kernels
+    when built; torch on CPU tensors (measured faster there than the C++ loops, see README).
 """
 import logging
 from types import SimpleNamespace
 
-from mpdit_kernels import adaln, fno, upsample
+from mpdit_kernels import adaln, fno, native, upsample
 from mpdit_kernels._launch import KernelUnavailable, require_triton
 from mpdit_kernels._triton import AVAILABLE
 from mpdit_kernels.attention_dispatch import attention
 
-BACKENDS = ("torch", "triton", "auto")
+BACKENDS = ("torch", "triton", "cuda", "auto")
 logger = logging.getLogger("mpdit_kernels")
 
 TORCH_OPS = SimpleNamespace(
@@ -33,6 +36,15 @@ TRITON_OPS = SimpleNamespace(
     fno_time_features=fno.fno_time_features,
     attention=attention,
 )
+CUDA_OPS = SimpleNamespace(
+    name="cuda",
+    adaln_modulate=native.adaln_modulate,
+    residual_adaln_modulate=native.residual_adaln_modulate,
+    upsample_shuffle_norm=native.upsample_shuffle_norm,
+    fine_entry=native.fine_entry,
+    fno_time_features=fno.fno_time_features_ref,
+    attention=attention,
+)
 _fallback_logged = set()
 
 
@@ -43,6 +55,9 @@ def check_backend(name: str) -> str:
     if name == "triton" and not AVAILABLE:
         raise KernelUnavailable("kernel_backend='triton': Triton is not installed (pip install triton); "
                                 "use kernel_backend='torch' or 'auto'")
+    if name == "cuda" and not native.AVAILABLE:
+        raise KernelUnavailable(f"kernel_backend='cuda': the native extension mpdit_kernels._C is not built; "
+                                f"{native.BUILD_HINT}, or use kernel_backend='torch' or 'auto'")
     return name
 
 
@@ -53,9 +68,14 @@ def resolve(name: str, like):
     if name == "triton":
         require_triton("kernel_backend='triton'", like)
         return TRITON_OPS
+    if name == "cuda":
+        native.require_native("kernel_backend='cuda'", like)
+        return CUDA_OPS
     if AVAILABLE and like.is_cuda:
         return TRITON_OPS
-    reason = "Triton is not installed" if not AVAILABLE else f"tensors are on {like.device.type}"
+    if native.WITH_CUDA and like.is_cuda:
+        return CUDA_OPS
+    reason = "neither Triton nor the CUDA extension is available" if like.is_cuda else f"tensors are on {like.device.type}"
     if reason not in _fallback_logged:
         _fallback_logged.add(reason)
         logger.info("kernel_backend='auto': using the torch ops (%s)", reason)

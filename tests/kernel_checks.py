@@ -9,6 +9,24 @@ FP32_RELATIVE = 1e-5
 LOW_PRECISION_FACTOR = 2.0
 DTYPES = [torch.float32, torch.bfloat16]
 
+# Deliberately awkward (B, L, D): head widths of S/B/XL, token counts off the 16-row program
+# block (1, 17, 80 = 16 + 64, 272 = 16 + 256), batch 1 and 3. D = 1152 only at few tokens:
+# the interpreter is slow and the per-row code is the same.
+ADALN_SHAPES = [(1, 1, 72), (3, 17, 72), (1, 80, 384), (3, 272, 72), (3, 17, 1152)]
+# (B, grid_h, grid_w, D, class tokens, ratio): MPDiT-S's real 8x8 -> 16x16 with 16 tokens
+# (272 rows out), a non-square grid, no class tokens (the m = 0 ablation), XL's width, ratio 4.
+UPSAMPLE_CASES = [(1, 8, 8, 384, 16, 2), (3, 2, 3, 72, 16, 2), (3, 3, 2, 72, 0, 2), (1, 2, 2, 1152, 1, 2),
+                  (1, 2, 2, 72, 3, 4)]
+# (B, class tokens, image tokens, D)
+FINE_CASES = [(1, 16, 64, 72), (3, 16, 17, 384), (3, 0, 1, 1152), (2, 1, 256, 72)]
+
+
+def adaln_inputs(B, L, D, device):
+    """x, y (B, L, D) and gate, shift, scale (B, D), fp32."""
+    x, y = torch.randn(B, L, D, device=device), torch.randn(B, L, D, device=device)
+    gate, shift, scale = (0.5 * torch.randn(B, D, device=device) for _ in range(3))
+    return x, y, gate, shift, scale
+
 
 def max_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a.double() - b.double()).abs().max().item()

@@ -28,3 +28,25 @@ def random_inputs(model: MultiPatchTransformer, batch: int = 2, size: int = None
     t = torch.rand(batch)
     y = torch.randint(0, cfg.num_classes + 1, (batch,))
     return x, t, y
+
+
+def twin_models(name, device, backend, **overrides):
+    """The same randomised weights on the torch backend and on `backend`."""
+    torch_model = randomize_(tiny_model(name, **overrides), std=0.05).to(device)
+    fused_model = tiny_model(name, **overrides).to(device)
+    fused_model.load_state_dict(torch_model.state_dict())
+    fused_model.kernel_backend = backend
+    return torch_model, fused_model
+
+
+def assert_same_function(torch_model, fused_model, x, t, y):
+    """Same output and the same gradient for every trainable parameter."""
+    out_torch, out_fused = torch_model(x, t, y), fused_model(x, t, y)
+    torch.testing.assert_close(out_fused, out_torch, rtol=1e-4, atol=1e-5)
+    grad_out = torch.randn_like(out_torch)
+    (out_torch * grad_out).sum().backward()
+    (out_fused * grad_out).sum().backward()
+    for (name, p_torch), p_fused in zip(torch_model.named_parameters(), fused_model.parameters()):
+        if p_torch.requires_grad:
+            assert p_fused.grad is not None, name
+            torch.testing.assert_close(p_fused.grad, p_torch.grad, rtol=1e-4, atol=1e-5, msg=name)

@@ -4,33 +4,21 @@ import torch
 
 pytest.importorskip("triton")  # the Triton kernels; the torch backend is tested without it
 
-from kernel_checks import DTYPES, check_op
+from kernel_checks import ADALN_SHAPES, DTYPES, adaln_inputs, check_op
 from mpdit_kernels.adaln import (adaln_modulate, adaln_modulate_ref, residual_adaln_modulate,
                                  residual_adaln_modulate_ref)
 
-# Deliberately awkward: head widths of S/B/XL, token counts off the 16-row program block
-# (1, 17, 80 = 16 + 64, 272 = 16 + 256), batch 1 and 3. D = 1152 only at few tokens: the
-# interpreter is slow and the per-row code is the same.
-SHAPES = [(1, 1, 72), (3, 17, 72), (1, 80, 384), (3, 272, 72), (3, 17, 1152)]
-
-
-def inputs(B, L, D, device):
-    x, y = torch.randn(B, L, D, device=device), torch.randn(B, L, D, device=device)
-    gate, shift, scale = (0.5 * torch.randn(B, D, device=device) for _ in range(3))
-    return x, y, gate, shift, scale
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", ADALN_SHAPES)
 def test_residual_variant(poisoned, device, dtype, shape):
     check_op("residual_adaln_modulate", residual_adaln_modulate, residual_adaln_modulate_ref,
-             inputs(*shape, device), dtype)
+             adaln_inputs(*shape, device), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", ADALN_SHAPES)
 def test_plain_variant(poisoned, device, dtype, shape):
-    x, _, _, shift, scale = inputs(*shape, device)
+    x, _, _, shift, scale = adaln_inputs(*shape, device)
     check_op("adaln_modulate", adaln_modulate, adaln_modulate_ref, (x, shift, scale), dtype)
 
 
@@ -53,7 +41,7 @@ def test_strided_rows_and_expanded_gradients(poisoned, device):
 
 def test_channels_first_layout_is_handled(device):
     """A patch embedding's (B, D, N) -> (B, N, D) transpose has strided rows: copied, not misread."""
-    x, y, gate, shift, scale = inputs(2, 17, 72, device)
+    x, y, gate, shift, scale = adaln_inputs(2, 17, 72, device)
     x_t = x.transpose(1, 2).contiguous().transpose(1, 2)
     assert x_t.stride(-1) != 1
     torch.testing.assert_close(residual_adaln_modulate(x_t, y, gate, shift, scale)[1],
@@ -63,7 +51,7 @@ def test_channels_first_layout_is_handled(device):
 def test_mixed_dtypes_follow_eager_promotion(device):
     """Under autocast an fp32 residual stream meets bf16 branch outputs: outputs promote like eager."""
     x = torch.randn(2, 17, 72, device=device)
-    y, gate, shift, scale = (t.bfloat16() for t in inputs(2, 17, 72, device)[1:])
+    y, gate, shift, scale = (t.bfloat16() for t in adaln_inputs(2, 17, 72, device)[1:])
     x_out, h = residual_adaln_modulate(x, y, gate, shift, scale)
     eager_out, eager_h = residual_adaln_modulate_ref(x, y, gate, shift, scale)
     assert (x_out.dtype, h.dtype) == (eager_out.dtype, eager_h.dtype) == (torch.float32, torch.float32)
@@ -74,7 +62,7 @@ def test_mixed_dtypes_follow_eager_promotion(device):
 
 
 def test_opcheck(device):
-    x, y, gate, shift, scale = (t.requires_grad_() for t in inputs(2, 17, 72, device))
+    x, y, gate, shift, scale = (t.requires_grad_() for t in adaln_inputs(2, 17, 72, device))
     torch.library.opcheck(torch.ops.mpdit.residual_adaln_modulate.default, (x, y, gate, shift, scale))
     torch.library.opcheck(torch.ops.mpdit.adaln_modulate.default, (x, shift, scale))
 
@@ -89,7 +77,7 @@ def test_opcheck(device):
 ])
 def test_bad_inputs(device, make, message):
     with pytest.raises(ValueError, match=message):
-        residual_adaln_modulate(*make(*inputs(2, 17, 72, device)))
+        residual_adaln_modulate(*make(*adaln_inputs(2, 17, 72, device)))
 
 
 def test_cpu_tensors_without_the_interpreter_are_refused(monkeypatch):
@@ -97,6 +85,6 @@ def test_cpu_tensors_without_the_interpreter_are_refused(monkeypatch):
     from mpdit_kernels import KernelUnavailable
 
     monkeypatch.setattr(mpdit_kernels._launch, "INTERPRET", False)
-    x, _, _, shift, scale = inputs(1, 4, 72, "cpu")
+    x, _, _, shift, scale = adaln_inputs(1, 4, 72, "cpu")
     with pytest.raises(KernelUnavailable, match="CPU tensors; Triton kernels need CUDA tensors, or TRITON_INTERPRET=1"):
         adaln_modulate(x, shift, scale)

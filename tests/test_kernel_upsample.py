@@ -4,13 +4,8 @@ import torch
 
 pytest.importorskip("triton")  # the Triton kernels; the torch backend is tested without it
 
-from kernel_checks import DTYPES, check_op
+from kernel_checks import DTYPES, FINE_CASES, UPSAMPLE_CASES, check_op
 from mpdit_kernels.upsample import fine_entry, fine_entry_ref, upsample_shuffle_norm, upsample_shuffle_norm_ref
-
-# (B, grid_h, grid_w, D, class tokens, ratio): MPDiT-S's real 8x8 -> 16x16 with 16 tokens
-# (272 rows out), a non-square grid, no class tokens (the m = 0 ablation), XL's width, ratio 4.
-UPSAMPLE_CASES = [(1, 8, 8, 384, 16, 2), (3, 2, 3, 72, 16, 2), (3, 3, 2, 72, 0, 2), (1, 2, 2, 1152, 1, 2),
-                  (1, 2, 2, 72, 3, 4)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -21,9 +16,6 @@ def test_upsample_shuffle_norm(poisoned, device, dtype, case):
     cls = torch.randn(B, m, D, device=device)
     check_op("upsample_shuffle_norm", lambda a, b: upsample_shuffle_norm(a, b, r, h, w),
              lambda a, b: upsample_shuffle_norm_ref(a, b, r, h, w), (wide, cls), dtype)
-
-
-FINE_CASES = [(1, 16, 64, 72), (3, 16, 17, 384), (3, 0, 1, 1152), (2, 1, 256, 72)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -1,7 +1,8 @@
 """Whole-model cases: training step, inference, guided sampling, CUDA-graph replay.
 
 A provider is a kernel backend plus an optional torch.compile: "torch" (eager),
-"compile" (torch.compile of the plain model), "triton" (fused kernels), "triton+compile".
+"compile" (torch.compile of the plain model), "triton" (fused Triton kernels), "triton+compile",
+"cuda" (the C++/CUDA extension's ops; its C++ loops on a CPU).
 Inputs rotate over a few batches so repeated runs do not replay one cached batch.
 """
 import contextlib
@@ -16,7 +17,7 @@ from mpdit.flow import flow_matching_loss
 from mpdit.guidance import GuidedVelocity
 from mpdit.sampling import euler
 
-PROVIDERS = ("torch", "compile", "triton", "triton+compile")
+PROVIDERS = ("torch", "compile", "triton", "triton+compile", "cuda")
 INPUT_SETS = 3
 
 
@@ -31,7 +32,7 @@ def build(spec: ModelSpec, provider: str, device: str):
     """(model, callable): the callable is the compiled model for the compile providers."""
     if provider not in PROVIDERS:
         raise ValueError(f"provider={provider!r}: expected one of {PROVIDERS}")
-    backend = "triton" if provider.startswith("triton") else "torch"
+    backend = provider.split("+")[0] if provider.split("+")[0] in ("triton", "cuda") else "torch"
     model = create_model(spec.name, kernel_backend=backend, **spec.overrides).to(device)
     model.check_values = False  # the benchmark's inputs are valid: keep device syncs out of the timings
     forward = torch.compile(model) if provider.endswith("compile") else model

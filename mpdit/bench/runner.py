@@ -13,16 +13,19 @@ from mpdit.bench.report import markdown, write_plots
 from mpdit.bench.timing import Results, copy_bandwidth_gbs, matmul_peak_tflops
 from mpdit.flops import audit, count_train_step_flops
 from mpdit.models import create_model
-from mpdit_kernels import attention_paths
+from mpdit_kernels import attention_paths, native
 from mpdit_kernels._triton import AVAILABLE as TRITON_AVAILABLE, INTERPRET
 
 
 def applicable_providers(providers, device: str) -> tuple:
     """Triton runs natively on CUDA; on a CPU only its interpreter does, which is no speed figure,
-    so there it is kept only when TRITON_INTERPRET=1 was asked for (tests)."""
+    so there it is kept only when TRITON_INTERPRET=1 was asked for (tests). The extension's
+    provider needs it built, with its CUDA kernels on a GPU (its C++ loops run on a CPU)."""
     def fits(provider):
         if provider.startswith("triton"):
             return TRITON_AVAILABLE and (device == "cuda" or INTERPRET)
+        if provider == "cuda":
+            return native.AVAILABLE and (device == "cpu" or native.WITH_CUDA)
         return True
     return tuple(p for p in providers if fits(p))
 
@@ -102,7 +105,8 @@ def run(preset_name="default", device=None, out=None, models=None, providers=Non
 
     tasks = plan(preset, device, specs, chosen, sections)
     kernel_tasks = len(preset.kernel_widths) * len(kernel_cases.CASES) if "kernels" in sections else 0
-    kernel_providers = tuple(p for p in ("torch", "compile", "triton") if p in chosen)
+    # the last is the one the others' times are quoted against: triton where it runs
+    kernel_providers = tuple(p for p in ("torch", "compile", "cuda", "triton") if p in chosen)
     if kernel_tasks and "triton" not in kernel_providers:
         notes.append("fused-op microbenchmarks ran without the triton provider (Triton needs a CUDA device)")
     if not kernel_providers:

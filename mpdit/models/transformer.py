@@ -107,7 +107,7 @@ class MultiPatchTransformer(nn.Module):
         super().__init__()
         config.validate()
         self.config = config
-        # "torch" | "triton" | "auto": who runs the glue between the GEMMs (mpdit_kernels.backend).
+        # "torch" | "triton" | "cuda" | "auto": who runs the glue between the GEMMs (mpdit_kernels.backend).
         self.kernel_backend = kernel_backends.check_backend(kernel_backend)
         D, m = config.hidden_size, config.class_tokens
         patches = [patch for patch, _ in config.stages]

@@ -1,0 +1,53 @@
+// Argument checks shared by every op. They throw c10::ValueError (Python's ValueError)
+// naming the op, the argument, what it got and what was expected.
+#pragma once
+
+#include <ATen/ATen.h>
+
+namespace mpdit {
+
+inline void check_float(const char* op, const char* name, const at::Tensor& t) {
+  TORCH_CHECK_VALUE(t.scalar_type() == at::kFloat || t.scalar_type() == at::kBFloat16 || t.scalar_type() == at::kHalf,
+                    op, ": ", name, " has dtype ", t.scalar_type(), ", expected float32, bfloat16 or float16");
+}
+
+// Same device and dtype as `like` (the op's first input), and exactly `shape`.
+inline void check_like(const char* op, const char* name, const at::Tensor& t, const at::Tensor& like,
+                       at::IntArrayRef shape) {
+  TORCH_CHECK_VALUE(t.defined(), op, ": ", name, " is undefined");
+  check_float(op, name, t);
+  TORCH_CHECK_VALUE(t.device() == like.device(), op, ": ", name, " is on ", t.device(), ", expected ",
+                    like.device(), " like the other inputs");
+  TORCH_CHECK_VALUE(t.scalar_type() == like.scalar_type(), op, ": ", name, " has dtype ", t.scalar_type(),
+                    ", expected ", like.scalar_type(), " like the other inputs (the Python wrapper promotes)");
+  TORCH_CHECK_VALUE(t.sizes() == shape, op, ": ", name, " has shape ", t.sizes(), ", expected ", shape);
+}
+
+inline void check_dim(const char* op, const char* name, const at::Tensor& t, int64_t dim, const char* layout) {
+  TORCH_CHECK_VALUE(t.defined() && t.dim() == dim, op, ": ", name, " must be a ", layout, " tensor, got shape ",
+                    t.defined() ? t.sizes() : at::IntArrayRef{});
+  check_float(op, name, t);
+}
+
+// The kernels index rows with (batch, token) strides: a token slice is read in place, other
+// layouts (e.g. a transposed patch embedding) are copied.
+inline at::Tensor row_contiguous(const at::Tensor& t) {
+  return !t.defined() || t.stride(-1) == 1 ? t : t.contiguous();
+}
+
+inline void check_stats(const char* op, const at::Tensor& stat, const at::Tensor& like, at::IntArrayRef shape) {
+  TORCH_CHECK_VALUE(stat.scalar_type() == at::kFloat && stat.sizes() == shape && stat.is_contiguous() &&
+                    stat.device() == like.device(), op, ": mean/rstd must be contiguous float32 ", shape,
+                    " on ", like.device(), ", got ", stat.scalar_type(), " ", stat.sizes());
+}
+
+// The CUDA kernels cache one fp32 row per warp in shared memory: 4 warps x 4096 x 4 bytes
+// = 64 KiB, within what every GPU since Volta grants a block on request.
+constexpr int64_t kMaxWidth = 4096;
+
+inline void check_width(const char* op, int64_t width) {
+  TORCH_CHECK_VALUE(width >= 1 && width <= kMaxWidth, op, ": width ", width, " is outside the 1..", kMaxWidth,
+                    " these kernels support");
+}
+
+}  // namespace mpdit

@@ -1,0 +1,262 @@
+// MPDiT's stage transition (notes, steps 7-8): op front ends and CPU loops.
+//   upsample_shuffle_norm: LayerNorm(cat(cls, GELU_tanh(pixel_shuffle(wide)))), no affine
+//   fine_entry: refined + [0; skip + pos] (skip and the position table on the image rows)
+// The same contract as mpdit_kernels/upsample.py (Triton); the CUDA kernels are in upsample_cuda.cu.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <vector>
+
+#include "checks.h"
+#include "ops.h"
+
+namespace mpdit {
+namespace {
+
+constexpr float kSqrt2OverPi = 0.7978845608028654f;
+
+// Offset in wide (B, h*w, R*R*D) of channel 0 of image row `f` of sample b; channel d adds
+// d * R * R. Fine row f = (i * R + a) * (w * R) + j * R + c reads wide row i * w + j,
+// channel d * R * R + a * R + c: F.pixel_shuffle's channel order.
+inline int64_t wide_offset(int64_t b, int64_t f, int64_t coarse_rows, int64_t ratio, int64_t grid_w, int64_t D) {
+  const int64_t fine_w = grid_w * ratio, fr = f / fine_w, fc = f % fine_w;
+  const int64_t src_row = (fr / ratio) * grid_w + fc / ratio;
+  return (b * coarse_rows + src_row) * D * ratio * ratio + (fr % ratio) * ratio + fc % ratio;
+}
+
+inline float gelu_tanh(float u) {
+  return 0.5f * u * (1.f + std::tanh(kSqrt2OverPi * (u + 0.044715f * u * u * u)));
+}
+
+inline float gelu_tanh_grad(float u) {
+  const float t = std::tanh(kSqrt2OverPi * (u + 0.044715f * u * u * u));
+  return 0.5f * (1.f + t) + 0.5f * u * (1.f - t * t) * kSqrt2OverPi * (1.f + 3.f * 0.044715f * u * u);
+}
+
+// Row i (of B * L) before the norm, in fp32, into v.
+template <typename scalar_t>
+void gather_row(const scalar_t* wide, const scalar_t* cls, int64_t i, int64_t L, int64_t M, int64_t D,
+                int64_t coarse_rows, int64_t ratio, int64_t grid_w, float* v) {
+  const int64_t b = i / L, l = i % L;
+  if (l < M) {
+    for (int64_t d = 0; d < D; ++d) v[d] = static_cast<float>(cls[(b * M + l) * D + d]);
+    return;
+  }
+  const scalar_t* src = wide + wide_offset(b, l - M, coarse_rows, ratio, grid_w, D);
+  for (int64_t d = 0; d < D; ++d) v[d] = gelu_tanh(static_cast<float>(src[d * ratio * ratio]));
+}
+
+template <typename scalar_t>
+void upsample_forward_rows(const at::Tensor& wide, const at::Tensor& cls, int64_t ratio, int64_t grid_w, float eps,
+                           at::Tensor& out, at::Tensor& mean, at::Tensor& rstd) {
+  const int64_t L = out.size(1), D = out.size(2), M = cls.size(1), coarse_rows = wide.size(1);
+  const scalar_t* wide_data = wide.const_data_ptr<scalar_t>();
+  const scalar_t* cls_data = cls.const_data_ptr<scalar_t>();
+  scalar_t* out_data = out.mutable_data_ptr<scalar_t>();
+  float* mean_data = mean.mutable_data_ptr<float>();
+  float* rstd_data = rstd.mutable_data_ptr<float>();
+  at::parallel_for(0, out.size(0) * L, kRowsPerChunk, [&](int64_t begin, int64_t end) {
+    std::vector<float> v(D);
+    for (int64_t i = begin; i < end; ++i) {
+      gather_row(wide_data, cls_data, i, L, M, D, coarse_rows, ratio, grid_w, v.data());
+      float sum = 0.f, squares = 0.f;
+      for (int64_t d = 0; d < D; ++d) sum += v[d];
+      const float mu = sum / D;
+      for (int64_t d = 0; d < D; ++d) squares += (v[d] - mu) * (v[d] - mu);
+      const float inv = 1.f / std::sqrt(squares / D + eps);
+      for (int64_t d = 0; d < D; ++d) out_data[i * D + d] = static_cast<scalar_t>((v[d] - mu) * inv);
+      mean_data[i] = mu;
+      rstd_data[i] = inv;
+    }
+  });
+}
+
+// Backward, per row, with n the normalised row:
+//   dv = rstd * (dout - mean(dout) - n * mean(dout * n))          (LayerNorm, no affine)
+//   class rows: dcls = dv;  image rows: dwide = dv * GELU'(u), scattered back to wide's layout.
+// Every element of wide feeds exactly one output element, so rows write disjoint elements.
+template <typename scalar_t>
+void upsample_backward_rows(const at::Tensor& wide, const at::Tensor& cls, const at::Tensor& mean,
+                            const at::Tensor& rstd, const at::Tensor& dout, int64_t ratio, int64_t grid_w,
+                            at::Tensor& dwide, at::Tensor& dcls) {
+  const int64_t L = dout.size(1), D = dout.size(2), M = cls.size(1), coarse_rows = wide.size(1);
+  const scalar_t* wide_data = wide.const_data_ptr<scalar_t>();
+  const scalar_t* cls_data = cls.const_data_ptr<scalar_t>();
+  const scalar_t* dout_data = dout.const_data_ptr<scalar_t>();
+  const float* mean_data = mean.const_data_ptr<float>();
+  const float* rstd_data = rstd.const_data_ptr<float>();
+  scalar_t* dwide_data = dwide.mutable_data_ptr<scalar_t>();
+  scalar_t* dcls_data = dcls.mutable_data_ptr<scalar_t>();
+  at::parallel_for(0, dout.size(0) * L, kRowsPerChunk, [&](int64_t begin, int64_t end) {
+    std::vector<float> n(D);
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t b = i / L, l = i % L;
+      gather_row(wide_data, cls_data, i, L, M, D, coarse_rows, ratio, grid_w, n.data());
+      float sum = 0.f, sum_n = 0.f;
+      for (int64_t d = 0; d < D; ++d) {
+        n[d] = (n[d] - mean_data[i]) * rstd_data[i];
+        const float g = static_cast<float>(dout_data[i * D + d]);
+        sum += g;
+        sum_n += g * n[d];
+      }
+      const int64_t offset = l < M ? 0 : wide_offset(b, l - M, coarse_rows, ratio, grid_w, D);
+      for (int64_t d = 0; d < D; ++d) {
+        const float dv = rstd_data[i] * (static_cast<float>(dout_data[i * D + d]) - sum / D - n[d] * (sum_n / D));
+        if (l < M) {
+          dcls_data[(b * M + l) * D + d] = static_cast<scalar_t>(dv);
+        } else {
+          const int64_t k = offset + d * ratio * ratio;
+          dwide_data[k] = static_cast<scalar_t>(dv * gelu_tanh_grad(static_cast<float>(wide_data[k])));
+        }
+      }
+    }
+  });
+}
+
+template <typename scalar_t>
+void fine_entry_rows(const at::Tensor& refined, const at::Tensor& skip, const at::Tensor& pos, at::Tensor& out) {
+  const int64_t L = refined.size(1), D = refined.size(2), N = pos.size(0), M = L - N;
+  const scalar_t* refined_data = refined.const_data_ptr<scalar_t>();
+  const scalar_t* skip_data = skip.defined() ? skip.const_data_ptr<scalar_t>() : nullptr;
+  const scalar_t* pos_data = pos.const_data_ptr<scalar_t>();
+  scalar_t* out_data = out.mutable_data_ptr<scalar_t>();
+  at::parallel_for(0, refined.size(0) * L, kRowsPerChunk, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t b = i / L, l = i % L;
+      for (int64_t d = 0; d < D; ++d) {
+        float v = static_cast<float>(refined_data[i * D + d]);
+        if (l >= M) {
+          if (skip_data != nullptr) v += static_cast<float>(skip_data[(b * N + l - M) * D + d]);
+          v += static_cast<float>(pos_data[(l - M) * D + d]);
+        }
+        out_data[i * D + d] = static_cast<scalar_t>(v);
+      }
+    }
+  });
+}
+
+// ----------------------------------------------------------------------------- op front ends
+void check_upsample(const char* op, const at::Tensor& wide, const at::Tensor& cls, int64_t ratio, int64_t grid_h,
+                    int64_t grid_w) {
+  check_dim(op, "wide", wide, 3, "(B, h*w, r*r*D)");
+  check_dim(op, "cls", cls, 3, "(B, m, D)");
+  const int64_t B = wide.size(0), channels = wide.size(2);
+  TORCH_CHECK_VALUE(grid_h >= 1 && grid_w >= 1 && wide.size(1) == grid_h * grid_w, op, ": wide has ", wide.size(1),
+                    " tokens, expected grid_h * grid_w = ", grid_h * grid_w);
+  TORCH_CHECK_VALUE(ratio >= 2 && channels % (ratio * ratio) == 0, op, ": ratio=", ratio,
+                    ": expected >= 2 dividing wide's ", channels, " channels into ratio^2 groups");
+  check_width(op, channels / (ratio * ratio));
+  check_like(op, "cls", cls, wide, {B, cls.size(1), channels / (ratio * ratio)});
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> upsample_shuffle_norm(const at::Tensor& wide, const at::Tensor& cls,
+                                                                     int64_t ratio, int64_t grid_h, int64_t grid_w,
+                                                                     double eps) {
+  check_upsample("upsample_shuffle_norm", wide, cls, ratio, grid_h, grid_w);
+  const int64_t B = wide.size(0), M = cls.size(1), D = cls.size(2), L = M + ratio * ratio * grid_h * grid_w;
+  const at::Tensor wide_c = wide.contiguous(), cls_c = cls.contiguous();
+  at::Tensor out = at::empty({B, L, D}, wide.options());
+  at::Tensor mean = at::empty({B, L}, wide.options().dtype(at::kFloat));
+  at::Tensor rstd = at::empty({B, L}, wide.options().dtype(at::kFloat));
+  if (B * L > 0) {
+#ifdef MPDIT_WITH_CUDA
+    if (wide.is_cuda()) {
+      upsample_forward_cuda(wide_c, cls_c, ratio, grid_w, eps, out, mean, rstd);
+      return {out, mean, rstd};
+    }
+#endif
+    upsample_forward_cpu(wide_c, cls_c, ratio, grid_w, eps, out, mean, rstd);
+  }
+  return {out, mean, rstd};
+}
+
+std::tuple<at::Tensor, at::Tensor> upsample_shuffle_norm_backward(const at::Tensor& wide, const at::Tensor& cls,
+                                                                  const at::Tensor& mean, const at::Tensor& rstd,
+                                                                  const at::Tensor& dout, int64_t ratio,
+                                                                  int64_t grid_w) {
+  constexpr const char* op = "upsample_shuffle_norm_backward";
+  TORCH_CHECK_VALUE(grid_w >= 1 && wide.dim() == 3 && wide.size(1) % grid_w == 0, op, ": grid_w=", grid_w,
+                    " does not divide wide's ", wide.dim() == 3 ? wide.size(1) : -1, " tokens");
+  check_upsample(op, wide, cls, ratio, wide.size(1) / grid_w, grid_w);
+  const int64_t B = wide.size(0), M = cls.size(1), D = cls.size(2), L = M + ratio * ratio * wide.size(1);
+  check_stats(op, mean, wide, {B, L});
+  check_stats(op, rstd, wide, {B, L});
+  check_like(op, "dout", dout, wide, {B, L, D});
+  const at::Tensor wide_c = wide.contiguous(), cls_c = cls.contiguous(), dout_c = dout.contiguous();
+  at::Tensor dwide = at::empty(wide.sizes(), wide.options()), dcls = at::empty(cls.sizes(), cls.options());
+  if (B * L > 0) {
+#ifdef MPDIT_WITH_CUDA
+    if (wide.is_cuda()) {
+      upsample_backward_cuda(wide_c, cls_c, mean, rstd, dout_c, ratio, grid_w, dwide, dcls);
+      return {dwide, dcls};
+    }
+#endif
+    upsample_backward_cpu(wide_c, cls_c, mean, rstd, dout_c, ratio, grid_w, dwide, dcls);
+  }
+  return {dwide, dcls};
+}
+
+at::Tensor fine_entry(const at::Tensor& refined, const std::optional<at::Tensor>& skip, const at::Tensor& pos) {
+  constexpr const char* op = "fine_entry";
+  check_dim(op, "refined", refined, 3, "(B, m + N, D)");
+  check_dim(op, "pos", pos, 2, "(N, D)");
+  const int64_t B = refined.size(0), L = refined.size(1), D = refined.size(2), N = pos.size(0);
+  check_width(op, D);
+  check_like(op, "pos", pos, refined, {N, D});
+  TORCH_CHECK_VALUE(N <= L, op, ": pos has ", N, " tokens, more than refined's ", L);
+  const bool has_skip = skip.has_value() && skip->defined();
+  if (has_skip) check_like(op, "skip", *skip, refined, {B, N, D});
+  const at::Tensor refined_c = refined.contiguous(), pos_c = pos.contiguous();
+  const at::Tensor skip_c = has_skip ? skip->contiguous() : at::Tensor();
+  at::Tensor out = at::empty({B, L, D}, refined.options());
+  if (B * L > 0) {
+#ifdef MPDIT_WITH_CUDA
+    if (refined.is_cuda()) {
+      fine_entry_cuda(refined_c, skip_c, pos_c, out);
+      return out;
+    }
+#endif
+    fine_entry_cpu(refined_c, skip_c, pos_c, out);
+  }
+  return out;
+}
+
+}  // namespace
+
+void upsample_forward_cpu(const at::Tensor& wide, const at::Tensor& cls, int64_t ratio, int64_t grid_w, double eps,
+                          at::Tensor& out, at::Tensor& mean, at::Tensor& rstd) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, wide.scalar_type(), "upsample_forward_cpu", [&] {
+    upsample_forward_rows<scalar_t>(wide, cls, ratio, grid_w, static_cast<float>(eps), out, mean, rstd);
+  });
+}
+
+void upsample_backward_cpu(const at::Tensor& wide, const at::Tensor& cls, const at::Tensor& mean,
+                           const at::Tensor& rstd, const at::Tensor& dout, int64_t ratio, int64_t grid_w,
+                           at::Tensor& dwide, at::Tensor& dcls) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, wide.scalar_type(), "upsample_backward_cpu", [&] {
+    upsample_backward_rows<scalar_t>(wide, cls, mean, rstd, dout, ratio, grid_w, dwide, dcls);
+  });
+}
+
+void fine_entry_cpu(const at::Tensor& refined, const at::Tensor& skip, const at::Tensor& pos, at::Tensor& out) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, refined.scalar_type(), "fine_entry_cpu", [&] {
+    fine_entry_rows<scalar_t>(refined, skip, pos, out);
+  });
+}
+
+TORCH_LIBRARY_IMPL(mpdit_ext, CPU, m) {
+  m.impl("upsample_shuffle_norm", &upsample_shuffle_norm);
+  m.impl("upsample_shuffle_norm_backward", &upsample_shuffle_norm_backward);
+  m.impl("fine_entry", &fine_entry);
+}
+
+#ifdef MPDIT_WITH_CUDA
+TORCH_LIBRARY_IMPL(mpdit_ext, CUDA, m) {
+  m.impl("upsample_shuffle_norm", &upsample_shuffle_norm);
+  m.impl("upsample_shuffle_norm_backward", &upsample_shuffle_norm_backward);
+  m.impl("fine_entry", &fine_entry);
+}
+#endif
+
+}  // namespace mpdit
