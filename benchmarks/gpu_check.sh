@@ -22,8 +22,11 @@ mkdir -p "$OUT"
 
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit,memory.total --format=csv | tee -a "$LOG"
 start=$(date +%s)
+# the pip on PATH may belong to another Python than the one with torch: install into `python`'s
+PIP=(python -m pip)
+python -m pip --version > /dev/null 2>&1 || PIP=(pip --python "$(command -v python)")
 MPDIT_NATIVE_BUILD=cuda TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 \
-  pip install --no-deps --no-build-isolation -e . > /tmp/mpdit-install.log 2>&1 \
+  "${PIP[@]}" install --no-deps --no-build-isolation -e . > /tmp/mpdit-install.log 2>&1 \
   || { echo "install failed:"; tail -30 /tmp/mpdit-install.log | tee -a "$LOG"; exit 1; }
 echo "== native build (CPU + CUDA sources, MAX_JOBS=16): $(( $(date +%s) - start )) s ==" | tee -a "$LOG"
 python -c "import mpdit_kernels._C as C; print('mpdit_kernels._C with_cuda =', C.with_cuda)" | tee -a "$LOG"
