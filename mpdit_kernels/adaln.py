@@ -119,7 +119,8 @@ def _adaln_bwd_kernel(
 
 
 # --------------------------------------------------------------------------- launchers
-def _check(op, x, y, gate, shift, scale):
+def check_inputs(op, x, y, gate, shift, scale):
+    """ValueError for bad shapes, dtypes or devices (shared with the extension's wrappers)."""
     if not isinstance(x, torch.Tensor) or x.dim() != 3:
         raise ValueError(f"{op}: x must be a (B, L, D) tensor, got "
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
@@ -131,7 +132,6 @@ def _check(op, x, y, gate, shift, scale):
     check_tensor(op, "shift", shift, (B, D))
     check_tensor(op, "scale", scale, (B, D))
     same_device(op, x=x, y=y, gate=gate, shift=shift, scale=scale)
-    require_triton(op, x)
 
 
 def output_dtypes(x, y, gate, shift, scale):
@@ -147,7 +147,8 @@ def adaln_fwd(x, y, gate, shift, scale):
     autocast); outputs take eager PyTorch's promoted dtypes.
     """
     op = "residual_adaln_modulate" if y is not None else "adaln_modulate"
-    _check(op, x, y, gate, shift, scale)
+    check_inputs(op, x, y, gate, shift, scale)
+    require_triton(op, x)
     B, L, D = x.shape
     block, warps = row_block(op, D)
     x_out_dtype, h_dtype = output_dtypes(x, y, gate, shift, scale)

@@ -12,9 +12,9 @@ import logging
 
 import torch
 
-from mpdit_kernels._launch import KernelUnavailable, SUPPORTED_DTYPES
-from mpdit_kernels.adaln import EPS as ADALN_EPS, output_dtypes
-from mpdit_kernels.upsample import EPS as UPSAMPLE_EPS, fine_entry_dtype
+from mpdit_kernels._launch import KernelUnavailable
+from mpdit_kernels.adaln import EPS as ADALN_EPS, check_inputs as check_adaln, output_dtypes
+from mpdit_kernels.upsample import EPS as UPSAMPLE_EPS, check_fine_entry, check_upsample, fine_entry_dtype
 
 logger = logging.getLogger("mpdit_kernels")
 
@@ -41,12 +41,12 @@ def require_native(op: str, tensor: torch.Tensor) -> None:
         raise KernelUnavailable(f"{op}: tensors on {tensor.device} are not supported; expected CPU or CUDA")
 
 
-def _float_tensors(op: str, **tensors) -> None:
-    for name, tensor in tensors.items():
-        if not isinstance(tensor, torch.Tensor):
-            raise ValueError(f"{op}: {name} must be a tensor, got {type(tensor).__name__}")
-        if tensor.dtype not in SUPPORTED_DTYPES:
-            raise ValueError(f"{op}: {name} has dtype {tensor.dtype}, expected one of float32, bfloat16, float16")
+NATIVE_MAX_WIDTH = 4096  # csrc/checks.h kMaxWidth: the CUDA kernels cache rows in shared memory
+
+
+def _check_width(op: str, width: int) -> None:
+    if width > NATIVE_MAX_WIDTH:
+        raise ValueError(f"{op}: width {width} is larger than the {NATIVE_MAX_WIDTH} the extension's kernels support")
 
 
 # --------------------------------------------------------------------------- registration
@@ -135,7 +135,8 @@ if AVAILABLE:
 def residual_adaln_modulate(x, y, gate, shift, scale):
     """(x + gate * y, LayerNorm(x + gate * y) * (1 + scale) + shift); x, y (B, L, D), gate/shift/scale (B, D)."""
     op = "residual_adaln_modulate"
-    _float_tensors(op, x=x, y=y, gate=gate, shift=shift, scale=scale)
+    check_adaln(op, x, y, gate, shift, scale)
+    _check_width(op, x.shape[-1])
     require_native(op, x)
     x_out_dtype, common = output_dtypes(x, y, gate, shift, scale)
     x_out, h, _, _ = torch.ops.mpdit_ext.residual_adaln_modulate(
@@ -146,7 +147,8 @@ def residual_adaln_modulate(x, y, gate, shift, scale):
 def adaln_modulate(x, shift, scale):
     """LayerNorm(x) * (1 + scale) + shift; x (B, L, D), shift/scale (B, D)."""
     op = "adaln_modulate"
-    _float_tensors(op, x=x, shift=shift, scale=scale)
+    check_adaln(op, x, None, None, shift, scale)
+    _check_width(op, x.shape[-1])
     require_native(op, x)
     common = output_dtypes(x, None, None, shift, scale)[1]
     return torch.ops.mpdit_ext.adaln_modulate(x.to(common), shift.to(common), scale.to(common), ADALN_EPS)[0]
@@ -155,7 +157,7 @@ def adaln_modulate(x, shift, scale):
 def upsample_shuffle_norm(wide, cls, ratio: int, grid_h: int, grid_w: int):
     """LayerNorm(cat(cls, GELU(pixel_shuffle(wide)))); wide (B, h*w, r*r*D), cls (B, m, D) -> (B, m + r*r*h*w, D)."""
     op = "upsample_shuffle_norm"
-    _float_tensors(op, wide=wide, cls=cls)
+    _check_width(op, check_upsample(wide, cls, ratio, grid_h, grid_w)[1])
     require_native(op, wide)
     common = torch.promote_types(wide.dtype, cls.dtype)
     return torch.ops.mpdit_ext.upsample_shuffle_norm(wide.to(common), cls.to(common), ratio, grid_h, grid_w,
@@ -165,7 +167,8 @@ def upsample_shuffle_norm(wide, cls, ratio: int, grid_h: int, grid_w: int):
 def fine_entry(refined, skip, pos):
     """refined with skip + pos added to its last N (image) tokens; skip (B, N, D) or None, pos (N, D)."""
     op = "fine_entry"
-    _float_tensors(op, refined=refined, pos=pos, **({} if skip is None else {"skip": skip}))
+    check_fine_entry(refined, skip, pos)
+    _check_width(op, refined.shape[-1])
     require_native(op, refined)
     common = fine_entry_dtype(refined, skip, pos)
     return torch.ops.mpdit_ext.fine_entry(refined.to(common), None if skip is None else skip.to(common),

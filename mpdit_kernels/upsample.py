@@ -130,7 +130,8 @@ def _batch_shape(op, name, tensor):
     return tensor.shape
 
 
-def _check_upsample(wide, cls, ratio, grid_h, grid_w):
+def check_upsample(wide, cls, ratio, grid_h, grid_w):
+    """ValueError for bad shapes, dtypes or devices (shared with the extension's wrappers); returns (B, D)."""
     op = "upsample_shuffle_norm"
     B, tokens, channels = _batch_shape(op, "wide", wide)
     if tokens != grid_h * grid_w:
@@ -142,12 +143,12 @@ def _check_upsample(wide, cls, ratio, grid_h, grid_w):
     _, m, _ = _batch_shape(op, "cls", cls)
     check_tensor(op, "cls", cls, (B, m, D))
     same_device(op, wide=wide, cls=cls)
-    require_triton(op, wide)
     return B, D
 
 
 def upsample_fwd(wide, cls, ratio, grid_h, grid_w):
-    B, D = _check_upsample(wide, cls, ratio, grid_h, grid_w)
+    B, D = check_upsample(wide, cls, ratio, grid_h, grid_w)
+    require_triton("upsample_shuffle_norm", wide)
     M = cls.shape[1]
     L = M + ratio * ratio * grid_h * grid_w
     block, warps = row_block("upsample_shuffle_norm", D)
@@ -172,7 +173,8 @@ def upsample_bwd(wide, cls, mean, rstd, dout, ratio, grid_w):
     return dwide, dcls
 
 
-def _check_fine_entry(refined, skip, pos):
+def check_fine_entry(refined, skip, pos):
+    """ValueError for bad shapes, dtypes or devices (shared with the extension's wrappers)."""
     op = "fine_entry"
     B, L, D = _batch_shape(op, "refined", refined)
     check_tensor(op, "refined", refined, (B, L, D))
@@ -186,7 +188,6 @@ def _check_fine_entry(refined, skip, pos):
     if N > L:
         raise ValueError(f"{op}: pos has {N} tokens, more than refined's {L}")
     same_device(op, refined=refined, skip=skip, pos=pos)
-    require_triton(op, refined)
 
 
 def fine_entry_dtype(refined, skip, pos):
@@ -195,7 +196,8 @@ def fine_entry_dtype(refined, skip, pos):
 
 
 def fine_entry_fwd(refined, skip, pos):
-    _check_fine_entry(refined, skip, pos)
+    check_fine_entry(refined, skip, pos)
+    require_triton("fine_entry", refined)
     B, L, D = refined.shape
     M = L - pos.shape[0]
     block, warps = row_block("fine_entry", D)

@@ -85,7 +85,7 @@ def test_triton_is_dropped_on_a_cpu_without_the_interpreter(monkeypatch):
 @pytest.mark.parametrize("args, message", [
     (["--preset", "huge"], "mpdit bench: error: argument --preset: invalid choice: 'huge'"),
     (["--preset", "tiny", "--models", "MPDiT-Q"], "mpdit bench: error: models=MPDiT-Q: expected some of MPDiT-S/8px"),
-    (["--preset", "tiny", "--providers", "cuda"], "mpdit bench: error: providers=cuda: expected some of torch"),
+    (["--preset", "tiny", "--providers", "cudnn"], "mpdit bench: error: providers=cudnn: expected some of torch"),
     (["--preset", "tiny", "--sections", "fid"], "mpdit bench: error: sections=fid: expected some of flops"),
 ])
 def test_bad_arguments_are_one_line(args, message):

@@ -1,6 +1,8 @@
 """The C++/CUDA extension's ops (kernel_backend="cuda") against the same references and
 tolerances as the Triton kernels: the C++ loops on CPU tensors, the CUDA kernels on a GPU."""
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -123,13 +125,13 @@ def _adaln_case(x=(2, 17, 72), y=(2, 17, 72), gate=(2, 72), shift=(2, 72), scale
 
 @pytest.mark.parametrize("call, message", [
     (lambda: native.residual_adaln_modulate(*_adaln_case(y=(2, 5, 72))),
-     r"residual_adaln_modulate: y has shape \[2, 5, 72\], expected \[2, 17, 72\]"),
+     r"residual_adaln_modulate: y has shape \(2, 5, 72\), expected \(2, 17, 72\)"),
     (lambda: native.residual_adaln_modulate(*_adaln_case(gate=(1, 72))),
-     r"residual_adaln_modulate: gate has shape \[1, 72\], expected \[2, 72\]"),
+     r"residual_adaln_modulate: gate has shape \(1, 72\), expected \(2, 72\)"),
     (lambda: native.adaln_modulate(torch.randn(17, 72), torch.randn(2, 72), torch.randn(2, 72)),
-     r"adaln_modulate: x must be a \(B, L, D\) tensor, got shape \[17, 72\]"),
+     r"adaln_modulate: x must be a \(B, L, D\) tensor, got \(17, 72\)"),
     (lambda: native.adaln_modulate(torch.randn(1, 2, 5000), torch.randn(1, 5000), torch.randn(1, 5000)),
-     r"adaln_modulate: width 5000 is outside the 1..4096"),
+     r"adaln_modulate: width 5000 is larger than the 4096 the extension's kernels support"),
     (lambda: native.residual_adaln_modulate(*_adaln_case(dtype=torch.float64)),
      r"residual_adaln_modulate: x has dtype torch.float64, expected one of float32, bfloat16, float16"),
     (lambda: native.upsample_shuffle_norm(torch.randn(2, 5, 96), torch.randn(2, 3, 24), 2, 2, 2),
@@ -137,23 +139,49 @@ def _adaln_case(x=(2, 17, 72), y=(2, 17, 72), gate=(2, 72), shift=(2, 72), scale
     (lambda: native.upsample_shuffle_norm(torch.randn(2, 4, 90), torch.randn(2, 3, 24), 2, 2, 2),
      r"ratio=2: expected >= 2 dividing wide's 90 channels"),
     (lambda: native.upsample_shuffle_norm(torch.randn(2, 4, 96), torch.randn(2, 3, 20), 2, 2, 2),
-     r"upsample_shuffle_norm: cls has shape \[2, 3, 20\], expected \[2, 3, 24\]"),
+     r"upsample_shuffle_norm: cls has shape \(2, 3, 20\), expected \(2, 3, 24\)"),
     (lambda: native.fine_entry(torch.randn(2, 19, 24), torch.randn(2, 15, 24), torch.randn(16, 24)),
-     r"fine_entry: skip has shape \[2, 15, 24\], expected \[2, 16, 24\]"),
+     r"fine_entry: skip has shape \(2, 15, 24\), expected \(2, 16, 24\)"),
     (lambda: native.fine_entry(torch.randn(2, 19, 24), None, torch.randn(20, 24)),
      r"fine_entry: pos has 20 tokens, more than refined's 19"),
-    (lambda: native.fine_entry(torch.randn(2, 19, 24), None, [0.0]),
-     r"fine_entry: pos must be a tensor, got list"),
-    (lambda: torch.ops.mpdit_ext.adaln_modulate(torch.randn(2, 3, 8), torch.randn(2, 8).double(),
-                                                torch.randn(2, 8), 1e-6),
-     r"adaln_modulate: shift has dtype Double, expected float32, bfloat16 or float16"),
-    (lambda: torch.ops.mpdit_ext.adaln_modulate(torch.randn(2, 3, 8), torch.randn(2, 8).bfloat16(),
-                                                torch.randn(2, 8), 1e-6),
-     r"adaln_modulate: shift has dtype BFloat16, expected Float like the other inputs"),
-    (lambda: torch.ops.mpdit_ext.adaln_modulate_backward(torch.randn(2, 3, 8), torch.randn(2, 8), torch.randn(2, 3),
-                                                         torch.randn(2, 3).double(), torch.randn(2, 3, 8)),
-     r"adaln_modulate_backward: mean/rstd must be contiguous float32 \[2, 3\]"),
 ])
 def test_bad_inputs_raise_value_errors_naming_the_argument(call, message):
+    """The wrappers check in Python, with the Triton ops' messages, before calling C++."""
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# The C++ checks guard direct torch.ops calls (csrc/checks.h). Run in a child process: a C++
+# exception that crashed the interpreter would otherwise take the whole test run down with it.
+DIRECT_CALLS = """
+import torch, mpdit_kernels.native
+ops = torch.ops.mpdit_ext
+x, s = torch.randn(2, 3, 8), torch.randn(2, 8)
+cases = [
+    lambda: ops.residual_adaln_modulate(x, torch.randn(2, 5, 8), s, s, s, 1e-6),
+    lambda: ops.adaln_modulate(x, s.double(), s, 1e-6),
+    lambda: ops.adaln_modulate(x, s.bfloat16(), s, 1e-6),
+    lambda: ops.adaln_modulate_backward(x, s, torch.randn(2, 3), torch.randn(2, 3).double(), x),
+    lambda: ops.upsample_shuffle_norm(torch.randn(2, 4, 90), torch.randn(2, 3, 24), 2, 2, 2, 1e-6),
+    lambda: ops.fine_entry(torch.randn(2, 19, 24), None, torch.randn(20, 24)),
+]
+for case in cases:
+    try:
+        case()
+        print("no error")
+    except ValueError as error:
+        print(str(error).splitlines()[0])
+"""
+
+
+def test_cpp_checks_raise_value_errors_naming_the_argument():
+    run = subprocess.run([sys.executable, "-c", DIRECT_CALLS], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, f"exit {run.returncode}: {run.stderr[-2000:]}"
+    assert run.stdout.splitlines() == [
+        "residual_adaln_modulate: y has shape [2, 5, 8], expected [2, 3, 8]",
+        "adaln_modulate: shift has dtype Double, expected float32, bfloat16 or float16",
+        "adaln_modulate: shift has dtype BFloat16, expected Float like the other inputs (the Python wrapper promotes)",
+        "adaln_modulate_backward: mean/rstd must be contiguous float32 [2, 3] on cpu, got Double [2, 3]",
+        "upsample_shuffle_norm: ratio=2: expected >= 2 dividing wide's 90 channels into ratio^2 groups",
+        "fine_entry: pos has 20 tokens, more than refined's 19",
+    ]
