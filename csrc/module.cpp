@@ -1,12 +1,27 @@
 // The Python module mpdit_kernels._C: importing it loads the ops (torch.ops.mpdit_ext.*),
-// which register themselves; the module itself only says what was compiled in.
-#include <pybind11/pybind11.h>
+// which register themselves; the module itself only says what was compiled in. Plain
+// CPython API, as PyTorch's extension-cpp example does: the ops need no pybind11 bindings.
+#include <Python.h>
 
-PYBIND11_MODULE(_C, module) {
-  module.doc() = "MPDiT's fused ops in C++ (CPU) and CUDA, registered as torch.ops.mpdit_ext.*";
+namespace {
+
 #ifdef MPDIT_WITH_CUDA
-  module.attr("with_cuda") = true;
+constexpr bool kWithCuda = true;
 #else
-  module.attr("with_cuda") = false;
+constexpr bool kWithCuda = false;
 #endif
+
+PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C",
+                          "MPDiT's fused ops in C++ (CPU) and CUDA, registered as torch.ops.mpdit_ext.*", -1,
+                          nullptr};
+
+}  // namespace
+
+PyMODINIT_FUNC PyInit__C(void) {
+  PyObject* module = PyModule_Create(&module_def);
+  if (module != nullptr && PyModule_AddObjectRef(module, "with_cuda", kWithCuda ? Py_True : Py_False) < 0) {
+    Py_DECREF(module);
+    return nullptr;
+  }
+  return module;
 }

@@ -89,8 +89,9 @@ class FNOTimeEmbedding(nn.Module):
 
     def forward(self, t: torch.Tensor, ops=TORCH_OPS) -> torch.Tensor:
         device = t.device.type
-        no_autocast = torch.autocast(device, enabled=False) if torch.amp.is_autocast_available(device) \
-            else contextlib.nullcontext()  # the meta device used by the FLOP audit has no autocast
+        # The meta device (the FLOP audit) has no autocast. A plain comparison, not
+        # torch.amp.is_autocast_available: torch.compile cannot trace that on some releases.
+        no_autocast = torch.autocast(device, enabled=False) if device != "meta" else contextlib.nullcontext()
         with no_autocast:
             features = ops.fno_time_features(
                 t.float(), self.grid.float(), self.lift.weight.float(), self.lift.bias.float(),
