@@ -24,6 +24,25 @@ def say(message):
     print(f"mpdit setup.py: {message}", file=sys.stderr)
 
 
+def dynamic_libstdcxx(build_ext_class):
+    """torch's build_ext, linking libstdc++ dynamically whatever LDFLAGS / LDSHARED ask for.
+
+    A static copy beside the libstdc++ that torch loads breaks C++ number formatting: every
+    error message with a shape came out cut short here, and crashed the interpreter on the
+    GPU image (benchmarks/results/2026-11-26-gpu-h200/README.md).
+    """
+    class BuildExt(build_ext_class):
+        def build_extensions(self):
+            for attr in ("linker_so", "linker_so_cxx"):
+                command = getattr(self.compiler, attr, None)
+                if command and "-static-libstdc++" in command:
+                    say(f"dropping -static-libstdc++ from the link command ({attr})")
+                    setattr(self.compiler, attr, [arg for arg in command if arg != "-static-libstdc++"])
+            super().build_extensions()
+
+    return BuildExt
+
+
 def native_build():
     """(ext_modules, cmdclass) for setup(), or empty ones when the extension is skipped."""
     mode = os.environ.get("MPDIT_NATIVE_BUILD", "auto")
@@ -52,7 +71,7 @@ def native_build():
     kind, sources = (CUDAExtension, CPU_SOURCES + CUDA_SOURCES) if with_cuda else (CppExtension, CPU_SOURCES)
     say(f"building mpdit_kernels._C with {'the CUDA kernels' if with_cuda else 'the C++ CPU ops only'}")
     extension = kind("mpdit_kernels._C", sources, extra_compile_args=args, extra_link_args=["-fopenmp"])
-    return [extension], {"build_ext": BuildExtension}
+    return [extension], {"build_ext": dynamic_libstdcxx(BuildExtension)}
 
 
 ext_modules, cmdclass = native_build()
