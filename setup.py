@@ -11,11 +11,13 @@ under pip's default build isolation torch is absent and the extension is skipped
 TORCH_CUDA_ARCH_LIST (e.g. "9.0") and MAX_JOBS are read by torch.utils.cpp_extension.
 """
 import os
+import shutil
+import subprocess
 import sys
 
 from setuptools import setup
 
-CPU_SOURCES = ["csrc/module.cpp", "csrc/schemas.cpp", "csrc/adaln.cpp", "csrc/upsample.cpp"]
+CPU_SOURCES = ["csrc/module.cpp", "csrc/schemas.cpp", "csrc/adaln.cpp", "csrc/upsample.cpp", "csrc/cpu_math.cpp"]
 CUDA_SOURCES = ["csrc/adaln_cuda.cu", "csrc/upsample_cuda.cu"]
 MODES = ("auto", "cpu", "cuda", "0")
 
@@ -39,8 +41,22 @@ def dynamic_libstdcxx(build_ext_class):
                     say(f"dropping -static-libstdc++ from the link command ({attr})")
                     setattr(self.compiler, attr, [arg for arg in command if arg != "-static-libstdc++"])
             super().build_extensions()
+            for extension in self.extensions:
+                warn_if_static_libstdcxx(self.get_ext_fullpath(extension.name))
 
     return BuildExt
+
+
+def warn_if_static_libstdcxx(library):
+    """A compiler that links libstdc++ statically by default (no flag to drop) is only caught here."""
+    ldd = shutil.which("ldd")
+    if ldd is None or not os.path.exists(library):
+        return
+    needed = subprocess.run([ldd, library], capture_output=True, text=True).stdout
+    if "libstdc++" not in needed:
+        say(f"WARNING: {os.path.basename(library)} does not load the shared libstdc++ (compiler "
+            f"{os.environ.get('CXX', 'c++')} links it statically): C++ error messages of the ops will be cut "
+            "short or crash. Rebuild with a compiler that links it dynamically, e.g. CC=gcc CXX=g++ from the system.")
 
 
 def native_build():
@@ -66,7 +82,9 @@ def native_build():
                          f"CUDA toolkit (CUDA_HOME={CUDA_HOME})")
     with_cuda = cuda_possible and mode != "cpu"
     # at::parallel_for is OpenMP inside torch; its inline loop needs -fopenmp here too.
-    args = {"cxx": ["-O3", "-fopenmp"] + (["-DMPDIT_WITH_CUDA"] if with_cuda else []),
+    # -fno-trapping-math lets GCC vectorise the clamped exp of the GELU (csrc/cpu_math.h); it
+    # changes no result, only assumes floating-point exceptions are not trapped.
+    args = {"cxx": ["-O3", "-fopenmp", "-fno-trapping-math"] + (["-DMPDIT_WITH_CUDA"] if with_cuda else []),
             "nvcc": ["-O3", "-DMPDIT_WITH_CUDA", "--expt-relaxed-constexpr"]}
     kind, sources = (CUDAExtension, CPU_SOURCES + CUDA_SOURCES) if with_cuda else (CppExtension, CPU_SOURCES)
     say(f"building mpdit_kernels._C with {'the CUDA kernels' if with_cuda else 'the C++ CPU ops only'}")

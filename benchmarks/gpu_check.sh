@@ -25,10 +25,16 @@ start=$(date +%s)
 # the pip on PATH may belong to another Python than the one with torch: install into `python`'s
 PIP=(python -m pip)
 python -m pip --version > /dev/null 2>&1 || PIP=(pip --python "$(command -v python)")
+# The image's CXX (/opt/gcc) linked libstdc++ statically into the extension: C++ error messages
+# then crashed the interpreter (results/2026-11-26-gpu-h200/README.md). Its system compilers
+# link it dynamically; not yet confirmed on the device (its time ran out first).
+export CC=gcc CXX=g++
 MPDIT_NATIVE_BUILD=cuda TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 \
-  "${PIP[@]}" install --no-deps --no-build-isolation -e . > /tmp/mpdit-install.log 2>&1 \
+  "${PIP[@]}" install -v --no-deps --no-build-isolation -e . > /tmp/mpdit-install.log 2>&1 \
   || { echo "install failed:"; tail -30 /tmp/mpdit-install.log | tee -a "$LOG"; exit 1; }
 echo "== native build (CPU + CUDA sources, MAX_JOBS=16): $(( $(date +%s) - start )) s ==" | tee -a "$LOG"
+grep "mpdit setup.py" /tmp/mpdit-install.log | tee -a "$LOG"
+ldd mpdit_kernels/_C*.so | grep libstdc | tee -a "$LOG"
 python -c "import mpdit_kernels._C as C; print('mpdit_kernels._C with_cuda =', C.with_cuda)" | tee -a "$LOG"
 
 echo "== kernel tests (native GPU) ==" | tee -a "$LOG"

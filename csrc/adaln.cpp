@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -15,44 +16,58 @@ namespace mpdit {
 namespace {
 
 // ----------------------------------------------------------------------------- CPU loops
-template <typename scalar_t>
+// One row at a time in fp32, each loop a single `omp simd` pass so that GCC vectorises it
+// (float sums are not reassociated without it); rows are split over threads by
+// at::parallel_for (OpenMP inside torch). kResidual picks the variant at compile time.
+template <typename scalar_t, bool kResidual>
 void forward_rows(const at::Tensor& x, const at::Tensor& y, const at::Tensor& gate, const at::Tensor& shift,
                   const at::Tensor& scale, float eps, at::Tensor& x_out, at::Tensor& h, at::Tensor& mean,
                   at::Tensor& rstd) {
   const int64_t L = x.size(1), D = x.size(2);
-  const bool residual = y.defined();
   const scalar_t* x_data = x.const_data_ptr<scalar_t>();
-  const scalar_t* y_data = residual ? y.const_data_ptr<scalar_t>() : nullptr;
-  const scalar_t* gate_data = residual ? gate.const_data_ptr<scalar_t>() : nullptr;
+  const scalar_t* y_data = kResidual ? y.const_data_ptr<scalar_t>() : nullptr;
+  const scalar_t* gate_data = kResidual ? gate.const_data_ptr<scalar_t>() : nullptr;
   const scalar_t* shift_data = shift.const_data_ptr<scalar_t>();
   const scalar_t* scale_data = scale.const_data_ptr<scalar_t>();
-  scalar_t* x_out_data = residual ? x_out.mutable_data_ptr<scalar_t>() : nullptr;
+  scalar_t* x_out_data = kResidual ? x_out.mutable_data_ptr<scalar_t>() : nullptr;
   scalar_t* h_data = h.mutable_data_ptr<scalar_t>();
   float* mean_data = mean.mutable_data_ptr<float>();
   float* rstd_data = rstd.mutable_data_ptr<float>();
   at::parallel_for(0, x.size(0) * L, kRowsPerChunk, [&](int64_t begin, int64_t end) {
-    std::vector<float> r(D);  // the row in fp32, read once from memory
+    std::vector<float> row(D);  // the row in fp32, read once from memory
+    float* r = row.data();
     for (int64_t i = begin; i < end; ++i) {
       const int64_t b = i / L, l = i % L;
       const scalar_t* x_row = x_data + b * x.stride(0) + l * x.stride(1);
+      const scalar_t *shift_b = shift_data + b * D, *scale_b = scale_data + b * D;
       float sum = 0.f;
-      for (int64_t d = 0; d < D; ++d) {
-        float v = static_cast<float>(x_row[d]);
-        if (residual) {
-          v += static_cast<float>(gate_data[b * D + d]) * static_cast<float>(y_data[b * y.stride(0) + l * y.stride(1) + d]);
-          x_out_data[i * D + d] = static_cast<scalar_t>(v);
+      if constexpr (kResidual) {
+        const scalar_t* y_row = y_data + b * y.stride(0) + l * y.stride(1);
+        const scalar_t* gate_b = gate_data + b * D;
+        scalar_t* out_row = x_out_data + i * D;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t d = 0; d < D; ++d) {
+          r[d] = static_cast<float>(x_row[d]) + static_cast<float>(gate_b[d]) * static_cast<float>(y_row[d]);
+          out_row[d] = static_cast<scalar_t>(r[d]);
+          sum += r[d];
         }
-        r[d] = v;
-        sum += v;
+      } else {
+#pragma omp simd reduction(+ : sum)
+        for (int64_t d = 0; d < D; ++d) {
+          r[d] = static_cast<float>(x_row[d]);
+          sum += r[d];
+        }
       }
       const float mu = sum / D;
       float squares = 0.f;
+#pragma omp simd reduction(+ : squares)
       for (int64_t d = 0; d < D; ++d) squares += (r[d] - mu) * (r[d] - mu);
       const float inv = 1.f / std::sqrt(squares / D + eps);
+      scalar_t* h_row = h_data + i * D;
+#pragma omp simd
       for (int64_t d = 0; d < D; ++d) {
-        const float modulated = (r[d] - mu) * inv * (1.f + static_cast<float>(scale_data[b * D + d])) +
-                                static_cast<float>(shift_data[b * D + d]);
-        h_data[i * D + d] = static_cast<scalar_t>(modulated);
+        h_row[d] = static_cast<scalar_t>((r[d] - mu) * inv * (1.f + static_cast<float>(scale_b[d])) +
+                                         static_cast<float>(shift_b[d]));
       }
       mean_data[i] = mu;
       rstd_data[i] = inv;
@@ -66,55 +81,69 @@ void forward_rows(const at::Tensor& x, const at::Tensor& y, const at::Tensor& ga
 //   dx = dr;  dy = dr * gate;  dgate += dr * y
 // Each task sums its chunk of rows into fp32 partials (B, P, D); they are added at the end,
 // so the result does not depend on the thread count.
-template <typename scalar_t>
+template <typename scalar_t, bool kResidual>
 void backward_rows(const at::Tensor& x, const at::Tensor& y, const at::Tensor& gate, const at::Tensor& scale,
                    const at::Tensor& mean, const at::Tensor& rstd, const at::Tensor& dx_out, const at::Tensor& dh,
                    at::Tensor& dx, at::Tensor& dy, at::Tensor& parts) {
   const int64_t B = x.size(0), L = x.size(1), D = x.size(2), P = parts.size(2);
-  const bool residual = y.defined();
   const scalar_t* x_data = x.const_data_ptr<scalar_t>();
-  const scalar_t* y_data = residual ? y.const_data_ptr<scalar_t>() : nullptr;
-  const scalar_t* gate_data = residual ? gate.const_data_ptr<scalar_t>() : nullptr;
+  const scalar_t* y_data = kResidual ? y.const_data_ptr<scalar_t>() : nullptr;
+  const scalar_t* gate_data = kResidual ? gate.const_data_ptr<scalar_t>() : nullptr;
   const scalar_t* scale_data = scale.const_data_ptr<scalar_t>();
   const float* mean_data = mean.const_data_ptr<float>();
   const float* rstd_data = rstd.const_data_ptr<float>();
-  const scalar_t* dx_out_data = residual ? dx_out.const_data_ptr<scalar_t>() : nullptr;
+  const scalar_t* dx_out_data = kResidual ? dx_out.const_data_ptr<scalar_t>() : nullptr;
   const scalar_t* dh_data = dh.const_data_ptr<scalar_t>();
   scalar_t* dx_data = dx.mutable_data_ptr<scalar_t>();
-  scalar_t* dy_data = residual ? dy.mutable_data_ptr<scalar_t>() : nullptr;
+  scalar_t* dy_data = kResidual ? dy.mutable_data_ptr<scalar_t>() : nullptr;
   float* parts_data = parts.mutable_data_ptr<float>();  // (3, B, P, D): dgate, dshift, dscale
   at::parallel_for(0, B * P, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> n(D), dn(D);
+    std::vector<float> buffers(2 * D);
+    float *n = buffers.data(), *dn = buffers.data() + D;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / P, p = task % P;
       float* dgate_part = parts_data + task * D;
       float* dshift_part = parts_data + (B * P + task) * D;
       float* dscale_part = parts_data + (2 * B * P + task) * D;
-      for (int64_t d = 0; d < D; ++d) dgate_part[d] = dshift_part[d] = dscale_part[d] = 0.f;
+      std::fill(dgate_part, dgate_part + D, 0.f);
+      std::fill(dshift_part, dshift_part + D, 0.f);
+      std::fill(dscale_part, dscale_part + D, 0.f);
+      const scalar_t* scale_b = scale_data + b * D;
+      const scalar_t* gate_b = kResidual ? gate_data + b * D : nullptr;
       for (int64_t l = p * kRowsPerChunk; l < std::min(L, (p + 1) * kRowsPerChunk); ++l) {
         const int64_t i = b * L + l;
         const scalar_t* x_row = x_data + b * x.stride(0) + l * x.stride(1);
-        const scalar_t* y_row = residual ? y_data + b * y.stride(0) + l * y.stride(1) : nullptr;
+        const scalar_t* y_row = kResidual ? y_data + b * y.stride(0) + l * y.stride(1) : nullptr;
+        const scalar_t* dh_row = dh_data + i * D;
+        const float mu = mean_data[i], inv = rstd_data[i];
         float sum_dn = 0.f, sum_dn_n = 0.f;
+#pragma omp simd reduction(+ : sum_dn, sum_dn_n)
         for (int64_t d = 0; d < D; ++d) {
           float r = static_cast<float>(x_row[d]);
-          if (residual) r += static_cast<float>(gate_data[b * D + d]) * static_cast<float>(y_row[d]);
-          const float grad = static_cast<float>(dh_data[i * D + d]);
-          n[d] = (r - mean_data[i]) * rstd_data[i];
-          dn[d] = grad * (1.f + static_cast<float>(scale_data[b * D + d]));
+          if constexpr (kResidual) r += static_cast<float>(gate_b[d]) * static_cast<float>(y_row[d]);
+          const float grad = static_cast<float>(dh_row[d]);
+          n[d] = (r - mu) * inv;
+          dn[d] = grad * (1.f + static_cast<float>(scale_b[d]));
           dshift_part[d] += grad;
           dscale_part[d] += grad * n[d];
           sum_dn += dn[d];
           sum_dn_n += dn[d] * n[d];
         }
-        for (int64_t d = 0; d < D; ++d) {
-          float dr = rstd_data[i] * (dn[d] - sum_dn / D - n[d] * (sum_dn_n / D));
-          if (residual) {
-            dr += static_cast<float>(dx_out_data[i * D + d]);
+        const float mean_dn = sum_dn / D, mean_dn_n = sum_dn_n / D;
+        scalar_t* dx_row = dx_data + i * D;
+        if constexpr (kResidual) {
+          const scalar_t* dx_out_row = dx_out_data + i * D;
+          scalar_t* dy_row = dy_data + i * D;
+#pragma omp simd
+          for (int64_t d = 0; d < D; ++d) {
+            const float dr = inv * (dn[d] - mean_dn - n[d] * mean_dn_n) + static_cast<float>(dx_out_row[d]);
             dgate_part[d] += dr * static_cast<float>(y_row[d]);
-            dy_data[i * D + d] = static_cast<scalar_t>(dr * static_cast<float>(gate_data[b * D + d]));
+            dy_row[d] = static_cast<scalar_t>(dr * static_cast<float>(gate_b[d]));
+            dx_row[d] = static_cast<scalar_t>(dr);
           }
-          dx_data[i * D + d] = static_cast<scalar_t>(dr);
+        } else {
+#pragma omp simd
+          for (int64_t d = 0; d < D; ++d) dx_row[d] = static_cast<scalar_t>(inv * (dn[d] - mean_dn - n[d] * mean_dn_n));
         }
       }
     }
@@ -221,7 +250,8 @@ void adaln_forward_cpu(const at::Tensor& x, const at::Tensor& y, const at::Tenso
                        const at::Tensor& scale, double eps, at::Tensor& x_out, at::Tensor& h, at::Tensor& mean,
                        at::Tensor& rstd) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "adaln_forward_cpu", [&] {
-    forward_rows<scalar_t>(x, y, gate, shift, scale, static_cast<float>(eps), x_out, h, mean, rstd);
+    auto rows = y.defined() ? forward_rows<scalar_t, true> : forward_rows<scalar_t, false>;
+    rows(x, y, gate, shift, scale, static_cast<float>(eps), x_out, h, mean, rstd);
   });
 }
 
@@ -232,7 +262,8 @@ void adaln_backward_cpu(const at::Tensor& x, const at::Tensor& y, const at::Tens
   const int64_t B = x.size(0), P = (x.size(1) + kRowsPerChunk - 1) / kRowsPerChunk;
   at::Tensor parts = at::empty({3, B, P, x.size(2)}, x.options().dtype(at::kFloat));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "adaln_backward_cpu", [&] {
-    backward_rows<scalar_t>(x, y, gate, scale, mean, rstd, dx_out, dh, dx, dy, parts);
+    auto rows = y.defined() ? backward_rows<scalar_t, true> : backward_rows<scalar_t, false>;
+    rows(x, y, gate, scale, mean, rstd, dx_out, dh, dx, dy, parts);
   });
   at::Tensor sums = parts.sum(2);  // (3, B, D) in fp32, cast once
   if (y.defined()) dgate.copy_(sums[0]);

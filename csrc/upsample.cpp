@@ -6,81 +6,101 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "checks.h"
+#include "cpu_math.h"
 #include "ops.h"
 
 namespace mpdit {
 namespace {
 
-constexpr float kSqrt2OverPi = 0.7978845608028654f;
-
-// Offset in wide (B, h*w, R*R*D) of channel 0 of image row `f` of sample b; channel d adds
-// d * R * R. Fine row f = (i * R + a) * (w * R) + j * R + c reads wide row i * w + j,
-// channel d * R * R + a * R + c: F.pixel_shuffle's channel order.
-inline int64_t wide_offset(int64_t b, int64_t f, int64_t coarse_rows, int64_t ratio, int64_t grid_w, int64_t D) {
-  const int64_t fine_w = grid_w * ratio, fr = f / fine_w, fc = f % fine_w;
-  const int64_t src_row = (fr / ratio) * grid_w + fc / ratio;
-  return (b * coarse_rows + src_row) * D * ratio * ratio + (fr % ratio) * ratio + fc % ratio;
+// One task per coarse row s of sample b: its r*r fine rows read one contiguous row of wide
+// (r*r*D values, channel d * r*r + k feeding fine row k), so GELU runs as one vectorised pass
+// and the transpose to r*r rows of D stays in cache. Fine row k = a * r + c of coarse row
+// (i, j) is output row m + (i * r + a) * (w * r) + j * r + c (F.pixel_shuffle's order).
+// Class-token rows are their own tasks.
+inline int64_t fine_row(int64_t coarse, int64_t k, int64_t ratio, int64_t grid_w) {
+  const int64_t i = coarse / grid_w, j = coarse % grid_w, a = k / ratio, c = k % ratio;
+  return (i * ratio + a) * (grid_w * ratio) + j * ratio + c;
 }
 
-inline float gelu_tanh(float u) {
-  return 0.5f * u * (1.f + std::tanh(kSqrt2OverPi * (u + 0.044715f * u * u * u)));
-}
-
-inline float gelu_tanh_grad(float u) {
-  const float t = std::tanh(kSqrt2OverPi * (u + 0.044715f * u * u * u));
-  return 0.5f * (1.f + t) + 0.5f * u * (1.f - t * t) * kSqrt2OverPi * (1.f + 3.f * 0.044715f * u * u);
-}
-
-// Row i (of B * L) before the norm, in fp32, into v.
+// LayerNorm (no affine) of the fp32 row v into out; returns (mean, rstd).
 template <typename scalar_t>
-void gather_row(const scalar_t* wide, const scalar_t* cls, int64_t i, int64_t L, int64_t M, int64_t D,
-                int64_t coarse_rows, int64_t ratio, int64_t grid_w, float* v) {
-  const int64_t b = i / L, l = i % L;
-  if (l < M) {
-    for (int64_t d = 0; d < D; ++d) v[d] = static_cast<float>(cls[(b * M + l) * D + d]);
-    return;
-  }
-  const scalar_t* src = wide + wide_offset(b, l - M, coarse_rows, ratio, grid_w, D);
-  for (int64_t d = 0; d < D; ++d) v[d] = gelu_tanh(static_cast<float>(src[d * ratio * ratio]));
+std::pair<float, float> normalize_row(const float* v, int64_t D, float eps, scalar_t* out) {
+  float sum = 0.f, squares = 0.f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t d = 0; d < D; ++d) sum += v[d];
+  const float mu = sum / D;
+#pragma omp simd reduction(+ : squares)
+  for (int64_t d = 0; d < D; ++d) squares += (v[d] - mu) * (v[d] - mu);
+  const float inv = 1.f / std::sqrt(squares / D + eps);
+#pragma omp simd
+  for (int64_t d = 0; d < D; ++d) out[d] = static_cast<scalar_t>((v[d] - mu) * inv);
+  return {mu, inv};
 }
 
 template <typename scalar_t>
 void upsample_forward_rows(const at::Tensor& wide, const at::Tensor& cls, int64_t ratio, int64_t grid_w, float eps,
                            at::Tensor& out, at::Tensor& mean, at::Tensor& rstd) {
-  const int64_t L = out.size(1), D = out.size(2), M = cls.size(1), coarse_rows = wide.size(1);
+  const int64_t B = out.size(0), L = out.size(1), D = out.size(2), M = cls.size(1), coarse_rows = wide.size(1);
+  const int64_t groups = ratio * ratio, tasks_per_sample = M + coarse_rows;
   const scalar_t* wide_data = wide.const_data_ptr<scalar_t>();
   const scalar_t* cls_data = cls.const_data_ptr<scalar_t>();
   scalar_t* out_data = out.mutable_data_ptr<scalar_t>();
   float* mean_data = mean.mutable_data_ptr<float>();
   float* rstd_data = rstd.mutable_data_ptr<float>();
-  at::parallel_for(0, out.size(0) * L, kRowsPerChunk, [&](int64_t begin, int64_t end) {
-    std::vector<float> v(D);
-    for (int64_t i = begin; i < end; ++i) {
-      gather_row(wide_data, cls_data, i, L, M, D, coarse_rows, ratio, grid_w, v.data());
-      float sum = 0.f, squares = 0.f;
-      for (int64_t d = 0; d < D; ++d) sum += v[d];
-      const float mu = sum / D;
-      for (int64_t d = 0; d < D; ++d) squares += (v[d] - mu) * (v[d] - mu);
-      const float inv = 1.f / std::sqrt(squares / D + eps);
-      for (int64_t d = 0; d < D; ++d) out_data[i * D + d] = static_cast<scalar_t>((v[d] - mu) * inv);
-      mean_data[i] = mu;
-      rstd_data[i] = inv;
+  at::parallel_for(0, B * tasks_per_sample, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> activated(groups * D), row(D);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / tasks_per_sample, unit = task % tasks_per_sample;
+      if (unit < M) {  // a class token: normalised as it is
+        const scalar_t* src = cls_data + (b * M + unit) * D;
+        for (int64_t d = 0; d < D; ++d) row[d] = static_cast<float>(src[d]);
+        const int64_t i = b * L + unit;
+        std::tie(mean_data[i], rstd_data[i]) = normalize_row(row.data(), D, eps, out_data + i * D);
+        continue;
+      }
+      const int64_t coarse = unit - M;
+      const scalar_t* src = wide_data + (b * coarse_rows + coarse) * groups * D;
+      float* act = activated.data();
+      for (int64_t e = 0; e < groups * D; ++e) act[e] = static_cast<float>(src[e]);
+      gelu_forward(act, act, groups * D);
+      for (int64_t k = 0; k < groups; ++k) {
+        for (int64_t d = 0; d < D; ++d) row[d] = act[d * groups + k];
+        const int64_t i = b * L + M + fine_row(coarse, k, ratio, grid_w);
+        std::tie(mean_data[i], rstd_data[i]) = normalize_row(row.data(), D, eps, out_data + i * D);
+      }
     }
   });
 }
 
-// Backward, per row, with n the normalised row:
-//   dv = rstd * (dout - mean(dout) - n * mean(dout * n))          (LayerNorm, no affine)
-//   class rows: dcls = dv;  image rows: dwide = dv * GELU'(u), scattered back to wide's layout.
-// Every element of wide feeds exactly one output element, so rows write disjoint elements.
+// dv = rstd * (dout - mean(dout) - n * mean(dout * n)) for one row: the LayerNorm backward
+// (no affine), with n recomputed from the pre-norm row v and the saved mean / rstd.
+template <typename scalar_t>
+void normalize_row_backward(const float* v, const scalar_t* dout, float mu, float inv, int64_t D, float* dv) {
+  float sum = 0.f, sum_n = 0.f;
+#pragma omp simd reduction(+ : sum, sum_n)
+  for (int64_t d = 0; d < D; ++d) {
+    const float g = static_cast<float>(dout[d]);
+    sum += g;
+    sum_n += g * (v[d] - mu) * inv;
+  }
+  const float mean_g = sum / D, mean_g_n = sum_n / D;
+#pragma omp simd
+  for (int64_t d = 0; d < D; ++d) dv[d] = inv * (static_cast<float>(dout[d]) - mean_g - (v[d] - mu) * inv * mean_g_n);
+}
+
+// Backward: class rows get dcls = dv; image rows du = dv * GELU'(u), written back into wide's
+// layout. Every element of wide feeds exactly one output element: tasks write disjoint memory.
 template <typename scalar_t>
 void upsample_backward_rows(const at::Tensor& wide, const at::Tensor& cls, const at::Tensor& mean,
                             const at::Tensor& rstd, const at::Tensor& dout, int64_t ratio, int64_t grid_w,
                             at::Tensor& dwide, at::Tensor& dcls) {
-  const int64_t L = dout.size(1), D = dout.size(2), M = cls.size(1), coarse_rows = wide.size(1);
+  const int64_t B = dout.size(0), L = dout.size(1), D = dout.size(2), M = cls.size(1), coarse_rows = wide.size(1);
+  const int64_t groups = ratio * ratio, tasks_per_sample = M + coarse_rows;
   const scalar_t* wide_data = wide.const_data_ptr<scalar_t>();
   const scalar_t* cls_data = cls.const_data_ptr<scalar_t>();
   const scalar_t* dout_data = dout.const_data_ptr<scalar_t>();
@@ -88,28 +108,34 @@ void upsample_backward_rows(const at::Tensor& wide, const at::Tensor& cls, const
   const float* rstd_data = rstd.const_data_ptr<float>();
   scalar_t* dwide_data = dwide.mutable_data_ptr<scalar_t>();
   scalar_t* dcls_data = dcls.mutable_data_ptr<scalar_t>();
-  at::parallel_for(0, dout.size(0) * L, kRowsPerChunk, [&](int64_t begin, int64_t end) {
-    std::vector<float> n(D);
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t b = i / L, l = i % L;
-      gather_row(wide_data, cls_data, i, L, M, D, coarse_rows, ratio, grid_w, n.data());
-      float sum = 0.f, sum_n = 0.f;
-      for (int64_t d = 0; d < D; ++d) {
-        n[d] = (n[d] - mean_data[i]) * rstd_data[i];
-        const float g = static_cast<float>(dout_data[i * D + d]);
-        sum += g;
-        sum_n += g * n[d];
+  at::parallel_for(0, B * tasks_per_sample, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> pre_activation(groups * D), activated(groups * D), grad(groups * D), row(D), dv(D);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / tasks_per_sample, unit = task % tasks_per_sample;
+      if (unit < M) {
+        const int64_t i = b * L + unit;
+        const scalar_t* src = cls_data + (b * M + unit) * D;
+        for (int64_t d = 0; d < D; ++d) row[d] = static_cast<float>(src[d]);
+        normalize_row_backward(row.data(), dout_data + i * D, mean_data[i], rstd_data[i], D, dv.data());
+        scalar_t* dst = dcls_data + (b * M + unit) * D;
+        for (int64_t d = 0; d < D; ++d) dst[d] = static_cast<scalar_t>(dv[d]);
+        continue;
       }
-      const int64_t offset = l < M ? 0 : wide_offset(b, l - M, coarse_rows, ratio, grid_w, D);
-      for (int64_t d = 0; d < D; ++d) {
-        const float dv = rstd_data[i] * (static_cast<float>(dout_data[i * D + d]) - sum / D - n[d] * (sum_n / D));
-        if (l < M) {
-          dcls_data[(b * M + l) * D + d] = static_cast<scalar_t>(dv);
-        } else {
-          const int64_t k = offset + d * ratio * ratio;
-          dwide_data[k] = static_cast<scalar_t>(dv * gelu_tanh_grad(static_cast<float>(wide_data[k])));
-        }
+      const int64_t coarse = unit - M;
+      const int64_t offset = (b * coarse_rows + coarse) * groups * D;
+      const scalar_t* src = wide_data + offset;
+      float *u = pre_activation.data(), *act = activated.data(), *g = grad.data();
+      for (int64_t e = 0; e < groups * D; ++e) u[e] = static_cast<float>(src[e]);
+      gelu_forward(u, act, groups * D);
+      for (int64_t k = 0; k < groups; ++k) {
+        for (int64_t d = 0; d < D; ++d) row[d] = act[d * groups + k];
+        const int64_t i = b * L + M + fine_row(coarse, k, ratio, grid_w);
+        normalize_row_backward(row.data(), dout_data + i * D, mean_data[i], rstd_data[i], D, dv.data());
+        for (int64_t d = 0; d < D; ++d) g[d * groups + k] = dv[d];
       }
+      gelu_backward(u, g, groups * D);
+      scalar_t* dst = dwide_data + offset;
+      for (int64_t e = 0; e < groups * D; ++e) dst[e] = static_cast<scalar_t>(g[e]);
     }
   });
 }
