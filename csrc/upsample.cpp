@@ -18,13 +18,21 @@ namespace mpdit {
 namespace {
 
 // One task per coarse row s of sample b: its r*r fine rows read one contiguous row of wide
-// (r*r*D values, channel d * r*r + k feeding fine row k), so GELU runs as one vectorised pass
-// and the transpose to r*r rows of D stays in cache. Fine row k = a * r + c of coarse row
+// (r*r*D values, channel d * r*r + k feeding fine row k), transposed on load into r*r rows of
+// D in a task buffer that stays in cache; GELU then runs as one vectorised pass over it. Fine row k = a * r + c of coarse row
 // (i, j) is output row m + (i * r + a) * (w * r) + j * r + c (F.pixel_shuffle's order).
 // Class-token rows are their own tasks.
 inline int64_t fine_row(int64_t coarse, int64_t k, int64_t ratio, int64_t grid_w) {
   const int64_t i = coarse / grid_w, j = coarse % grid_w, a = k / ratio, c = k % ratio;
   return (i * ratio + a) * (grid_w * ratio) + j * ratio + c;
+}
+
+// rows[k * D + d] = src[d * groups + k]: one coarse row of wide as its r*r fine rows.
+template <typename scalar_t>
+void load_transposed(const scalar_t* src, int64_t groups, int64_t D, float* rows) {
+  for (int64_t d = 0; d < D; ++d) {
+    for (int64_t k = 0; k < groups; ++k) rows[k * D + d] = static_cast<float>(src[d * groups + k]);
+  }
 }
 
 // LayerNorm (no affine) of the fp32 row v into out; returns (mean, rstd).
@@ -53,25 +61,22 @@ void upsample_forward_rows(const at::Tensor& wide, const at::Tensor& cls, int64_
   float* mean_data = mean.mutable_data_ptr<float>();
   float* rstd_data = rstd.mutable_data_ptr<float>();
   at::parallel_for(0, B * tasks_per_sample, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> activated(groups * D), row(D);
+    std::vector<float> rows(groups * D);  // (r*r, D): the task's rows in fp32
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / tasks_per_sample, unit = task % tasks_per_sample;
       if (unit < M) {  // a class token: normalised as it is
         const scalar_t* src = cls_data + (b * M + unit) * D;
-        for (int64_t d = 0; d < D; ++d) row[d] = static_cast<float>(src[d]);
+        for (int64_t d = 0; d < D; ++d) rows[d] = static_cast<float>(src[d]);
         const int64_t i = b * L + unit;
-        std::tie(mean_data[i], rstd_data[i]) = normalize_row(row.data(), D, eps, out_data + i * D);
+        std::tie(mean_data[i], rstd_data[i]) = normalize_row(rows.data(), D, eps, out_data + i * D);
         continue;
       }
       const int64_t coarse = unit - M;
-      const scalar_t* src = wide_data + (b * coarse_rows + coarse) * groups * D;
-      float* act = activated.data();
-      for (int64_t e = 0; e < groups * D; ++e) act[e] = static_cast<float>(src[e]);
-      gelu_forward(act, act, groups * D);
+      load_transposed(wide_data + (b * coarse_rows + coarse) * groups * D, groups, D, rows.data());
+      gelu_forward(rows.data(), rows.data(), groups * D);
       for (int64_t k = 0; k < groups; ++k) {
-        for (int64_t d = 0; d < D; ++d) row[d] = act[d * groups + k];
         const int64_t i = b * L + M + fine_row(coarse, k, ratio, grid_w);
-        std::tie(mean_data[i], rstd_data[i]) = normalize_row(row.data(), D, eps, out_data + i * D);
+        std::tie(mean_data[i], rstd_data[i]) = normalize_row(rows.data() + k * D, D, eps, out_data + i * D);
       }
     }
   });
@@ -109,33 +114,33 @@ void upsample_backward_rows(const at::Tensor& wide, const at::Tensor& cls, const
   scalar_t* dwide_data = dwide.mutable_data_ptr<scalar_t>();
   scalar_t* dcls_data = dcls.mutable_data_ptr<scalar_t>();
   at::parallel_for(0, B * tasks_per_sample, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> pre_activation(groups * D), activated(groups * D), grad(groups * D), row(D), dv(D);
+    // (r*r, D) each: pre-activations, activations, then gradients, in fp32
+    std::vector<float> pre_activation(groups * D), activated(groups * D), grad(groups * D);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / tasks_per_sample, unit = task % tasks_per_sample;
+      float *u = pre_activation.data(), *act = activated.data(), *g = grad.data();
       if (unit < M) {
         const int64_t i = b * L + unit;
         const scalar_t* src = cls_data + (b * M + unit) * D;
-        for (int64_t d = 0; d < D; ++d) row[d] = static_cast<float>(src[d]);
-        normalize_row_backward(row.data(), dout_data + i * D, mean_data[i], rstd_data[i], D, dv.data());
+        for (int64_t d = 0; d < D; ++d) act[d] = static_cast<float>(src[d]);
+        normalize_row_backward(act, dout_data + i * D, mean_data[i], rstd_data[i], D, g);
         scalar_t* dst = dcls_data + (b * M + unit) * D;
-        for (int64_t d = 0; d < D; ++d) dst[d] = static_cast<scalar_t>(dv[d]);
+        for (int64_t d = 0; d < D; ++d) dst[d] = static_cast<scalar_t>(g[d]);
         continue;
       }
       const int64_t coarse = unit - M;
       const int64_t offset = (b * coarse_rows + coarse) * groups * D;
-      const scalar_t* src = wide_data + offset;
-      float *u = pre_activation.data(), *act = activated.data(), *g = grad.data();
-      for (int64_t e = 0; e < groups * D; ++e) u[e] = static_cast<float>(src[e]);
+      load_transposed(wide_data + offset, groups, D, u);
       gelu_forward(u, act, groups * D);
       for (int64_t k = 0; k < groups; ++k) {
-        for (int64_t d = 0; d < D; ++d) row[d] = act[d * groups + k];
         const int64_t i = b * L + M + fine_row(coarse, k, ratio, grid_w);
-        normalize_row_backward(row.data(), dout_data + i * D, mean_data[i], rstd_data[i], D, dv.data());
-        for (int64_t d = 0; d < D; ++d) g[d * groups + k] = dv[d];
+        normalize_row_backward(act + k * D, dout_data + i * D, mean_data[i], rstd_data[i], D, g + k * D);
       }
       gelu_backward(u, g, groups * D);
-      scalar_t* dst = dwide_data + offset;
-      for (int64_t e = 0; e < groups * D; ++e) dst[e] = static_cast<scalar_t>(g[e]);
+      scalar_t* dst = dwide_data + offset;  // back to wide's layout: channel d * r*r + k
+      for (int64_t d = 0; d < D; ++d) {
+        for (int64_t k = 0; k < groups; ++k) dst[d * groups + k] = static_cast<scalar_t>(g[k * D + d]);
+      }
     }
   });
 }
