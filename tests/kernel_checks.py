@@ -21,6 +21,35 @@ UPSAMPLE_CASES = [(1, 8, 8, 384, 16, 2), (3, 2, 3, 72, 16, 2), (3, 3, 2, 72, 0, 
 FINE_CASES = [(1, 16, 64, 72), (3, 16, 17, 384), (3, 0, 1, 1152), (2, 1, 256, 72)]
 
 
+def upsample_inputs(case, device):
+    """(wide, cls) for an UPSAMPLE_CASES entry, fp32."""
+    B, h, w, D, m, r = case
+    return torch.randn(B, h * w, r * r * D, device=device), torch.randn(B, m, D, device=device)
+
+
+def fine_entry_inputs(case, with_skip, device):
+    """(refined, skip or None, pos) for a FINE_CASES entry, fp32."""
+    B, m, N, D = case
+    skip = torch.randn(B, N, D, device=device) if with_skip else None
+    return torch.randn(B, m + N, D, device=device), skip, torch.randn(N, D, device=device)
+
+
+def check_strided_rows_and_expanded_gradients(residual_fn, residual_ref, device):
+    """A token slice (the final layer's image tokens) is read with its strides; a gradient from
+    .sum() arrives as a stride-0 view, which a kernel must not read as contiguous memory."""
+    full_x, full_y = (torch.randn(3, 20, 72, device=device, requires_grad=True) for _ in range(2))
+    gate, shift, scale = (torch.randn(3, 72, device=device, requires_grad=True) for _ in range(3))
+    x, y = full_x[:, 4:], full_y[:, 4:]
+    assert not x.is_contiguous()
+    x_out, h = residual_fn(x, y, gate, shift, scale)
+    ref_out, ref_h = residual_ref(x, y, gate, shift, scale)
+    torch.testing.assert_close(h, ref_h, rtol=1e-5, atol=1e-5)
+    got = torch.autograd.grad(h.sum() + x_out.sum(), (full_x, full_y, gate, shift, scale))
+    want = torch.autograd.grad(ref_h.sum() + ref_out.sum(), (full_x, full_y, gate, shift, scale))
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+
+
 def adaln_inputs(B, L, D, device):
     """x, y (B, L, D) and gate, shift, scale (B, D), fp32."""
     x, y = torch.randn(B, L, D, device=device), torch.randn(B, L, D, device=device)

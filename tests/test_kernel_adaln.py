@@ -4,7 +4,7 @@ import torch
 
 pytest.importorskip("triton")  # the Triton kernels; the torch backend is tested without it
 
-from kernel_checks import ADALN_SHAPES, DTYPES, adaln_inputs, check_op
+from kernel_checks import ADALN_SHAPES, DTYPES, adaln_inputs, check_op, check_strided_rows_and_expanded_gradients
 from mpdit_kernels.adaln import (adaln_modulate, adaln_modulate_ref, residual_adaln_modulate,
                                  residual_adaln_modulate_ref)
 
@@ -23,20 +23,7 @@ def test_plain_variant(poisoned, device, dtype, shape):
 
 
 def test_strided_rows_and_expanded_gradients(poisoned, device):
-    """A token slice (the final layer's image tokens) is read in place; a gradient from .sum()
-    arrives as a stride-0 view, which the launcher must not read as contiguous."""
-    full_x, full_y = torch.randn(3, 20, 72, device=device), torch.randn(3, 20, 72, device=device)
-    gate, shift, scale = (torch.randn(3, 72, device=device, requires_grad=True) for _ in range(3))
-    x = full_x.requires_grad_()[:, 4:]
-    y = full_y.requires_grad_()[:, 4:]
-    assert not x.is_contiguous()
-    x_out, h = residual_adaln_modulate(x, y, gate, shift, scale)
-    ref_out, ref_h = residual_adaln_modulate_ref(x, y, gate, shift, scale)
-    torch.testing.assert_close(h, ref_h, rtol=1e-5, atol=1e-5)
-    got = torch.autograd.grad(h.sum() + x_out.sum(), (full_x, full_y, gate, shift, scale))
-    want = torch.autograd.grad(ref_h.sum() + ref_out.sum(), (full_x, full_y, gate, shift, scale))
-    for g, w in zip(got, want):
-        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+    check_strided_rows_and_expanded_gradients(residual_adaln_modulate, residual_adaln_modulate_ref, device)
 
 
 def test_channels_first_layout_is_handled(device):

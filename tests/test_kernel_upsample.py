@@ -4,28 +4,23 @@ import torch
 
 pytest.importorskip("triton")  # the Triton kernels; the torch backend is tested without it
 
-from kernel_checks import DTYPES, FINE_CASES, UPSAMPLE_CASES, check_op
+from kernel_checks import DTYPES, FINE_CASES, UPSAMPLE_CASES, check_op, fine_entry_inputs, upsample_inputs
 from mpdit_kernels.upsample import fine_entry, fine_entry_ref, upsample_shuffle_norm, upsample_shuffle_norm_ref
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", UPSAMPLE_CASES)
 def test_upsample_shuffle_norm(poisoned, device, dtype, case):
-    B, h, w, D, m, r = case
-    wide = torch.randn(B, h * w, r * r * D, device=device)
-    cls = torch.randn(B, m, D, device=device)
+    _, h, w, _, _, r = case
     check_op("upsample_shuffle_norm", lambda a, b: upsample_shuffle_norm(a, b, r, h, w),
-             lambda a, b: upsample_shuffle_norm_ref(a, b, r, h, w), (wide, cls), dtype)
+             lambda a, b: upsample_shuffle_norm_ref(a, b, r, h, w), upsample_inputs(case, device), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", FINE_CASES)
 @pytest.mark.parametrize("with_skip", [True, False])
 def test_fine_entry(poisoned, device, dtype, case, with_skip):
-    B, m, N, D = case
-    refined, pos = torch.randn(B, m + N, D, device=device), torch.randn(N, D, device=device)
-    skip = torch.randn(B, N, D, device=device) if with_skip else None
-    check_op("fine_entry", fine_entry, fine_entry_ref, (refined, skip, pos), dtype)
+    check_op("fine_entry", fine_entry, fine_entry_ref, fine_entry_inputs(case, with_skip, device), dtype)
 
 
 def test_opcheck(device):

@@ -12,7 +12,8 @@ if os.environ.get("MPDIT_NATIVE_BUILD") == "0":
 
 # Not importorskip: a build that silently failed must fail these tests, not skip them.
 from mpdit_kernels import _C, native  # noqa: E402
-from kernel_checks import ADALN_SHAPES, DTYPES, FINE_CASES, UPSAMPLE_CASES, adaln_inputs, check_op  # noqa: E402
+from kernel_checks import (ADALN_SHAPES, DTYPES, FINE_CASES, UPSAMPLE_CASES, adaln_inputs, check_op,  # noqa: E402
+                           check_strided_rows_and_expanded_gradients, fine_entry_inputs, upsample_inputs)
 from mpdit_kernels.adaln import adaln_modulate_ref, residual_adaln_modulate_ref  # noqa: E402
 from mpdit_kernels.upsample import fine_entry_ref, upsample_shuffle_norm_ref  # noqa: E402
 
@@ -60,36 +61,21 @@ def test_adaln_modulate(poisoned_native, native_device, dtype, shape):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", UPSAMPLE_CASES)
 def test_upsample_shuffle_norm(poisoned_native, native_device, dtype, case):
-    B, h, w, D, m, r = case
-    wide = torch.randn(B, h * w, r * r * D, device=native_device)
-    cls = torch.randn(B, m, D, device=native_device)
+    _, h, w, _, _, r = case
     check_op("upsample_shuffle_norm", lambda a, b: native.upsample_shuffle_norm(a, b, r, h, w),
-             lambda a, b: upsample_shuffle_norm_ref(a, b, r, h, w), (wide, cls), dtype)
+             lambda a, b: upsample_shuffle_norm_ref(a, b, r, h, w), upsample_inputs(case, native_device), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", FINE_CASES)
 @pytest.mark.parametrize("with_skip", [True, False])
 def test_fine_entry(poisoned_native, native_device, dtype, case, with_skip):
-    B, m, N, D = case
-    refined, pos = torch.randn(B, m + N, D, device=native_device), torch.randn(N, D, device=native_device)
-    skip = torch.randn(B, N, D, device=native_device) if with_skip else None
-    check_op("fine_entry", native.fine_entry, fine_entry_ref, (refined, skip, pos), dtype)
+    check_op("fine_entry", native.fine_entry, fine_entry_ref, fine_entry_inputs(case, with_skip, native_device), dtype)
 
 
 def test_strided_rows_and_expanded_gradients(poisoned_native, native_device):
-    """A token slice is read in place with its strides; a gradient from .sum() is a stride-0 view."""
-    full_x, full_y = (torch.randn(3, 20, 72, device=native_device, requires_grad=True) for _ in range(2))
-    gate, shift, scale = (torch.randn(3, 72, device=native_device, requires_grad=True) for _ in range(3))
-    x, y = full_x[:, 4:], full_y[:, 4:]
-    assert not x.is_contiguous()
-    x_out, h = native.residual_adaln_modulate(x, y, gate, shift, scale)
-    ref_out, ref_h = residual_adaln_modulate_ref(x, y, gate, shift, scale)
-    torch.testing.assert_close(h, ref_h, rtol=1e-5, atol=1e-5)
-    got = torch.autograd.grad(h.sum() + x_out.sum(), (full_x, full_y, gate, shift, scale))
-    want = torch.autograd.grad(ref_h.sum() + ref_out.sum(), (full_x, full_y, gate, shift, scale))
-    for g, w in zip(got, want):
-        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+    check_strided_rows_and_expanded_gradients(native.residual_adaln_modulate, residual_adaln_modulate_ref,
+                                              native_device)
 
 
 def test_mixed_dtypes_follow_eager_promotion(native_device):
