@@ -32,7 +32,8 @@ def build(spec: ModelSpec, provider: str, device: str):
     """(model, callable): the callable is the compiled model for the compile providers."""
     if provider not in PROVIDERS:
         raise ValueError(f"provider={provider!r}: expected one of {PROVIDERS}")
-    backend = provider.split("+")[0] if provider.split("+")[0] in ("triton", "cuda") else "torch"
+    kernels = provider.split("+")[0]
+    backend = kernels if kernels in ("triton", "cuda") else "torch"
     model = create_model(spec.name, kernel_backend=backend, **spec.overrides).to(device)
     model.check_values = False  # the benchmark's inputs are valid: keep device syncs out of the timings
     forward = torch.compile(model) if provider.endswith("compile") else model

@@ -35,7 +35,7 @@ class Preset:
 PRESETS = {
     "default": Preset(
         name="default",
-        description="about a minute on a 2-core CPU: B-size models, small batches, fp32 (bf16 on a GPU)",
+        description="a few minutes on a 2-core CPU: B-size models, small batches, fp32 (bf16 on a GPU)",
         dtype="bfloat16", models=B_MODELS[:2], providers=("torch", "triton", "cuda"),  # dtype on a GPU; CPU runs are fp32
         train_batch=1, inference_batches=(1, 2), sample_batch=1, sample_steps=(3,), reps=10, warmup=1,
         kernel_widths=(768,), kernel_batch=32, baselines={"MPDiT-B": "SiT-B/2"}),
