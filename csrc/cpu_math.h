@@ -38,15 +38,14 @@ inline float gelu_gate(float u) {
   return 1.f / (1.f + exp_approx(-2.f * kSqrt2OverPi * (u + kGeluCubic * u * u * u)));
 }
 
-// d GELU / du = s + u s (1 - s) 2 sqrt(2/pi) (1 + 3 * 0.044715 u^2).
-inline float gelu_grad(float u) {
-  const float s = gelu_gate(u);
+// d GELU / du = s + u s (1 - s) 2 sqrt(2/pi) (1 + 3 * 0.044715 u^2), s = gelu_gate(u).
+inline float gelu_grad(float u, float s) {
   return s + u * s * (1.f - s) * 2.f * kSqrt2OverPi * (1.f + 3.f * kGeluCubic * u * u);
 }
 
-// out[e] = GELU_tanh(u[e]); out may be u.
-void gelu_forward(const float* u, float* out, int64_t n);
-// grad[e] *= GELU_tanh'(u[e]).
-void gelu_backward(const float* u, float* grad, int64_t n);
+// out[e] = GELU_tanh(u[e]); out may be u. With gate non-null, also gate[e] = s (gelu_gate).
+void gelu_forward(const float* u, float* out, float* gate, int64_t n);
+// grad[e] *= GELU_tanh'(u[e]), from the gates the forward saved.
+void gelu_backward(const float* u, const float* gate, float* grad, int64_t n);
 
 }  // namespace mpdit

@@ -73,7 +73,7 @@ void upsample_forward_rows(const at::Tensor& wide, const at::Tensor& cls, int64_
       }
       const int64_t coarse = unit - M;
       load_transposed(wide_data + (b * coarse_rows + coarse) * groups * D, groups, D, rows.data());
-      gelu_forward(rows.data(), rows.data(), groups * D);
+      gelu_forward(rows.data(), rows.data(), nullptr, groups * D);
       for (int64_t k = 0; k < groups; ++k) {
         const int64_t i = b * L + M + fine_row(coarse, k, ratio, grid_w);
         std::tie(mean_data[i], rstd_data[i]) = normalize_row(rows.data() + k * D, D, eps, out_data + i * D);
@@ -114,8 +114,8 @@ void upsample_backward_rows(const at::Tensor& wide, const at::Tensor& cls, const
   scalar_t* dwide_data = dwide.mutable_data_ptr<scalar_t>();
   scalar_t* dcls_data = dcls.mutable_data_ptr<scalar_t>();
   at::parallel_for(0, B * tasks_per_sample, 1, [&](int64_t begin, int64_t end) {
-    // (r*r, D) each: pre-activations, activations, then gradients, in fp32
-    std::vector<float> pre_activation(groups * D), activated(groups * D), grad(groups * D);
+    // (r*r, D) each: pre-activations, GELU gates, activations, then gradients, in fp32
+    std::vector<float> pre_activation(groups * D), gates(groups * D), activated(groups * D), grad(groups * D);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / tasks_per_sample, unit = task % tasks_per_sample;
       float *u = pre_activation.data(), *act = activated.data(), *g = grad.data();
@@ -131,12 +131,12 @@ void upsample_backward_rows(const at::Tensor& wide, const at::Tensor& cls, const
       const int64_t coarse = unit - M;
       const int64_t offset = (b * coarse_rows + coarse) * groups * D;
       load_transposed(wide_data + offset, groups, D, u);
-      gelu_forward(u, act, groups * D);
+      gelu_forward(u, act, gates.data(), groups * D);
       for (int64_t k = 0; k < groups; ++k) {
         const int64_t i = b * L + M + fine_row(coarse, k, ratio, grid_w);
         normalize_row_backward(act + k * D, dout_data + i * D, mean_data[i], rstd_data[i], D, g + k * D);
       }
-      gelu_backward(u, g, groups * D);
+      gelu_backward(u, gates.data(), g, groups * D);
       scalar_t* dst = dwide_data + offset;  // back to wide's layout: channel d * r*r + k
       for (int64_t d = 0; d < D; ++d) {
         for (int64_t k = 0; k < groups; ++k) dst[d * groups + k] = static_cast<scalar_t>(g[k * D + d]);
