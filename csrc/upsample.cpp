@@ -18,10 +18,10 @@ namespace mpdit {
 namespace {
 
 // One task per coarse row s of sample b: its r*r fine rows read one contiguous row of wide
-// (r*r*D values, channel d * r*r + k feeding fine row k), transposed on load into r*r rows of
-// D in a task buffer that stays in cache; GELU then runs as one vectorised pass over it. Fine row k = a * r + c of coarse row
-// (i, j) is output row m + (i * r + a) * (w * r) + j * r + c (F.pixel_shuffle's order).
-// Class-token rows are their own tasks.
+// (r*r*D values, channel d * r*r + k feeding fine row k), transposed on load into r*r rows
+// of D in a task buffer that stays in cache; GELU then runs as one vectorised pass over it.
+// Fine row k = a * r + c of coarse row (i, j) is output row m + (i * r + a) * (w * r) + j * r + c
+// (F.pixel_shuffle's order). Class-token rows are their own tasks.
 inline int64_t fine_row(int64_t coarse, int64_t k, int64_t ratio, int64_t grid_w) {
   const int64_t i = coarse / grid_w, j = coarse % grid_w, a = k / ratio, c = k % ratio;
   return (i * ratio + a) * (grid_w * ratio) + j * ratio + c;
