@@ -29,8 +29,8 @@ def say(message):
 def dynamic_libstdcxx(build_ext_class):
     """torch's build_ext, linking libstdc++ dynamically whatever LDFLAGS / LDSHARED ask for.
 
-    A static copy beside the libstdc++ that torch loads breaks C++ number formatting: every
-    error message with a shape came out cut short here, and crashed the interpreter on the
+    A static copy beside the libstdc++ that torch loads broke iostream number formatting:
+    error messages with a shape came out cut short here, and crashed the interpreter on the
     GPU image (benchmarks/results/2026-11-26-gpu-h200/README.md).
     """
     class BuildExt(build_ext_class):
@@ -55,8 +55,9 @@ def warn_if_static_libstdcxx(library):
     needed = subprocess.run([ldd, library], capture_output=True, text=True).stdout
     if "libstdc++" not in needed:
         say(f"WARNING: {os.path.basename(library)} does not load the shared libstdc++ (compiler "
-            f"{os.environ.get('CXX', 'c++')} links it statically): C++ error messages of the ops will be cut "
-            "short or crash. Rebuild with a compiler that links it dynamically, e.g. CC=gcc CXX=g++ from the system.")
+            f"{os.environ.get('CXX', 'c++')} links it statically): two libstdc++ copies in one process are "
+            "unsupported (iostream number formatting crashed that way on the H200 image). Rebuild with a compiler "
+            "that links it dynamically, e.g. CC=gcc CXX=g++ from the system.")
 
 
 def native_build():

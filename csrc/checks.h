@@ -4,11 +4,25 @@
 
 #include <ATen/ATen.h>
 
+#include <string>
+
 namespace mpdit {
+
+// Numbers, shapes, dtypes and devices become text through std::to_string and c10's own
+// functions, never by streaming them here: a library linked with a second, static
+// libstdc++ (the H200 image's compiler did that) broke, and crashed, on iostream numbers.
+inline std::string text(int64_t value) { return std::to_string(value); }
+inline std::string text(at::ScalarType type) { return c10::toString(type); }
+inline std::string text(const at::Device& device) { return device.str(); }
+inline std::string text(at::IntArrayRef shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
+}
 
 inline void check_float(const char* op, const char* name, const at::Tensor& t) {
   TORCH_CHECK_VALUE(t.scalar_type() == at::kFloat || t.scalar_type() == at::kBFloat16 || t.scalar_type() == at::kHalf,
-                    op, ": ", name, " has dtype ", t.scalar_type(), ", expected float32, bfloat16 or float16");
+                    op, ": ", name, " has dtype ", text(t.scalar_type()), ", expected float32, bfloat16 or float16");
 }
 
 // Same device and dtype as `like` (the op's first input), and exactly `shape`.
@@ -16,16 +30,16 @@ inline void check_like(const char* op, const char* name, const at::Tensor& t, co
                        at::IntArrayRef shape) {
   TORCH_CHECK_VALUE(t.defined(), op, ": ", name, " is undefined");
   check_float(op, name, t);
-  TORCH_CHECK_VALUE(t.device() == like.device(), op, ": ", name, " is on ", t.device(), ", expected ",
-                    like.device(), " like the other inputs");
-  TORCH_CHECK_VALUE(t.scalar_type() == like.scalar_type(), op, ": ", name, " has dtype ", t.scalar_type(),
-                    ", expected ", like.scalar_type(), " like the other inputs (the Python wrapper promotes)");
-  TORCH_CHECK_VALUE(t.sizes() == shape, op, ": ", name, " has shape ", t.sizes(), ", expected ", shape);
+  TORCH_CHECK_VALUE(t.device() == like.device(), op, ": ", name, " is on ", text(t.device()), ", expected ",
+                    text(like.device()), " like the other inputs");
+  TORCH_CHECK_VALUE(t.scalar_type() == like.scalar_type(), op, ": ", name, " has dtype ", text(t.scalar_type()),
+                    ", expected ", text(like.scalar_type()), " like the other inputs (the Python wrapper promotes)");
+  TORCH_CHECK_VALUE(t.sizes() == shape, op, ": ", name, " has shape ", text(t.sizes()), ", expected ", text(shape));
 }
 
 inline void check_dim(const char* op, const char* name, const at::Tensor& t, int64_t dim, const char* layout) {
   TORCH_CHECK_VALUE(t.defined() && t.dim() == dim, op, ": ", name, " must be a ", layout, " tensor, got shape ",
-                    t.defined() ? t.sizes() : at::IntArrayRef{});
+                    text(t.defined() ? t.sizes() : at::IntArrayRef{}));
   check_float(op, name, t);
 }
 
@@ -37,8 +51,8 @@ inline at::Tensor row_contiguous(const at::Tensor& t) {
 
 inline void check_stats(const char* op, const at::Tensor& stat, const at::Tensor& like, at::IntArrayRef shape) {
   TORCH_CHECK_VALUE(stat.scalar_type() == at::kFloat && stat.sizes() == shape && stat.is_contiguous() &&
-                    stat.device() == like.device(), op, ": mean/rstd must be contiguous float32 ", shape,
-                    " on ", like.device(), ", got ", stat.scalar_type(), " ", stat.sizes());
+                    stat.device() == like.device(), op, ": mean/rstd must be contiguous float32 ", text(shape),
+                    " on ", text(like.device()), ", got ", text(stat.scalar_type()), " ", text(stat.sizes()));
 }
 
 // The CUDA kernels cache one fp32 row per warp in shared memory: 4 warps x 4096 x 4 bytes
@@ -46,8 +60,8 @@ inline void check_stats(const char* op, const at::Tensor& stat, const at::Tensor
 constexpr int64_t kMaxWidth = 4096;
 
 inline void check_width(const char* op, int64_t width) {
-  TORCH_CHECK_VALUE(width >= 1 && width <= kMaxWidth, op, ": width ", width, " is outside the 1..", kMaxWidth,
-                    " these kernels support");
+  TORCH_CHECK_VALUE(width >= 1 && width <= kMaxWidth, op, ": width ", text(width), " is outside the 1..",
+                    text(kMaxWidth), " these kernels support");
 }
 
 }  // namespace mpdit

@@ -173,10 +173,10 @@ void check_upsample(const char* op, const at::Tensor& wide, const at::Tensor& cl
   check_dim(op, "wide", wide, 3, "(B, h*w, r*r*D)");
   check_dim(op, "cls", cls, 3, "(B, m, D)");
   const int64_t B = wide.size(0), channels = wide.size(2);
-  TORCH_CHECK_VALUE(grid_h >= 1 && grid_w >= 1 && wide.size(1) == grid_h * grid_w, op, ": wide has ", wide.size(1),
-                    " tokens, expected grid_h * grid_w = ", grid_h * grid_w);
-  TORCH_CHECK_VALUE(ratio >= 2 && channels % (ratio * ratio) == 0, op, ": ratio=", ratio,
-                    ": expected >= 2 dividing wide's ", channels, " channels into ratio^2 groups");
+  TORCH_CHECK_VALUE(grid_h >= 1 && grid_w >= 1 && wide.size(1) == grid_h * grid_w, op, ": wide has ",
+                    text(wide.size(1)), " tokens, expected grid_h * grid_w = ", text(grid_h * grid_w));
+  TORCH_CHECK_VALUE(ratio >= 2 && channels % (ratio * ratio) == 0, op, ": ratio=", text(ratio),
+                    ": expected >= 2 dividing wide's ", text(channels), " channels into ratio^2 groups");
   check_width(op, channels / (ratio * ratio));
   check_like(op, "cls", cls, wide, {B, cls.size(1), channels / (ratio * ratio)});
 }
@@ -207,8 +207,8 @@ std::tuple<at::Tensor, at::Tensor> upsample_shuffle_norm_backward(const at::Tens
                                                                   const at::Tensor& dout, int64_t ratio,
                                                                   int64_t grid_w) {
   constexpr const char* op = "upsample_shuffle_norm_backward";
-  TORCH_CHECK_VALUE(grid_w >= 1 && wide.dim() == 3 && wide.size(1) % grid_w == 0, op, ": grid_w=", grid_w,
-                    " does not divide wide's ", wide.dim() == 3 ? wide.size(1) : -1, " tokens");
+  TORCH_CHECK_VALUE(grid_w >= 1 && wide.dim() == 3 && wide.size(1) % grid_w == 0, op, ": grid_w=", text(grid_w),
+                    " does not divide wide's ", text(wide.dim() == 3 ? wide.size(1) : -1), " tokens");
   check_upsample(op, wide, cls, ratio, wide.size(1) / grid_w, grid_w);
   const int64_t B = wide.size(0), M = cls.size(1), D = cls.size(2), L = M + ratio * ratio * wide.size(1);
   check_stats(op, mean, wide, {B, L});
@@ -235,7 +235,7 @@ at::Tensor fine_entry(const at::Tensor& refined, const std::optional<at::Tensor>
   const int64_t B = refined.size(0), L = refined.size(1), D = refined.size(2), N = pos.size(0);
   check_width(op, D);
   check_like(op, "pos", pos, refined, {N, D});
-  TORCH_CHECK_VALUE(N <= L, op, ": pos has ", N, " tokens, more than refined's ", L);
+  TORCH_CHECK_VALUE(N <= L, op, ": pos has ", text(N), " tokens, more than refined's ", text(L));
   const bool has_skip = skip.has_value() && skip->defined();
   if (has_skip) check_like(op, "skip", *skip, refined, {B, N, D});
   const at::Tensor refined_c = refined.contiguous(), pos_c = pos.contiguous();
