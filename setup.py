@@ -26,20 +26,16 @@ def say(message):
     print(f"mpdit setup.py: {message}", file=sys.stderr)
 
 
-def dynamic_libstdcxx(build_ext_class):
-    """torch's build_ext, linking libstdc++ dynamically whatever LDFLAGS / LDSHARED ask for.
+def checked_build_ext(build_ext_class):
+    """torch's build_ext, then a look at how the library links libstdc++.
 
-    A static copy beside the libstdc++ that torch loads broke iostream number formatting:
-    error messages with a shape came out cut short here, and crashed the interpreter on the
-    GPU image (benchmarks/results/2026-11-26-gpu-h200/README.md).
+    A static copy beside the libstdc++ that torch loads broke iostream number formatting
+    in the C++ checks' messages (cut short here, an interpreter crash on the GPU image:
+    benchmarks/results/2026-11-26-gpu-h200/README.md). The checks no longer stream numbers,
+    but two copies in one process stay unsupported, so such a build is reported.
     """
     class BuildExt(build_ext_class):
         def build_extensions(self):
-            for attr in ("linker_so", "linker_so_cxx"):
-                command = getattr(self.compiler, attr, None)
-                if command and "-static-libstdc++" in command:
-                    say(f"dropping -static-libstdc++ from the link command ({attr})")
-                    setattr(self.compiler, attr, [arg for arg in command if arg != "-static-libstdc++"])
             super().build_extensions()
             for extension in self.extensions:
                 warn_if_static_libstdcxx(self.get_ext_fullpath(extension.name))
@@ -48,7 +44,6 @@ def dynamic_libstdcxx(build_ext_class):
 
 
 def warn_if_static_libstdcxx(library):
-    """A compiler that links libstdc++ statically by default (no flag to drop) is only caught here."""
     ldd = shutil.which("ldd")
     if ldd is None or not os.path.exists(library):
         return
@@ -90,7 +85,7 @@ def native_build():
     kind, sources = (CUDAExtension, CPU_SOURCES + CUDA_SOURCES) if with_cuda else (CppExtension, CPU_SOURCES)
     say(f"building mpdit_kernels._C with {'the CUDA kernels' if with_cuda else 'the C++ CPU ops only'}")
     extension = kind("mpdit_kernels._C", sources, extra_compile_args=args, extra_link_args=["-fopenmp"])
-    return [extension], {"build_ext": dynamic_libstdcxx(BuildExtension)}
+    return [extension], {"build_ext": checked_build_ext(BuildExtension)}
 
 
 ext_modules, cmdclass = native_build()

@@ -203,7 +203,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adaln_modulate(const at::Tensor& 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
     const char* op, const at::Tensor& x, const at::Tensor& y, const at::Tensor& gate, const at::Tensor& scale,
     const at::Tensor& mean, const at::Tensor& rstd, const at::Tensor& dx_out, const at::Tensor& dh) {
-  Inputs in = check_inputs(op, x, y, gate, scale, scale);
+  Inputs in = check_inputs(op, x, y, gate, scale, scale);  // the backward has no shift: scale stands in
   const int64_t B = x.size(0), L = x.size(1), D = x.size(2);
   check_stats(op, mean, x, {B, L});
   check_stats(op, rstd, x, {B, L});
