@@ -1,11 +1,11 @@
 """Build of record. Metadata lives in pyproject.toml; this adds the native extension (csrc/).
 
-MPDIT_NATIVE_BUILD picks what is compiled into mpdit_kernels._C:
+MPDIT_NATIVE_BUILD picks what is compiled into the native extension, mpdit_kernels._native:
   auto (default)  the C++ CPU ops, plus the CUDA kernels when torch is a CUDA build and a
                   CUDA toolkit (nvcc) is found
   cpu             the C++ CPU ops only
   cuda            both; fails if CUDA cannot be built
-  0               nothing: the package is pure Python (kernel_backend="cuda" is unavailable)
+  0               nothing: the package is pure Python (kernel_backend="native" is unavailable)
 torch must be importable while building, so install with `pip install --no-build-isolation`;
 under pip's default build isolation torch is absent and the extension is skipped, loudly.
 TORCH_CUDA_ARCH_LIST (e.g. "9.0") and MAX_JOBS are read by torch.utils.cpp_extension.
@@ -27,13 +27,8 @@ def say(message):
 
 
 def checked_build_ext(build_ext_class):
-    """torch's build_ext, then a look at how the library links libstdc++.
-
-    A static copy beside the libstdc++ that torch loads broke iostream number formatting
-    in the C++ checks' messages (cut short here, an interpreter crash on the GPU image:
-    benchmarks/results/2026-11-26-gpu-h200/README.md). The checks no longer stream numbers,
-    but two copies in one process stay unsupported, so such a build is reported.
-    """
+    """torch's build_ext, then a look at how the library links libstdc++: a second, static
+    copy beside the one torch loads is unsupported, so such a build is reported."""
     class BuildExt(build_ext_class):
         def build_extensions(self):
             super().build_extensions()
@@ -51,7 +46,7 @@ def warn_if_static_libstdcxx(library):
     if "libstdc++" not in needed:
         say(f"WARNING: {os.path.basename(library)} does not load the shared libstdc++ (compiler "
             f"{os.environ.get('CXX', 'c++')} links it statically): two libstdc++ copies in one process are "
-            "unsupported (iostream number formatting crashed that way on the H200 image). Rebuild with a compiler "
+            "unsupported. Rebuild with a compiler "
             "that links it dynamically, e.g. CC=gcc CXX=g++ from the system.")
 
 
@@ -83,8 +78,8 @@ def native_build():
     args = {"cxx": ["-O3", "-fopenmp", "-fno-trapping-math"] + (["-DMPDIT_WITH_CUDA"] if with_cuda else []),
             "nvcc": ["-O3", "-DMPDIT_WITH_CUDA", "--expt-relaxed-constexpr"]}
     kind, sources = (CUDAExtension, CPU_SOURCES + CUDA_SOURCES) if with_cuda else (CppExtension, CPU_SOURCES)
-    say(f"building mpdit_kernels._C with {'the CUDA kernels' if with_cuda else 'the C++ CPU ops only'}")
-    extension = kind("mpdit_kernels._C", sources, extra_compile_args=args, extra_link_args=["-fopenmp"])
+    say(f"building mpdit_kernels._native with {'the CUDA kernels' if with_cuda else 'the C++ CPU ops only'}")
+    extension = kind("mpdit_kernels._native", sources, extra_compile_args=args, extra_link_args=["-fopenmp"])
     return [extension], {"build_ext": checked_build_ext(BuildExtension)}
 
 

@@ -15,7 +15,7 @@ import time
 import torch
 
 from mpdit import create_model
-from mpdit.flops import audit
+from mpdit.audit.flops import audit
 
 
 def time_forward(model, inputs) -> float:

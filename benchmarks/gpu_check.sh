@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The GPU check, in one call (sized for about 7 minutes on one H100 / H200):
 #   1. install the package as the device image allows (no registry there: --no-deps), building
-#      the C++/CUDA extension for sm_90 (MPDIT_NATIVE_BUILD=cuda: fails rather than skip CUDA);
-#   2. the kernel tests natively on the GPU: Triton ops, the extension's ops (C++ on CPU
-#      tensors and CUDA on GPU tensors), whole models on both fused backends;
-#   3. each fused op at D = 768 and 1152 (batch 256, bf16): eager, the extension, Triton, with
+#      the native extension for sm_90 (MPDIT_NATIVE_BUILD=cuda: fails rather than skip CUDA);
+#   2. the kernel tests natively on the GPU: the ops on the triton and native backends (native:
+#      C++ on CPU tensors and CUDA on GPU tensors), whole models on both fused backends;
+#   3. each fused op at D = 768 and 1152 (batch 256, bf16): eager, native, Triton, with
 #      GB/s and % of a device copy timed in the same run (`mpdit bench --sections kernels`);
-#   4. one MPDiT-XL bf16 training step at batch 256 per backend: torch, triton, cuda
+#   4. one MPDiT-XL bf16 training step at batch 256 per backend: torch, triton, native
 #      (`mpdit bench --sections flops,train`). The compile providers are left out: compiling
 #      costs minutes of a 15-minute device budget;
 #   5. last, the C++ unit tests through CMake + ctest with the CUDA kernels (when the image has cmake).
@@ -25,33 +25,31 @@ start=$(date +%s)
 # the pip on PATH may belong to another Python than the one with torch: install into `python`'s
 PIP=(python -m pip)
 python -m pip --version > /dev/null 2>&1 || PIP=(pip --python "$(command -v python)")
-# The image's CXX (/opt/gcc) linked libstdc++ statically into the extension: C++ error messages
-# then crashed the interpreter (results/2026-11-26-gpu-h200/README.md). Its system compilers
-# link it dynamically; not yet confirmed on the device (its time ran out first).
+# The image's system compilers, which link libstdc++ dynamically (results/2026-11-26-gpu-h200/README.md).
 export CC=gcc CXX=g++
 MPDIT_NATIVE_BUILD=cuda TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 \
   "${PIP[@]}" install -v --no-deps --no-build-isolation -e . > /tmp/mpdit-install.log 2>&1 \
   || { echo "install failed:"; tail -30 /tmp/mpdit-install.log | tee -a "$LOG"; exit 1; }
 echo "== native build (CPU + CUDA sources, MAX_JOBS=16): $(( $(date +%s) - start )) s ==" | tee -a "$LOG"
 grep "mpdit setup.py" /tmp/mpdit-install.log | tee -a "$LOG"
-ldd mpdit_kernels/_C*.so | grep libstdc | tee -a "$LOG"
-python -c "import mpdit_kernels._C as C; print('mpdit_kernels._C with_cuda =', C.with_cuda)" | tee -a "$LOG"
+ldd mpdit_kernels/_native*.so | grep libstdc | tee -a "$LOG"
+python -c "import mpdit_kernels._native as N; print('mpdit_kernels._native with_cuda =', N.with_cuda)" | tee -a "$LOG"
 
 echo "== kernel tests (native GPU) ==" | tee -a "$LOG"
-timeout 170 python -m pytest -q -p no:cacheprovider tests/test_native_ops.py tests/test_native_backend.py \
-  tests/test_kernel_adaln.py tests/test_kernel_upsample.py tests/test_kernel_fno.py tests/test_attention.py \
-  tests/test_kernel_backend.py >> "$LOG" 2>&1
+timeout 170 python -m pytest -q -p no:cacheprovider tests/test_op_adaln.py tests/test_op_upsample.py \
+  tests/test_op_fine_entry.py tests/test_op_fno.py tests/test_backends.py tests/test_native_extension.py \
+  tests/test_attention.py >> "$LOG" 2>&1
 tests_rc=$?
 tail -3 "$LOG"
 
 # Two bench runs, so that a failure in the second cannot lose the first's figures.
-echo "== fused ops: mpdit bench --preset paper --sections kernels --providers torch,cuda,triton ==" | tee -a "$LOG"
-timeout 120 python -m mpdit bench --preset paper --models MPDiT-XL --sections kernels --providers torch,cuda,triton \
+echo "== fused ops: mpdit bench --preset paper --sections kernels --providers torch,native,triton ==" | tee -a "$LOG"
+timeout 120 python -m mpdit bench --preset paper --models MPDiT-XL --sections kernels --providers torch,native,triton \
   --out "$OUT/kernels" --no-progress --no-plots > "$OUT/kernels.md" 2>&1
 kernels_rc=$?
-echo "== training step: mpdit bench --preset paper --models MPDiT-XL --sections flops,train --providers torch,triton,cuda ==" \
+echo "== training step: mpdit bench --preset paper --models MPDiT-XL --sections flops,train --providers torch,triton,native ==" \
   | tee -a "$LOG"
-timeout 150 python -m mpdit bench --preset paper --models MPDiT-XL --sections flops,train --providers torch,triton,cuda \
+timeout 150 python -m mpdit bench --preset paper --models MPDiT-XL --sections flops,train --providers torch,triton,native \
   --out "$OUT/train" --no-progress --no-plots > "$OUT/train.md" 2>&1
 train_rc=$?
 

@@ -17,7 +17,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from mpdit_kernels import adaln, fno, upsample
+from mpdit_kernels.triton import adaln, fno, upsample
 
 BF16, FP32 = "*bf16", "*fp32"
 

@@ -1,7 +1,6 @@
-// Fused residual + shared-AdaLN modulation (MPDiT notes, steps 4-5): op front ends and CPU loops.
-//   x_out = x + gate * y                               (residual variant)
-//   h     = LayerNorm(x_out) * (1 + scale) + shift     (no affine)
-// The same contract as mpdit_kernels/adaln.py (Triton); the CUDA kernels are in adaln_cuda.cu.
+// Fused residual + shared-AdaLN modulation: op front ends and CPU loops of the native
+// implementation. The op's contract is mpdit_kernels/ops/adaln.py; the CUDA kernels are in
+// adaln_cuda.cu.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -75,11 +74,7 @@ void forward_rows(const at::Tensor& x, const at::Tensor& y, const at::Tensor& ga
   });
 }
 
-// Backward, per row, with n = (r - mean) * rstd the normalised residual r = x + gate * y:
-//   dshift += dh;  dscale += dh * n;  dn = dh * (1 + scale)
-//   dr = rstd * (dn - mean(dn) - n * mean(dn * n)) + dx_out          (LayerNorm backward)
-//   dx = dr;  dy = dr * gate;  dgate += dr * y
-// Each task sums its chunk of rows into fp32 partials (B, P, D); they are added at the end,
+// Backward: the derivation above _adaln_bwd_kernel in mpdit_kernels/triton/adaln.py. Each task sums its chunk of rows into fp32 partials (B, P, D); they are added at the end,
 // so the result does not depend on the thread count.
 template <typename scalar_t, bool kResidual>
 void backward_rows(const at::Tensor& x, const at::Tensor& y, const at::Tensor& gate, const at::Tensor& scale,
@@ -271,7 +266,7 @@ void adaln_backward_cpu(const at::Tensor& x, const at::Tensor& y, const at::Tens
   dscale.copy_(sums[2]);
 }
 
-TORCH_LIBRARY_IMPL(mpdit_ext, CPU, m) {
+TORCH_LIBRARY_IMPL(mpdit_native, CPU, m) {
   m.impl("residual_adaln_modulate", &residual_adaln_modulate);
   m.impl("adaln_modulate", &adaln_modulate);
   m.impl("residual_adaln_modulate_backward", &residual_adaln_modulate_backward);
@@ -279,7 +274,7 @@ TORCH_LIBRARY_IMPL(mpdit_ext, CPU, m) {
 }
 
 #ifdef MPDIT_WITH_CUDA
-TORCH_LIBRARY_IMPL(mpdit_ext, CUDA, m) {
+TORCH_LIBRARY_IMPL(mpdit_native, CUDA, m) {
   m.impl("residual_adaln_modulate", &residual_adaln_modulate);
   m.impl("adaln_modulate", &adaln_modulate);
   m.impl("residual_adaln_modulate_backward", &residual_adaln_modulate_backward);

@@ -48,10 +48,7 @@ __global__ void adaln_forward_kernel(
   }
 }
 
-// Backward, per row, with n = (r - mean) * rstd the normalised residual r = x + gate * y:
-//   dshift += dh;  dscale += dh * n;  dn = dh * (1 + scale)
-//   dr = rstd * (dn - mean(dn) - n * mean(dn * n)) + dx_out          (LayerNorm backward)
-//   dx = dr;  dy = dr * gate;  dgate += dr * y
+// Backward: the derivation above _adaln_bwd_kernel in mpdit_kernels/triton/adaln.py.
 // Block (b, p) handles rows p * kRowsPerChunk ... of sample b; its warps add their per-sample
 // sums into shared memory (fp32 atomics) and the block writes one fp32 partial (3, B, P, D).
 // The second pass reloads the row (an L1/L2 hit) instead of caching three rows per warp.

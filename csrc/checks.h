@@ -9,8 +9,7 @@
 namespace mpdit {
 
 // Numbers, shapes, dtypes and devices become text through std::to_string and c10's own
-// functions, never by streaming them here: a library linked with a second, static
-// libstdc++ (the H200 image's compiler did that) broke, and crashed, on iostream numbers.
+// functions, not iostreams, so the messages stay whole whichever libstdc++ is linked.
 inline std::string text(int64_t value) { return std::to_string(value); }
 inline std::string text(at::ScalarType type) { return c10::toString(type); }
 inline std::string text(const at::Device& device) { return device.str(); }
@@ -33,7 +32,7 @@ inline void check_like(const char* op, const char* name, const at::Tensor& t, co
   TORCH_CHECK_VALUE(t.device() == like.device(), op, ": ", name, " is on ", text(t.device()), ", expected ",
                     text(like.device()), " like the other inputs");
   TORCH_CHECK_VALUE(t.scalar_type() == like.scalar_type(), op, ": ", name, " has dtype ", text(t.scalar_type()),
-                    ", expected ", text(like.scalar_type()), " like the other inputs (the Python wrapper promotes)");
+                    ", expected ", text(like.scalar_type()), " like the other inputs (mpdit_kernels/native.py casts)");
   TORCH_CHECK_VALUE(t.sizes() == shape, op, ": ", name, " has shape ", text(t.sizes()), ", expected ", text(shape));
 }
 

@@ -1,9 +1,10 @@
-// The op schemas: one TORCH_LIBRARY for every op; kernels register per device in their own
-// files (adaln.cpp, upsample.cpp, *_cuda.cu). Fake implementations and autograd formulas are
-// registered from Python (mpdit_kernels/native.py), so torch.compile traces each op as one node.
+// The native implementation's launchers, one TORCH_LIBRARY (torch.ops.mpdit_native.*); kernels
+// register per device in their own files (adaln.cpp, upsample.cpp, *_cuda.cu). These are
+// kernels, not autograd ops: the ops themselves (schema, fake, autograd) are defined once in
+// mpdit_kernels/ops/ and call these through mpdit_kernels/native.py.
 #include <torch/library.h>
 
-TORCH_LIBRARY(mpdit_ext, m) {
+TORCH_LIBRARY(mpdit_native, m) {
   m.def("residual_adaln_modulate(Tensor x, Tensor y, Tensor gate, Tensor shift, Tensor scale, float eps)"
         " -> (Tensor, Tensor, Tensor, Tensor)");
   m.def("adaln_modulate(Tensor x, Tensor shift, Tensor scale, float eps) -> (Tensor, Tensor, Tensor)");

@@ -1,7 +1,6 @@
-// MPDiT's stage transition (notes, steps 7-8): op front ends and CPU loops.
-//   upsample_shuffle_norm: LayerNorm(cat(cls, GELU_tanh(pixel_shuffle(wide)))), no affine
-//   fine_entry: refined + [0; skip + pos] (skip and the position table on the image rows)
-// The same contract as mpdit_kernels/upsample.py (Triton); the CUDA kernels are in upsample_cuda.cu.
+// MPDiT's stage transition (upsample_shuffle_norm, fine_entry): op front ends and CPU loops
+// of the native implementation. The contracts are mpdit_kernels/ops/upsample.py and
+// fine_entry.py; the CUDA kernels are in upsample_cuda.cu.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -82,8 +81,8 @@ void upsample_forward_rows(const at::Tensor& wide, const at::Tensor& cls, int64_
   });
 }
 
-// dv = rstd * (dout - mean(dout) - n * mean(dout * n)) for one row: the LayerNorm backward
-// (no affine), with n recomputed from the pre-norm row v and the saved mean / rstd.
+// The LayerNorm backward of one row (derivation: mpdit_kernels/triton/upsample.py), with n
+// recomputed from the pre-norm row v and the saved mean / rstd.
 template <typename scalar_t>
 void normalize_row_backward(const float* v, const scalar_t* dout, float mu, float inv, int64_t D, float* dv) {
   float sum = 0.f, sum_n = 0.f;
@@ -276,14 +275,14 @@ void fine_entry_cpu(const at::Tensor& refined, const at::Tensor& skip, const at:
   });
 }
 
-TORCH_LIBRARY_IMPL(mpdit_ext, CPU, m) {
+TORCH_LIBRARY_IMPL(mpdit_native, CPU, m) {
   m.impl("upsample_shuffle_norm", &upsample_shuffle_norm);
   m.impl("upsample_shuffle_norm_backward", &upsample_shuffle_norm_backward);
   m.impl("fine_entry", &fine_entry);
 }
 
 #ifdef MPDIT_WITH_CUDA
-TORCH_LIBRARY_IMPL(mpdit_ext, CUDA, m) {
+TORCH_LIBRARY_IMPL(mpdit_native, CUDA, m) {
   m.impl("upsample_shuffle_norm", &upsample_shuffle_norm);
   m.impl("upsample_shuffle_norm_backward", &upsample_shuffle_norm_backward);
   m.impl("fine_entry", &fine_entry);

@@ -63,10 +63,7 @@ __global__ void upsample_forward_kernel(
   }
 }
 
-// Backward, per row, with n the normalised row and v = GELU(u) (or the class token):
-//   dv = rstd * (dout - mean(dout) - n * mean(dout * n))               (LayerNorm, no affine)
-//   class rows: dcls = dv;  image rows: du = dv * GELU'(u), scattered back to wide's layout,
-//   GELU'(u) = s + u * s * (1 - s) * 2 c (1 + 3 * 0.044715 u^2), s = sigmoid(2 c (u + 0.044715 u^3)).
+// Backward: the derivation above _upsample_bwd_kernel in mpdit_kernels/triton/upsample.py.
 // Every element of wide feeds exactly one output element: the scatter needs no atomics.
 template <typename scalar_t>
 __global__ void upsample_backward_kernel(

@@ -1,10 +1,17 @@
-"""The `mpdit` command line. Errors print one line on stderr and exit 2, never a traceback."""
+"""The `mpdit` command line. Errors print one line on stderr and exit 2, never a traceback.
+
+Process-wide settings are chosen here, once, at the entry: TF32 matrix products on GPU
+(the library functions leave such settings as they find them).
+"""
 import argparse
+import dataclasses
 import json
 import sys
+import typing
+
+import torch
 
 from mpdit.models import list_models
-from mpdit_kernels import BACKENDS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,9 +34,9 @@ def _parse_stages(text: str):
         raise argparse.ArgumentTypeError(f"{text!r}: expected patch:depth pairs such as 4:6,2:6") from None
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
     """--model and the create_model overrides, shared by every command that builds a model."""
-    parser.add_argument("--model", metavar="NAME", help=f"one of: {', '.join(list_models())}")
+    parser.add_argument("--model", metavar="NAME", required=required, help=f"one of: {', '.join(list_models())}")
     parser.add_argument("--fine-depth", type=int, metavar="K", help="blocks in the finest stage (k)")
     parser.add_argument("--class-tokens", type=int, metavar="M", help="class tokens m (0 = DiT's single vector)")
     parser.add_argument("--time-embed", choices=("mlp", "fno"))
@@ -40,16 +47,46 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stages", type=_parse_stages, metavar="P:D,...", help="stage schedule, coarse to fine")
 
 
-def model_overrides(args: argparse.Namespace) -> dict:
+def overrides_from_args(args: argparse.Namespace) -> dict:
+    """The create_model overrides given on the command line."""
     names = ("fine_depth", "class_tokens", "time_embed", "shared_adaln", "skip", "latent_size", "stages")
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
-def run_flops(args: argparse.Namespace) -> int:
-    from mpdit.flops import audit, row_dict
-    from mpdit.flops_report import LEGEND, PAPER_NOTE, format_table, paper_report
+def add_config_arguments(parser: argparse.ArgumentParser, config_class) -> None:
+    """One --option per field of a config dataclass, with the field's type, default, choices and
+    help, so that each default lives in the dataclass. Fields marked cli=False are left out."""
+    hints = typing.get_type_hints(config_class)
+    for spec in dataclasses.fields(config_class):
+        meta = dict(spec.metadata)
+        if not meta.pop("cli", True):
+            continue
+        kind = hints[spec.name]
+        if typing.get_origin(kind) is typing.Union:  # Optional[X]
+            kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+        kwargs = {"dest": spec.name, **meta}
+        if spec.default is dataclasses.MISSING:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = spec.default
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = kind
+        parser.add_argument("--" + spec.name.replace("_", "-"), **kwargs)
 
-    overrides = model_overrides(args)
+
+def config_from_args(config_class, args: argparse.Namespace, **given):
+    """The config dataclass from the parsed options; `given` supplies the fields with cli=False."""
+    names = [spec.name for spec in dataclasses.fields(config_class) if spec.name not in given]
+    return config_class(**{name: getattr(args, name) for name in names}, **given)
+
+
+def run_flops(args: argparse.Namespace) -> int:
+    from mpdit.audit.flops import audit, row_dict
+    from mpdit.audit.report import LEGEND, PAPER_NOTE, format_table, paper_report
+
+    overrides = overrides_from_args(args)
     if args.model is None and overrides:
         raise ValueError(f"--{next(iter(overrides)).replace('_', '-')} needs --model NAME")
     rows = [row_dict(audit(args.model, device=args.device, **overrides))] if args.model \
@@ -88,18 +125,10 @@ def _int_list(text: str) -> list:
 
 def run_train(args: argparse.Namespace) -> int:
     from mpdit.training.checkpoint import CheckpointError
-    from mpdit.training.trainer import TrainConfig, TrainingError, train
+    from mpdit.training.config import TrainConfig
+    from mpdit.training.trainer import TrainingError, train
 
-    config = TrainConfig(
-        model=args.model, dataset=args.dataset, steps=args.steps, global_batch_size=args.global_batch_size,
-        run_dir=args.run_dir, resume=args.resume, image_size=args.image_size, micro_batch_size=args.micro_batch_size,
-        lr=args.lr, warmup_steps=args.warmup_steps, grad_clip=args.grad_clip, ema_decay=args.ema_decay,
-        time_sampler=args.time_sampler, time_mean=args.time_mean, time_std=args.time_std,
-        class_dropout=args.class_dropout, seed=args.seed, compile=args.compile, parallel=args.parallel,
-        kernel_backend=args.kernel_backend,
-        precision=args.precision, on_nonfinite=args.on_nonfinite, checkpoint_every=args.checkpoint_every,
-        log_every=args.log_every, sample_every=args.sample_every, num_workers=args.num_workers,
-        overrides=model_overrides(args))
+    config = config_from_args(TrainConfig, args, model=args.model, overrides=overrides_from_args(args))
     try:
         final = train(config)
     except (TrainingError, CheckpointError) as error:
@@ -110,7 +139,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_extract(args: argparse.Namespace) -> int:
     from mpdit.training.latents import extract_latents
-    from mpdit.training.trainer import init_world
+    from mpdit.training.distributed import init_world
 
     world = init_world()
     result = extract_latents(args.images, args.out, vae=args.vae, image_size=args.image_size,
@@ -149,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     flops.set_defaults(handler=run_flops)
 
     from mpdit.bench.presets import PRESETS, SECTIONS
+    from mpdit.bench.providers import PROVIDERS
 
     bench = commands.add_parser("bench", help="speed, memory and FLOPs of MPDiT against DiT/SiT, per kernel backend",
                                 description="; ".join(f"{p.name}: {p.description}" for p in PRESETS.values()))
@@ -156,40 +186,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when present")
     bench.add_argument("--out", metavar="DIR", help="results folder (default benchmarks/results/<date>-<device>-<preset>)")
     bench.add_argument("--models", type=_csv_list, metavar="A,B", help="a subset of the preset's models")
-    bench.add_argument("--providers", type=_csv_list, metavar="A,B", help="torch, compile, triton, triton+compile, cuda")
+    bench.add_argument("--providers", type=_csv_list, metavar="A,B", help=", ".join(PROVIDERS))
     bench.add_argument("--sections", type=_csv_list, metavar="A,B", help=", ".join(SECTIONS))
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
     bench.add_argument("--no-plots", action="store_true", help="JSON and CSV only")
     bench.set_defaults(handler=run_bench)
 
-    train = commands.add_parser("train", help="flow-matching training (one process or torchrun), resumable")
-    add_model_arguments(train)
-    train.add_argument("--dataset", required=True, metavar="digits|PATH",
-                       help="'digits' (scikit-learn's, no download) or a folder of latent shards")
-    train.add_argument("--steps", type=int, required=True)
-    train.add_argument("--global-batch-size", type=int, required=True)
-    train.add_argument("--run-dir", required=True)
-    train.add_argument("--resume", metavar="auto|PATH", help="'auto': the latest checkpoint in --run-dir")
-    train.add_argument("--image-size", type=int, default=16, help="digits: 16 or 32 pixels")
-    train.add_argument("--micro-batch-size", type=int, help="per process; accumulates up to the global batch")
-    train.add_argument("--lr", type=float, default=1e-4)
-    train.add_argument("--warmup-steps", type=int, default=0)
-    train.add_argument("--grad-clip", type=float, default=1.0)
-    train.add_argument("--ema-decay", type=float, default=0.9999)
-    train.add_argument("--time-sampler", default="logit_normal", choices=("logit_normal", "uniform"))
-    train.add_argument("--time-mean", type=float, default=0.0)
-    train.add_argument("--time-std", type=float, default=1.0)
-    train.add_argument("--class-dropout", type=float, default=0.1)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--compile", action="store_true")
-    train.add_argument("--parallel", default="ddp", choices=("ddp", "fsdp"), help="under torchrun; fsdp = FSDP2")
-    train.add_argument("--kernel-backend", default="auto", choices=BACKENDS)
-    train.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
-    train.add_argument("--on-nonfinite", default="stop", choices=("stop", "skip"))
-    train.add_argument("--checkpoint-every", type=int, default=1000)
-    train.add_argument("--log-every", type=int, default=10)
-    train.add_argument("--sample-every", type=int, default=1000, help="PNG grid of EMA samples; 0 = never")
-    train.add_argument("--num-workers", type=int, default=2)
+    from mpdit.training.config import TrainConfig
+
+    train = commands.add_parser("train", help="flow-matching training (one process or torchrun), resumable",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_model_arguments(train, required=True)
+    add_config_arguments(train, TrainConfig)
     train.set_defaults(handler=run_train)
 
     sample = commands.add_parser("sample", help="images from a training checkpoint: .npz (ADM layout) + PNG grid")
@@ -232,6 +240,8 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    torch.backends.cuda.matmul.allow_tf32 = True  # TF32 GEMMs and convolutions on GPU, as the paper's code
+    torch.backends.cudnn.allow_tf32 = True
     try:
         return args.handler(args)
     except ValueError as error:

@@ -1,7 +1,8 @@
-"""Fused kernels for MPDiT, with their plain PyTorch references, behind one backend switch."""
-from mpdit_kernels._launch import KernelUnavailable
-from mpdit_kernels.attention_dispatch import attention, attention_paths
-from mpdit_kernels.backend import BACKENDS, CUDA_OPS, TORCH_OPS, TRITON_OPS, check_backend, resolve
+"""Fused ops for MPDiT: each op defined once (mpdit_kernels.ops), run by the backend a model
+picks (mpdit_kernels.backend: torch, triton, native or auto)."""
+from mpdit_kernels import ops
+from mpdit_kernels.attention import attention_paths
+from mpdit_kernels.backend import BACKEND_NAMES, BACKENDS, Backend, Kernel, KernelUnavailable, get_backend
 
-__all__ = ["BACKENDS", "CUDA_OPS", "KernelUnavailable", "TORCH_OPS", "TRITON_OPS", "attention", "attention_paths",
-           "check_backend", "resolve"]
+__all__ = ["BACKENDS", "BACKEND_NAMES", "Backend", "Kernel", "KernelUnavailable", "attention_paths", "get_backend",
+           "ops"]

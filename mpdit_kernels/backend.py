@@ -1,82 +1,114 @@
-"""The kernel backends a model switches between: the same ops, two implementations.
+"""The backend table: which implementation runs each fused op.
 
-"torch": the plain PyTorch references (the numerics of record, and what torch.compile sees).
-"triton": the fused Triton kernels (CUDA tensors, or CPU tensors under TRITON_INTERPRET=1).
-"cuda": the C++/CUDA extension mpdit_kernels._C (csrc/): its CUDA kernels on CUDA tensors,
-    its C++ loops on CPU tensors. The FNO time embedding has no native version: torch's.
-"auto": triton on CUDA tensors when Triton is installed, else the extension's CUDA kernels
-    when built; torch on CPU tensors (measured faster there than the C++ loops, see README).
+A `Backend` has one field per fused op, holding that implementation's `Kernel` (forward
+and backward launchers), or None where the op's plain-PyTorch reference runs instead.
+The ops themselves (schema, fake, autograd, reference) are defined once in
+mpdit_kernels.ops; a backend only supplies launchers that keep the op's contract.
+
+    "torch"   the references: the numerics of record, and what torch.compile fuses itself
+    "triton"  the Triton kernels (mpdit_kernels/triton/): CUDA tensors, or CPU tensors
+              with TRITON_INTERPRET=1 set before import
+    "native"  the C++/CUDA extension (csrc/, mpdit_kernels._native): its CUDA kernels on
+              CUDA tensors, its C++ loops on CPU tensors; the FNO embedding runs torch's
+    "auto"    per call: triton on CUDA tensors, else native's CUDA kernels, else torch
+              (torch on a CPU: the C++ loops only match eager there for a whole step)
 """
 import logging
-from types import SimpleNamespace
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Optional
 
-from mpdit_kernels import adaln, fno, native, upsample
-from mpdit_kernels._launch import KernelUnavailable, require_triton
-from mpdit_kernels._triton import AVAILABLE
-from mpdit_kernels.attention_dispatch import attention
+import torch
 
-BACKENDS = ("torch", "triton", "cuda", "auto")
+from mpdit_kernels import native
+from mpdit_kernels.triton import adaln as triton_adaln, fno as triton_fno, runtime as triton_runtime, \
+    upsample as triton_upsample
+
 logger = logging.getLogger("mpdit_kernels")
 
-TORCH_OPS = SimpleNamespace(
-    name="torch",
-    adaln_modulate=adaln.adaln_modulate_ref,
-    residual_adaln_modulate=adaln.residual_adaln_modulate_ref,
-    upsample_shuffle_norm=upsample.upsample_shuffle_norm_ref,
-    fine_entry=upsample.fine_entry_ref,
-    fno_time_features=fno.fno_time_features_ref,
-    attention=attention,
-)
-TRITON_OPS = SimpleNamespace(
-    name="triton",
-    adaln_modulate=adaln.adaln_modulate,
-    residual_adaln_modulate=adaln.residual_adaln_modulate,
-    upsample_shuffle_norm=upsample.upsample_shuffle_norm,
-    fine_entry=upsample.fine_entry,
-    fno_time_features=fno.fno_time_features,
-    attention=attention,
-)
-CUDA_OPS = SimpleNamespace(
-    name="cuda",
-    adaln_modulate=native.adaln_modulate,
-    residual_adaln_modulate=native.residual_adaln_modulate,
-    upsample_shuffle_norm=native.upsample_shuffle_norm,
-    fine_entry=native.fine_entry,
-    fno_time_features=fno.fno_time_features_ref,
-    attention=attention,
-)
-_fallback_logged = set()
+
+class KernelUnavailable(RuntimeError):
+    """A backend asked for by name cannot run here (not installed, not built, wrong device)."""
 
 
-def check_backend(name: str) -> str:
-    """Validate a kernel_backend name when a model is built."""
-    if name not in BACKENDS:
-        raise ValueError(f"kernel_backend={name!r}: expected one of {BACKENDS}")
-    if name == "triton" and not AVAILABLE:
-        raise KernelUnavailable("kernel_backend='triton': Triton is not installed (pip install triton); "
-                                "use kernel_backend='torch' or 'auto'")
-    if name == "cuda" and not native.AVAILABLE:
-        raise KernelUnavailable(f"kernel_backend='cuda': the native extension mpdit_kernels._C is not built; "
-                                f"{native.BUILD_HINT}, or use kernel_backend='torch' or 'auto'")
-    return name
+@dataclass(frozen=True)
+class Kernel:
+    """One implementation of one op: launchers with the signatures mpdit_kernels.ops documents."""
+
+    forward: Callable
+    backward: Optional[Callable] = None  # None: the op's autograd needs no kernel (fine_entry)
 
 
-def resolve(name: str, like):
-    """The ops for backend `name` on tensors like `like`; an explicit 'triton' that cannot run raises."""
-    if name == "torch":
-        return TORCH_OPS
-    if name == "triton":
-        require_triton("kernel_backend='triton'", like)
-        return TRITON_OPS
+@dataclass(frozen=True)
+class Backend:
+    """One implementation of every fused op; a None field runs that op's reference."""
+
+    name: str
+    unavailable_reason: Callable  # (device or None, dtype or None) -> why it cannot run, or None
+    adaln: Optional[Kernel] = None  # residual_adaln_modulate and adaln_modulate
+    upsample: Optional[Kernel] = None  # upsample_shuffle_norm
+    fine_entry: Optional[Kernel] = None
+    fno: Optional[Kernel] = None  # fno_time_features
+
+    def pick(self, tensor: torch.Tensor) -> "Backend":
+        """The backend that runs on tensors like `tensor`: itself, or auto's choice."""
+        return self if self.name != "auto" else _auto_choice(tensor)
+
+
+def _always(device=None, dtype=None):
+    return None
+
+
+TORCH = Backend("torch", _always)
+TRITON = Backend(
+    "triton", triton_runtime.unavailable_reason,
+    adaln=Kernel(triton_adaln.adaln_fwd, triton_adaln.adaln_bwd),
+    upsample=Kernel(triton_upsample.upsample_fwd, triton_upsample.upsample_bwd),
+    fine_entry=Kernel(triton_upsample.fine_entry_fwd),
+    fno=Kernel(triton_fno.fno_fwd, triton_fno.fno_bwd))
+NATIVE = Backend(
+    "native", native.unavailable_reason,
+    adaln=Kernel(native.adaln_fwd, native.adaln_bwd),
+    upsample=Kernel(native.upsample_fwd, native.upsample_bwd),
+    fine_entry=Kernel(native.fine_entry_fwd))
+AUTO = Backend("auto", _always)  # each call picks one of the others
+BACKENDS = {backend.name: backend for backend in (TORCH, TRITON, NATIVE, AUTO)}
+BACKEND_NAMES = tuple(BACKENDS)
+_auto_logged = set()
+
+
+def _auto_choice(tensor: torch.Tensor) -> Backend:
+    if tensor.is_cuda:
+        for candidate in (TRITON, NATIVE):
+            if candidate.unavailable_reason(tensor.device, tensor.dtype) is None:
+                return candidate
+    if tensor.device.type not in _auto_logged and not torch.compiler.is_compiling():
+        _auto_logged.add(tensor.device.type)
+        logger.info("kernel_backend='auto': using the torch ops on %s tensors", tensor.device.type)
+    return TORCH
+
+
+def get_backend(name) -> Backend:
+    """The backend called `name`; ValueError for an unknown name, KernelUnavailable for one
+    that is not installed or built. 'cuda', the old name of 'native', is accepted with a warning."""
+    if isinstance(name, Backend):
+        return name
     if name == "cuda":
-        native.require_native("kernel_backend='cuda'", like)
-        return CUDA_OPS
-    if AVAILABLE and like.is_cuda:
-        return TRITON_OPS
-    if native.WITH_CUDA and like.is_cuda:
-        return CUDA_OPS
-    reason = "neither Triton nor the CUDA extension is available" if like.is_cuda else f"tensors are on {like.device.type}"
-    if reason not in _fallback_logged:
-        _fallback_logged.add(reason)
-        logger.info("kernel_backend='auto': using the torch ops (%s)", reason)
-    return TORCH_OPS
+        warnings.warn("kernel_backend='cuda' is deprecated and will be removed in the next release: use 'native' "
+                      "(the same C++/CUDA extension, on CPU and CUDA tensors)", FutureWarning, stacklevel=3)
+        name = "native"
+    if name not in BACKENDS:
+        raise ValueError(f"kernel_backend={name!r}: expected one of {BACKEND_NAMES}")
+    reason = BACKENDS[name].unavailable_reason(None, None)
+    if reason is not None:
+        raise KernelUnavailable(f"kernel_backend={name!r}: {reason}")
+    return BACKENDS[name]
+
+
+def require(backend_name: str, op: str, tensor: torch.Tensor) -> Backend:
+    """The backend `backend_name`, checked against the tensors an op was given."""
+    backend = BACKENDS[backend_name]
+    reason = backend.unavailable_reason(tensor.device, tensor.dtype)
+    if reason is not None:
+        raise KernelUnavailable(f"{op} on kernel_backend={backend_name!r}: {reason}")
+    return backend

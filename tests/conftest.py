@@ -1,4 +1,5 @@
 import os
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -40,10 +41,43 @@ class _PoisonedTorch:
 
 @pytest.fixture
 def poisoned(monkeypatch):
-    """Kernel outputs start as NaN, so an element a kernel fails to write fails the test."""
-    import mpdit_kernels.adaln
-    import mpdit_kernels.fno
-    import mpdit_kernels.upsample
+    """Kernel outputs start as NaN, so an element a kernel fails to write fails the test: the
+    Triton launchers get a torch whose empty() fills with NaN; the native ops allocate with
+    at::empty, which deterministic mode fills with NaN."""
+    import mpdit_kernels.triton.adaln
+    import mpdit_kernels.triton.fno
+    import mpdit_kernels.triton.upsample
 
-    for module in (mpdit_kernels.adaln, mpdit_kernels.fno, mpdit_kernels.upsample):
+    for module in (mpdit_kernels.triton.adaln, mpdit_kernels.triton.fno, mpdit_kernels.triton.upsample):
         monkeypatch.setattr(module, "torch", _PoisonedTorch())
+    torch.use_deterministic_algorithms(True)
+    yield
+    torch.use_deterministic_algorithms(False)
+
+
+class Fused(NamedTuple):
+    backend: object  # mpdit_kernels.backend.Backend
+    device: str
+
+
+def _fused_cases():
+    """(backend, device) pairs under test: Triton on the GPU (else interpreted on the CPU); the
+    native extension's C++ loops on the CPU and, with a GPU, its CUDA kernels."""
+    gpu = torch.cuda.is_available()
+    return [("triton", "cuda" if gpu else "cpu"), ("native", "cpu")] + ([("native", "cuda")] if gpu else [])
+
+
+@pytest.fixture(params=_fused_cases(), ids=lambda case: "-".join(case))
+def fused(request):
+    """A fused backend from the table and the device it runs on. Skipped only where it cannot
+    exist (Triton not installed; the extension deliberately not built): a build that failed
+    silently makes get_backend raise, a failure rather than a skip."""
+    from mpdit_kernels.backend import get_backend
+    from mpdit_kernels.triton import runtime
+
+    name, device = request.param
+    if name == "triton" and not runtime.AVAILABLE:
+        pytest.skip("Triton is not installed")
+    if name == "native" and os.environ.get("MPDIT_NATIVE_BUILD") == "0":
+        pytest.skip("MPDIT_NATIVE_BUILD=0: the extension was deliberately not built")
+    return Fused(get_backend(name), device)

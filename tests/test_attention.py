@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-import mpdit_kernels.attention_dispatch as dispatch
-from mpdit_kernels import attention, attention_paths
+import mpdit_kernels.attention as dispatch
+from mpdit_kernels.attention import attention, attention_paths
 
 
 def softmax_attention(q, k, v):

@@ -76,10 +76,23 @@ def test_compile_providers_only_where_the_preset_asks():
 
 
 def test_triton_is_dropped_on_a_cpu_without_the_interpreter(monkeypatch):
-    import mpdit.bench.runner as runner
+    from mpdit_kernels.triton import runtime
 
-    monkeypatch.setattr(runner, "INTERPRET", False)
+    monkeypatch.setattr(runtime, "INTERPRET", False)
     assert applicable_providers(("torch", "compile", "triton", "triton+compile"), "cpu") == ("torch", "compile")
+
+
+def test_run_leaves_process_wide_settings_as_it_found_them(tmp_path):
+    import torch._functorch.config
+
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+              torch._functorch.config.donated_buffer)
+    outcome = run("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
+                  sections=["inference"], progress=False, plots=False)
+    assert outcome["results"].errors == []
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+            torch._functorch.config.donated_buffer) == before
+    assert outcome["meta"]["environment"]["tf32_matmul"] == before[0]  # the caller's choice, recorded
 
 
 @pytest.mark.parametrize("args, message", [

@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
-from mpdit.flops import audit, count_forward_macs, count_parameters, paper_attention_macs
-from mpdit.flops_report import paper_report
-from mpdit.paper import PAPER_ROWS, ROUNDED_BY_THE_PAPER
+from mpdit.audit.flops import audit, count_forward_macs, count_parameters, paper_attention_macs
+from mpdit.audit.report import paper_report
+from mpdit.audit.paper import PAPER_ROWS, ROUNDED_BY_THE_PAPER
 from model_utils import tiny_model
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mpdit import MultiPatchTransformer, get_config
-from mpdit.flow import drop_labels, flow_matching_loss, interpolate, sample_time, velocity_target
+from mpdit.diffusion.flow import drop_labels, flow_matching_loss, interpolate, sample_time, velocity_target
 
 
 def test_interpolant_runs_from_data_to_noise_with_constant_velocity():

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from mpdit.guidance import GuidedVelocity
+from mpdit.diffusion.guidance import GuidedVelocity
 from model_utils import random_inputs, randomize_, tiny_model
 
 

@@ -102,14 +102,16 @@ def test_dit_uses_per_block_adaln_and_one_class_vector():
 def test_shared_modulation_feeds_every_block_the_same_six_vectors():
     model = randomize_(tiny_model("MPDiT-S"))
     x, t, y = random_inputs(model)
-    conds = []
-    hooks = [b.register_forward_hook(lambda mod, args, out: conds.append(args[2])) for b in model.blocks]
+    modulations = []
+    hooks = [b.register_forward_hook(lambda mod, args, out: modulations.append(mod.modulation(args[1])))
+             for b in model.blocks]
     model(x, t, y)
     for hook in hooks:
         hook.remove()
     expected = model.adaLN_modulation(model.t_embedder(t)).view(2, 6, -1)
-    for cond in conds:
-        torch.testing.assert_close(cond, expected)
+    assert len(modulations) == len(model.blocks)
+    for modulation in modulations:
+        torch.testing.assert_close(modulation, expected)
 
 
 def test_class_reaches_mpdit_only_through_class_tokens():

@@ -8,7 +8,7 @@ The exact ODE maps noise x_1 to x_0 = mu + sigma x_1.
 import pytest
 import torch
 
-from mpdit.sampling import dopri5, euler, euler_maruyama, heun, sample, time_grid
+from mpdit.diffusion.sampling import dopri5, euler, euler_maruyama, heun, sample, time_grid
 from model_utils import randomize_, tiny_model
 
 MU, SIGMA = 0.7, 0.3

@@ -49,7 +49,7 @@ void test_residual_adaln(const at::TensorOptions& options, const std::string& de
   at::Tensor x = leaf({B, L, D}, options), y = leaf({B, L, D}, options);
   at::Tensor gate = leaf({B, D}, options, 0.5), shift = leaf({B, D}, options, 0.5), scale = leaf({B, D}, options, 0.5);
   auto [x_out, h, mean, rstd] =
-      op("mpdit_ext::residual_adaln_modulate")
+      op("mpdit_native::residual_adaln_modulate")
           .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
               const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, double)>()
           .call(x, y, gate, shift, scale, 1e-6);
@@ -60,7 +60,7 @@ void test_residual_adaln(const at::TensorOptions& options, const std::string& de
 
   at::Tensor d_out = at::randn({B, L, D}, options), d_h = at::randn({B, L, D}, options);
   auto [dx, dy, dgate, dshift, dscale] =
-      op("mpdit_ext::residual_adaln_modulate_backward")
+      op("mpdit_native::residual_adaln_modulate_backward")
           .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
               const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
               const at::Tensor&, const at::Tensor&, const at::Tensor&)>()
@@ -75,7 +75,7 @@ void test_upsample(const at::TensorOptions& options, const std::string& device) 
   const int64_t B = 2, h = 3, w = 2, D = 24, M = 5, r = 2;
   at::Tensor wide = leaf({B, h * w, r * r * D}, options), cls = leaf({B, M, D}, options);
   auto [out, mean, rstd] =
-      op("mpdit_ext::upsample_shuffle_norm")
+      op("mpdit_native::upsample_shuffle_norm")
           .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, int64_t,
                                                                 int64_t, int64_t, double)>()
           .call(wide, cls, r, h, w, 1e-6);
@@ -85,7 +85,7 @@ void test_upsample(const at::TensorOptions& options, const std::string& device) 
 
   at::Tensor d_out = at::randn(ref.sizes(), options);
   auto [dwide, dcls] =
-      op("mpdit_ext::upsample_shuffle_norm_backward")
+      op("mpdit_native::upsample_shuffle_norm_backward")
           .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                                     const at::Tensor&, const at::Tensor&, int64_t, int64_t)>()
           .call(wide.detach(), cls.detach(), mean, rstd, d_out, r, w);
@@ -98,7 +98,7 @@ void test_fine_entry(const at::TensorOptions& options, const std::string& device
   const int64_t B = 3, M = 4, N = 9, D = 40;
   at::Tensor refined = at::randn({B, M + N, D}, options), skip = at::randn({B, N, D}, options);
   at::Tensor pos = at::randn({N, D}, options);
-  at::Tensor out = op("mpdit_ext::fine_entry")
+  at::Tensor out = op("mpdit_native::fine_entry")
                        .typed<at::Tensor(const at::Tensor&, const std::optional<at::Tensor>&, const at::Tensor&)>()
                        .call(refined, skip, pos);
   at::Tensor ref = at::cat({refined.narrow(1, 0, M), refined.narrow(1, M, N) + skip + pos}, 1);
@@ -108,7 +108,7 @@ void test_fine_entry(const at::TensorOptions& options, const std::string& device
 void test_bad_input_is_a_value_error() {
   at::Tensor x = at::randn({2, 5, 8}), wrong_y = at::randn({2, 3, 8}), small = at::randn({2, 8});
   try {
-    op("mpdit_ext::residual_adaln_modulate")
+    op("mpdit_native::residual_adaln_modulate")
         .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
             const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, double)>()
         .call(x, wrong_y, small, small, small, 1e-6);

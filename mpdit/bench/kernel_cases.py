@@ -7,21 +7,11 @@ call, the inputs that get gradients, and the bytes of the forward and of the bac
 """
 import torch
 
+from mpdit.bench.providers import on_backend
 from mpdit.bench.timing import time_call
-from mpdit_kernels import adaln, fno, native, upsample
+from mpdit_kernels import ops
 
-PROVIDERS = ("torch", "compile", "cuda", "triton")
-
-
-def pick(provider, kernel, reference, native_op=None):
-    """The op a provider runs: the Triton kernel, the extension's op, or the reference (compiled or not)."""
-    if provider == "triton":
-        return kernel
-    if provider == "cuda":
-        return native_op or reference  # no native version (the FNO): its reference
-    if provider == "compile":
-        return torch.compile(reference)
-    return reference
+PROVIDERS = ("torch", "compile", "native", "triton")  # the last is the one the others are quoted against
 
 
 def leaf(shape, dtype, device, scale=1.0):
@@ -32,8 +22,7 @@ def leaf(shape, dtype, device, scale=1.0):
 def setup_residual_adaln(B, D, dtype, device, provider, tokens):
     x, y = leaf((B, tokens, D), dtype, device), leaf((B, tokens, D), dtype, device)
     gate, shift, scale = (leaf((B, D), dtype, device, 0.5) for _ in range(3))
-    fn = pick(provider, adaln.residual_adaln_modulate, adaln.residual_adaln_modulate_ref,
-              native.residual_adaln_modulate)
+    fn = on_backend(provider, ops.residual_adaln_modulate)
     size = B * tokens * D * x.element_size()
     return (lambda: fn(x, y, gate, shift, scale)), [x, y, gate, shift, scale], 4 * size, 6 * size
 
@@ -41,7 +30,7 @@ def setup_residual_adaln(B, D, dtype, device, provider, tokens):
 def setup_adaln(B, D, dtype, device, provider, tokens):
     x = leaf((B, tokens, D), dtype, device)
     shift, scale = (leaf((B, D), dtype, device, 0.5) for _ in range(2))
-    fn = pick(provider, adaln.adaln_modulate, adaln.adaln_modulate_ref, native.adaln_modulate)
+    fn = on_backend(provider, ops.adaln_modulate)
     size = B * tokens * D * x.element_size()
     return (lambda: fn(x, shift, scale)), [x, shift, scale], 2 * size, 3 * size
 
@@ -49,8 +38,7 @@ def setup_adaln(B, D, dtype, device, provider, tokens):
 def setup_upsample(B, D, dtype, device, provider, grid=8, class_tokens=16):
     wide = leaf((B, grid * grid, 4 * D), dtype, device)
     cls = leaf((B, class_tokens, D), dtype, device)
-    fn = pick(provider, upsample.upsample_shuffle_norm, upsample.upsample_shuffle_norm_ref,
-              native.upsample_shuffle_norm)
+    fn = on_backend(provider, ops.upsample_shuffle_norm)
     element = wide.element_size()
     read = (wide.numel() + cls.numel()) * element
     written = B * (class_tokens + 4 * grid * grid) * D * element
@@ -61,7 +49,7 @@ def setup_fine_entry(B, D, dtype, device, provider, image_tokens=256, class_toke
     refined = leaf((B, class_tokens + image_tokens, D), dtype, device)
     skip = leaf((B, image_tokens, D), dtype, device)
     pos = torch.randn(image_tokens, D, device=device, dtype=dtype)
-    fn = pick(provider, upsample.fine_entry, upsample.fine_entry_ref, native.fine_entry)
+    fn = on_backend(provider, ops.fine_entry)
     element = refined.element_size()
     moved = (2 * refined.numel() + skip.numel()) * element
     return (lambda: fn(refined, skip, pos)), [refined, skip], moved, None  # backward only routes views
@@ -74,7 +62,7 @@ def setup_fno(B, D, dtype, device, provider):
     params = [leaf((width, 1), torch.float32, device), leaf((width,), torch.float32, device),
               leaf((layers, width, width, modes, 2), torch.float32, device, 0.05),
               leaf((layers, width, width), torch.float32, device, 0.2), leaf((layers, width), torch.float32, device)]
-    fn = pick(provider, fno.fno_time_features, fno.fno_time_features_ref)
+    fn = on_backend(provider, ops.fno_time_features)  # native has no FNO kernel: its reference
     return (lambda: fn(t, grid, *params)), params, None, None  # launch-bound: time only
 
 

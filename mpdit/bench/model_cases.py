@@ -1,8 +1,6 @@
 """Whole-model cases: training step, inference, guided sampling, CUDA-graph replay.
 
-A provider is a kernel backend plus an optional torch.compile: "torch" (eager),
-"compile" (torch.compile of the plain model), "triton" (fused Triton kernels), "triton+compile",
-"cuda" (the C++/CUDA extension's ops; its C++ loops on a CPU).
+A provider is a kernel backend plus an optional torch.compile (mpdit.bench.providers).
 Inputs rotate over a few batches so repeated runs do not replay one cached batch.
 """
 import contextlib
@@ -12,12 +10,12 @@ from dataclasses import dataclass, field
 import torch
 
 from mpdit import create_model
+from mpdit.bench.providers import split
 from mpdit.bench.timing import time_call, time_steps
-from mpdit.flow import flow_matching_loss
-from mpdit.guidance import GuidedVelocity
-from mpdit.sampling import euler
+from mpdit.diffusion.flow import flow_matching_loss
+from mpdit.diffusion.guidance import GuidedVelocity
+from mpdit.diffusion.sampling import euler
 
-PROVIDERS = ("torch", "compile", "triton", "triton+compile", "cuda")
 INPUT_SETS = 3
 
 
@@ -30,13 +28,10 @@ class ModelSpec:
 
 def build(spec: ModelSpec, provider: str, device: str):
     """(model, callable): the callable is the compiled model for the compile providers."""
-    if provider not in PROVIDERS:
-        raise ValueError(f"provider={provider!r}: expected one of {PROVIDERS}")
-    kernels = provider.split("+")[0]
-    backend = kernels if kernels in ("triton", "cuda") else "torch"
+    backend, compiled = split(provider)
     model = create_model(spec.name, kernel_backend=backend, **spec.overrides).to(device)
     model.check_values = False  # the benchmark's inputs are valid: keep device syncs out of the timings
-    forward = torch.compile(model) if provider.endswith("compile") else model
+    forward = torch.compile(model) if compiled else model
     return model, forward
 
 

@@ -2,7 +2,7 @@
 from dataclasses import dataclass, field
 
 from mpdit.bench.model_cases import ModelSpec
-from mpdit.paper import UPGRADES
+from mpdit.audit.paper import UPGRADES
 
 SECTIONS = ("flops", "train", "inference", "sampling", "kernels")
 
@@ -36,14 +36,14 @@ PRESETS = {
     "default": Preset(
         name="default",
         description="a few minutes on a 2-core CPU: B-size models, small batches, fp32 (bf16 on a GPU)",
-        dtype="bfloat16", models=B_MODELS[:2], providers=("torch", "triton", "cuda"),  # dtype on a GPU; CPU runs are fp32
+        dtype="bfloat16", models=B_MODELS[:2], providers=("torch", "triton", "native"),  # dtype on a GPU; CPU runs are fp32
         train_batch=1, inference_batches=(1, 2), sample_batch=1, sample_steps=(3,), reps=10, warmup=1,
         kernel_widths=(768,), kernel_batch=32, baselines={"MPDiT-B": "SiT-B/2"}),
     "paper": Preset(
         name="paper",
         description="the full GPU set at batch 256 in bf16 (run in part on one H200: fused ops and the MPDiT-XL "
                     "training step; the compile providers, inference and sampling not yet)",
-        dtype="bfloat16", models=B_MODELS + XL_MODELS, providers=("torch", "compile", "triton", "triton+compile", "cuda"),
+        dtype="bfloat16", models=B_MODELS + XL_MODELS, providers=("torch", "compile", "triton", "triton+compile", "native"),
         compile_models=("MPDiT-XL", "SiT-XL/2"), train_batch=256, inference_batches=(1, 256), sample_batch=16,
         sample_steps=(50, 250), reps=10, warmup=2, kernel_widths=(768, 1152), kernel_batch=256,
         baselines={"MPDiT-B": "SiT-B/2", "MPDiT-XL": "SiT-XL/2"}),
@@ -53,6 +53,6 @@ PRESETS = {
         dtype="float32",
         models=(ModelSpec("MPDiT-S/8px", "MPDiT-S", {"latent_size": 8, "stages": ((4, 1), (2, 1))}),
                 ModelSpec("SiT-S/2/8px", "SiT-S/2", {"latent_size": 8})),
-        providers=("torch", "triton", "cuda"), train_batch=2, inference_batches=(1, 2), sample_batch=1, sample_steps=(2,),
+        providers=("torch", "triton", "native"), train_batch=2, inference_batches=(1, 2), sample_batch=1, sample_steps=(2,),
         reps=2, warmup=1, kernel_widths=(72,), kernel_batch=1, baselines={"MPDiT-S/8px": "SiT-S/2/8px"}),
 }

@@ -1,4 +1,8 @@
-"""`mpdit bench`: run a preset's sections, collect rows, write JSON / CSV / plots, print Markdown."""
+"""`mpdit bench`: run a preset's sections, collect rows, write JSON / CSV / plots, print Markdown.
+
+run() leaves process-wide settings as it found them; TF32 is the caller's choice (the
+command line turns it on once, at its entry) and is recorded with the results.
+"""
 import datetime
 import os
 import traceback
@@ -6,28 +10,19 @@ import traceback
 import torch
 import torch._functorch.config
 
-from mpdit.bench import kernel_cases, model_cases
+from mpdit.bench import kernel_cases, model_cases, providers as bench_providers
 from mpdit.bench.environment import environment
 from mpdit.bench.presets import PRESETS, SECTIONS
 from mpdit.bench.report import markdown, write_plots
 from mpdit.bench.timing import Results, copy_bandwidth_gbs, matmul_peak_tflops
-from mpdit.flops import audit, count_train_step_flops
+from mpdit.audit.flops import audit, count_train_step_flops
 from mpdit.models import create_model
-from mpdit_kernels import attention_paths, native
-from mpdit_kernels._triton import AVAILABLE as TRITON_AVAILABLE, INTERPRET
+from mpdit_kernels import attention_paths
 
 
 def applicable_providers(providers, device: str) -> tuple:
-    """Triton runs natively on CUDA; on a CPU only its interpreter does, which is no speed figure,
-    so there it is kept only when TRITON_INTERPRET=1 was asked for (tests). The extension's
-    provider needs it built, with its CUDA kernels on a GPU (its C++ loops run on a CPU)."""
-    def fits(provider):
-        if provider.startswith("triton"):
-            return TRITON_AVAILABLE and (device == "cuda" or INTERPRET)
-        if provider == "cuda":
-            return native.AVAILABLE and (device == "cpu" or native.WITH_CUDA)
-        return True
-    return tuple(p for p in providers if fits(p))
+    """The providers the backend table says can run on `device`."""
+    return tuple(p for p in providers if bench_providers.unavailable_reason(p, device) is None)
 
 
 def check_choice(name: str, values, allowed) -> None:
@@ -65,7 +60,7 @@ def run(preset_name="default", device=None, out=None, models=None, providers=Non
         check_choice("models", models, labels)
     specs = [spec for spec in preset.models if not models or spec.label in models]
     if providers:
-        check_choice("providers", providers, model_cases.PROVIDERS)
+        check_choice("providers", providers, bench_providers.PROVIDERS)
     chosen = applicable_providers(providers or preset.providers, device)
     if sections:
         check_choice("sections", sections, SECTIONS)
@@ -74,18 +69,16 @@ def run(preset_name="default", device=None, out=None, models=None, providers=Non
     out = out or os.path.join("benchmarks", "results",
                               f"{datetime.date.today()}-{device}-{preset.name}")
     # Backward of a kernel is timed on a retained graph; compiled graphs refuse one while they
-    # donate buffers (a memory saving, not a speed one).
-    torch._functorch.config.donated_buffer = False
-    if device == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    torch.manual_seed(0)
+    # donate buffers (a memory saving, not a speed one). Restored on the way out.
+    with torch._functorch.config.patch(donated_buffer=False):
+        return _run(preset, device, out, specs, chosen, sections, dtype, progress, plots)
 
+
+def _run(preset, device, out, specs, chosen, sections, dtype, progress, plots) -> dict:
+    torch.manual_seed(0)
     results = Results(device)
-    notes = []
-    if set(preset.providers) - set(chosen):
-        notes.append(f"providers not run on {device}: {', '.join(sorted(set(preset.providers) - set(chosen)))} "
-                     "(Triton needs a CUDA device; on a CPU only its interpreter runs)")
+    notes = [f"{provider} not run on {device}: {bench_providers.unavailable_reason(provider, device)}"
+             for provider in preset.providers if provider not in chosen]
     peak = matmul_peak_tflops(device, dtype)
     copy_gbs = copy_bandwidth_gbs(device, size_bytes=(1 << 30) if device == "cuda" else (1 << 26))
     results.add("device", "-", "ceiling", "matmul_peak", "TFLOP/s", str(dtype).replace("torch.", ""), peak)
@@ -106,7 +99,7 @@ def run(preset_name="default", device=None, out=None, models=None, providers=Non
     tasks = plan(preset, device, specs, chosen, sections)
     kernel_tasks = len(preset.kernel_widths) * len(kernel_cases.CASES) if "kernels" in sections else 0
     # the last is the one the others' times are quoted against: triton where it runs
-    kernel_providers = tuple(p for p in ("torch", "compile", "cuda", "triton") if p in chosen)
+    kernel_providers = tuple(p for p in kernel_cases.PROVIDERS if p in chosen)
     if kernel_tasks and "triton" not in kernel_providers:
         notes.append("fused-op microbenchmarks ran without the triton provider (Triton needs a CUDA device)")
     if not kernel_providers:
@@ -133,6 +126,7 @@ def run(preset_name="default", device=None, out=None, models=None, providers=Non
 
     env = environment(device)
     env["attention_paths"] = attention_paths()
+    env["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
     meta = {"environment": env, "preset": preset.name, "description": preset.description,
             "dtype": str(dtype).replace("torch.", ""), "providers": list(chosen), "sections": list(sections),
             "notes": notes, "baselines": preset.baselines}

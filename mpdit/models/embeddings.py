@@ -6,7 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mpdit_kernels.backend import TORCH_OPS
+from mpdit_kernels import ops
+from mpdit_kernels.backend import TORCH, Backend
 
 
 # --------------------------------------------------------------------------- patches
@@ -58,7 +59,7 @@ class MLPTimeEmbedding(nn.Module):
         args = t.float()[:, None] * freqs[None]
         return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)  # (B, dim)
 
-    def forward(self, t: torch.Tensor, ops=None) -> torch.Tensor:
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
         # t in [0, 1], fed as is, like SiT (DiT feeds integer steps 0..999).
         freq = self.sinusoidal(t, self.frequency_size)
         return self.mlp(freq.to(self.mlp[0].weight.dtype))  # (B, D)
@@ -74,7 +75,8 @@ class FNOTimeEmbedding(nn.Module):
     tensor (complex pairs), so optimisers, DDP and safetensors see plain real data.
     """
 
-    def __init__(self, hidden_size: int, grid_size: int = 32, width: int = 32, modes: int = 16, layers: int = 3):
+    def __init__(self, hidden_size: int, grid_size: int = 32, width: int = 32, modes: int = 16, layers: int = 3,
+                 backend: Backend = TORCH):
         super().__init__()
         if modes > grid_size // 2:  # below the Nyquist mode, whose inverse-DFT weight differs
             raise ValueError(f"modes={modes}: expected at most grid_size // 2 = {grid_size // 2}")
@@ -86,8 +88,9 @@ class FNOTimeEmbedding(nn.Module):
         self.pointwise_weight = nn.Parameter(torch.empty(layers, width, width).uniform_(-bound, bound))
         self.pointwise_bias = nn.Parameter(torch.empty(layers, width).uniform_(-bound, bound))
         self.proj = nn.Linear(width, hidden_size)
+        self.backend = backend
 
-    def forward(self, t: torch.Tensor, ops=TORCH_OPS) -> torch.Tensor:
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
         device = t.device.type
         # The meta device (the FLOP audit) has no autocast. A plain comparison, not
         # torch.amp.is_autocast_available: torch.compile cannot trace that on some releases.
@@ -95,7 +98,8 @@ class FNOTimeEmbedding(nn.Module):
         with no_autocast:
             features = ops.fno_time_features(
                 t.float(), self.grid.float(), self.lift.weight.float(), self.lift.bias.float(),
-                self.spectral_weight.float(), self.pointwise_weight.float(), self.pointwise_bias.float())  # (B, width)
+                self.spectral_weight.float(), self.pointwise_weight.float(), self.pointwise_bias.float(),
+                self.backend)  # (B, width)
             return F.linear(features, self.proj.weight.float(), self.proj.bias.float())  # (B, D)
 
 

@@ -67,8 +67,8 @@ def create_model(name: str, kernel_backend: str = "torch", **overrides) -> Multi
     """Build a registered model, e.g. create_model("MPDiT-XL", fine_depth=8) or
     create_model("DiT-B/2", shared_adaln=True, class_tokens=16, time_embed="fno").
 
-    kernel_backend: "torch" (plain PyTorch), "triton" (fused Triton kernels), "cuda" (the C++/CUDA
-    extension) or "auto" (triton, else cuda, on CUDA tensors; torch elsewhere); the weights and
-    the function are the same.
+    kernel_backend: "torch" (plain PyTorch), "triton" (fused Triton kernels), "native" (the C++/CUDA
+    extension) or "auto" (triton, else native, on CUDA tensors; torch elsewhere); the weights and
+    the function are the same (mpdit_kernels.backend).
     """
     return MultiPatchTransformer(get_config(name, **overrides), kernel_backend=kernel_backend)

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn as nn
 
-from mpdit.models.blocks import FinalLayer, TransformerBlock, Upsample, adaln_projection, apply_pending
+from mpdit.models.blocks import Branch, Condition, FinalLayer, TransformerBlock, Upsample, adaln_projection
 from mpdit.models.embeddings import (ClassEmbedding, FNOTimeEmbedding, MLPTimeEmbedding, PatchEmbed,
                                      sincos_pos_embed_2d)
-from mpdit_kernels import backend as kernel_backends
+from mpdit_kernels import ops
+from mpdit_kernels.backend import Backend, get_backend
 
 TIME_EMBEDDINGS = ("mlp", "fno")
 
@@ -107,8 +108,8 @@ class MultiPatchTransformer(nn.Module):
         super().__init__()
         config.validate()
         self.config = config
-        # "torch" | "triton" | "cuda" | "auto": who runs the glue between the GEMMs (mpdit_kernels.backend).
-        self.kernel_backend = kernel_backends.check_backend(kernel_backend)
+        # "torch" | "triton" | "native" | "auto": who runs the glue between the GEMMs (mpdit_kernels.backend).
+        backend = self.backend = get_backend(kernel_backend)
         D, m = config.hidden_size, config.class_tokens
         patches = [patch for patch, _ in config.stages]
         grids = [config.latent_size // p for p in patches]
@@ -120,24 +121,37 @@ class MultiPatchTransformer(nn.Module):
         self.x_embedder = PatchEmbed(patches[0], config.in_channels, D)
         self.pos_embed = nn.Parameter(sincos_pos_embed_2d(grids[0], grids[0], D), requires_grad=False)
         # Steps 2-3: class and time embeddings.
-        self.t_embedder = FNOTimeEmbedding(D) if config.time_embed == "fno" else MLPTimeEmbedding(D)
+        self.t_embedder = FNOTimeEmbedding(D, backend=backend) if config.time_embed == "fno" else MLPTimeEmbedding(D)
         self.y_embedder = ClassEmbedding(config.num_classes, D, m)
         # Step 4: one shared modulation, or (DiT) one per block inside the blocks.
         self.adaLN_modulation = adaln_projection(D, 6) if config.shared_adaln else None
         # Steps 5, 6, 9: the blocks of every stage, in one flat list (DiT's names).
         self.blocks = nn.ModuleList(
-            TransformerBlock(D, config.num_heads, config.mlp_ratio, own_adaln=not config.shared_adaln)
+            TransformerBlock(D, config.num_heads, config.mlp_ratio, own_adaln=not config.shared_adaln, backend=backend)
             for _ in range(config.depth))
         # Steps 7-8: one upsampler, skip embedding and position table per finer stage.
-        self.upsamplers = nn.ModuleList(Upsample(D, c // f) for c, f in zip(patches, patches[1:]))
+        self.upsamplers = nn.ModuleList(Upsample(D, c // f, backend=backend) for c, f in zip(patches, patches[1:]))
         self.skip_embedders = nn.ModuleList(
             nn.Sequential(PatchEmbed(p, config.in_channels, D), nn.Linear(D, D)) for p in patches[1:]
         ) if config.skip else None
         self.stage_pos_embeds = nn.ParameterList(
             nn.Parameter(sincos_pos_embed_2d(g, g, D), requires_grad=False) for g in grids[1:])
         # Step 10.
-        self.final_layer = FinalLayer(D, patches[-1], config.out_channels, own_adaln=not config.shared_adaln)
+        self.final_layer = FinalLayer(D, patches[-1], config.out_channels, own_adaln=not config.shared_adaln,
+                                      backend=backend)
         self.initialize_weights()
+
+    @property
+    def kernel_backend(self) -> str:
+        return self.backend.name
+
+    @kernel_backend.setter
+    def kernel_backend(self, name: str) -> None:
+        """Switch every module to another backend (same weights, same function)."""
+        backend = get_backend(name)
+        for module in self.modules():
+            if isinstance(vars(module).get("backend"), Backend):
+                module.backend = backend
 
     def initialize_weights(self) -> None:
         """DiT's initialisation: xavier linears, zero biases, adaLN-Zero, zero output layer."""
@@ -210,18 +224,18 @@ class MultiPatchTransformer(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """x (B, C, H, W), t (B,) in [0, 1] with t = 1 noise, y (B,) int in [0, num_classes] -> velocity (B, C, H, W)."""
         self.check_inputs(x, t, y)
-        ops = kernel_backends.resolve(self.kernel_backend, x)
         cfg = self.config
         m = cfg.class_tokens
         B, _, H, W = x.shape
         patches = [patch for patch, _ in cfg.stages]
 
-        c = self.t_embedder(t, ops).to(x.dtype)  # (B, D)
+        c = self.t_embedder(t).to(x.dtype)  # (B, D)
         class_emb = self.y_embedder(y)  # (B, max(m, 1), D)
         if m == 0:
             c = c + class_emb[:, 0]  # DiT: one class vector added to the time embedding
-        # Shared adaLN: the six vectors of every block, computed once; DiT: c itself.
-        cond = self.adaLN_modulation(c).view(B, 6, -1) if self.adaLN_modulation is not None else c
+        # Shared adaLN: the six vectors of every block, computed once; DiT blocks project c themselves.
+        shared = self.adaLN_modulation(c).view(B, 6, -1) if self.adaLN_modulation is not None else None
+        cond = Condition(c, shared)
 
         grid_h, grid_w = H // patches[0], W // patches[0]
         tokens = self.x_embedder(x) + self.position_table(0, grid_h, grid_w)  # (B, h*w, D)
@@ -229,19 +243,19 @@ class MultiPatchTransformer(nn.Module):
             tokens = torch.cat([class_emb.to(tokens.dtype), tokens], dim=1)  # (B, m + h*w, D)
 
         block_iter = iter(self.blocks)
-        pending = None  # the last MLP branch, added by the next LayerNorm's fused pass
+        branch = None  # the last block's MLP branch, handed on (blocks.Branch)
         for stage, (patch, depth) in enumerate(cfg.stages):
             if stage:
-                tokens = apply_pending(tokens, pending)
-                pending = None
-                refined = self.upsamplers[stage - 1](tokens, m, grid_h, grid_w, ops)  # (B, m + h'*w', D)
+                tokens = branch.add_to(tokens)  # no LayerNorm follows here to fuse the add into
+                branch = None
+                refined = self.upsamplers[stage - 1](tokens, m, grid_h, grid_w)  # (B, m + h'*w', D)
                 grid_h, grid_w = H // patch, W // patch
                 skip = self.skip_embedders[stage - 1](x) if self.skip_embedders is not None else None
-                tokens = ops.fine_entry(refined, skip, self.position_table(stage, grid_h, grid_w))
+                tokens = ops.fine_entry(refined, skip, self.position_table(stage, grid_h, grid_w), self.backend)
             for _ in range(depth):
-                tokens, pending = next(block_iter)(tokens, pending, cond, ops)
+                tokens, branch = next(block_iter)(tokens, cond, branch)
 
-        image_pending = (pending[0][:, m:], pending[1])
-        out = self.final_layer(tokens[:, m:], image_pending, cond, ops)  # (B, h*w, p*p*out_channels)
+        image_branch = Branch(branch.output[:, m:], branch.gate)
+        out = self.final_layer(tokens[:, m:], cond, image_branch)  # (B, h*w, p*p*out_channels)
         out = self.unpatchify(out, H, W)  # (B, out_channels, H, W)
         return out[:, : cfg.in_channels]  # flow matching uses the velocity channels only (as SiT)

@@ -9,11 +9,11 @@ import torch
 import torch.distributed as dist
 
 from mpdit.models import create_model
-from mpdit.sampling import SAMPLERS, sample
+from mpdit.diffusion.sampling import SAMPLERS, sample
 from mpdit.training import checkpoint
 from mpdit.training.images import save_grid, to_uint8
 from mpdit.training.latents import decode, load_vae
-from mpdit.training.trainer import init_world
+from mpdit.training.distributed import init_world
 
 
 def sample_checkpoint(path: str, out: str, classes=None, per_class: int = 1, cfg_scale: float = 1.0,

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from mpdit.guidance import GuidedVelocity
+from mpdit.diffusion.guidance import GuidedVelocity
 
 SAMPLERS = ("euler", "heun", "dopri5", "euler_maruyama")
 

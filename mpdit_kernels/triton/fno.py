@@ -1,8 +1,5 @@
-"""MPDiT's FNO time embedding up to its final projection, in one kernel (notes, step 3).
-
-t -> grid linspace(-1, 1, N) + t -> lift Linear(1, C) -> LAYERS Fourier layers (spectral
-conv over the lowest M modes + pointwise 1x1 conv; exact GELU after all but the last)
--> mean over the grid: (B, C). The final Linear(C, D) stays a GEMM in the model.
+"""Triton kernels for the FNO time embedding up to its last Linear (contract:
+mpdit_kernels/ops/fno.py), one program per sample.
 
 The spectral conv is a real DFT with precomputed bases (one program per sample holds the
 N x C signal): Re = Cr h, Im = Ci h with Cr = cos(2 pi m n / N), Ci = -sin(...); the mode
@@ -14,8 +11,7 @@ import math
 
 import torch
 
-from mpdit_kernels._launch import require_triton
-from mpdit_kernels._triton import tl, triton
+from mpdit_kernels.triton.runtime import tl, triton
 
 INV_SQRT2 = 1.0 / math.sqrt(2.0)
 
@@ -133,29 +129,21 @@ def dft_bases(grid_size: int, modes: int, device) -> tuple:
     return _BASES[key]
 
 
-def _check(t, grid, spectral, pointwise_weight):
-    op = "fno_time_features"
-    if not isinstance(t, torch.Tensor) or t.dim() != 1:
-        raise ValueError(f"{op}: t must be a (B,) tensor, got "
-                         f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
-    if spectral.dim() != 5 or spectral.shape[-1] != 2 or spectral.shape[1] != spectral.shape[2]:
-        raise ValueError(f"{op}: spectral weights must be (layers, C, C, modes, 2), got {tuple(spectral.shape)}")
+def _kernel_sizes(grid, spectral) -> tuple:
+    """(layers, C, modes, N); ValueError for sizes the kernel cannot tile (tl.arange needs powers of two)."""
     layers, C, _, modes, _ = spectral.shape
     N = grid.numel()
     for name, size in (("grid size", N), ("width", C), ("modes", modes)):
         if size < 16 or size & (size - 1):
-            raise ValueError(f"{op}: {name} {size} is not supported: the kernel needs a power of two >= 16")
-    if pointwise_weight.shape != (layers, C, C):
-        raise ValueError(f"{op}: pointwise weights must be {(layers, C, C)}, got {tuple(pointwise_weight.shape)}")
-    for name, tensor in (("t", t), ("spectral", spectral), ("pointwise_weight", pointwise_weight)):
-        if tensor.dtype != torch.float32:
-            raise ValueError(f"{op}: {name} has dtype {tensor.dtype}, expected float32 (the embedding runs in fp32)")
-    require_triton(op, t)
+            raise ValueError(f"fno_time_features: {name} {size} is not supported: the Triton kernel needs a power "
+                             "of two >= 16")
     return layers, C, modes, N
 
 
 def fno_fwd(t, grid, lift_weight, lift_bias, spectral, pointwise_weight, pointwise_bias):
-    layers, C, modes, N = _check(t, grid, spectral, pointwise_weight)
+    """Launch the forward. Returns (out, h, a): the grid mean and, for the backward, each
+    layer's input h and pre-GELU output a, (B, layers, N, C) float32."""
+    layers, C, modes, N = _kernel_sizes(grid, spectral)
     B = t.shape[0]
     bases = dft_bases(N, modes, t.device)
     h = torch.empty((B, layers, N, C), device=t.device, dtype=torch.float32)
@@ -192,66 +180,3 @@ def fno_bwd(dout, t, grid, lift_weight, spectral, pointwise_weight, h, a):
     return dt, d_lift_weight, d_lift_bias, d_spectral, d_pointwise_weight, d_pointwise_bias
 
 
-# --------------------------------------------------------------------------- registration
-@torch.library.custom_op("mpdit::fno_time_features", mutates_args=())
-def _fno_op(t: torch.Tensor, grid: torch.Tensor, lift_weight: torch.Tensor, lift_bias: torch.Tensor,
-            spectral: torch.Tensor, pointwise_weight: torch.Tensor,
-            pointwise_bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return fno_fwd(t, grid, lift_weight, lift_bias, spectral, pointwise_weight, pointwise_bias)
-
-
-@_fno_op.register_fake
-def _(t, grid, lift_weight, lift_bias, spectral, pointwise_weight, pointwise_bias):
-    layers, C = spectral.shape[0], spectral.shape[1]
-    saved = t.new_empty((t.shape[0], layers, grid.shape[0], C), dtype=torch.float32)
-    return t.new_empty((t.shape[0], C), dtype=torch.float32), saved, torch.empty_like(saved)
-
-
-@torch.library.custom_op("mpdit::fno_time_features_backward", mutates_args=())
-def _fno_bwd_op(dout: torch.Tensor, t: torch.Tensor, grid: torch.Tensor, lift_weight: torch.Tensor,
-                spectral: torch.Tensor, pointwise_weight: torch.Tensor, h: torch.Tensor,
-                a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
-                                          torch.Tensor]:
-    return fno_bwd(dout, t, grid, lift_weight, spectral, pointwise_weight, h, a)
-
-
-@_fno_bwd_op.register_fake
-def _(dout, t, grid, lift_weight, spectral, pointwise_weight, h, a):
-    C = spectral.shape[1]
-    return (t.new_empty(t.shape), lift_weight.new_empty(lift_weight.shape), lift_weight.new_empty((C,)),
-            spectral.new_empty(spectral.shape), pointwise_weight.new_empty(pointwise_weight.shape),
-            pointwise_weight.new_empty((spectral.shape[0], C)))
-
-
-def _fno_setup(ctx, inputs, output):
-    t, grid, lift_weight, lift_bias, spectral, pointwise_weight, pointwise_bias = inputs
-    ctx.save_for_backward(t, grid, lift_weight, spectral, pointwise_weight, output[1], output[2])
-
-
-def _fno_backward(ctx, dout, dh, da):
-    t, grid, lift_weight, spectral, pointwise_weight, h, a = ctx.saved_tensors
-    dt, dlw, dlb, dspec, dpw, dpb = _fno_bwd_op(dout, t, grid, lift_weight, spectral, pointwise_weight, h, a)
-    return dt, None, dlw, dlb, dspec, dpw, dpb
-
-
-_fno_op.register_autograd(_fno_backward, setup_context=_fno_setup)
-
-
-def fno_time_features(t, grid, lift_weight, lift_bias, spectral, pointwise_weight, pointwise_bias):
-    """(B, C) grid mean of the FNO layers, fused. spectral (layers, C, C, modes, 2), pointwise_weight (layers, C, C)."""
-    return _fno_op(t, grid, lift_weight, lift_bias, spectral, pointwise_weight, pointwise_bias)[0]
-
-
-# --------------------------------------------------------------------------- reference
-def fno_time_features_ref(t, grid, lift_weight, lift_bias, spectral, pointwise_weight, pointwise_bias):
-    """Plain PyTorch with torch.fft, the layout of mpdit.models.embeddings.FNOTimeEmbedding."""
-    modes = spectral.shape[3]
-    points = grid[None, :, None] + t.float()[:, None, None]  # (B, N, 1)
-    h = (points * lift_weight.reshape(1, 1, -1) + lift_bias).transpose(1, 2)  # (B, C, N)
-    for layer in range(spectral.shape[0]):
-        x_ft = torch.fft.rfft(h, dim=-1)[..., :modes]
-        mixed = torch.einsum("bim,iom->bom", x_ft, torch.view_as_complex(spectral[layer].contiguous()))
-        h_next = torch.fft.irfft(mixed, n=h.shape[-1], dim=-1)
-        h_next = h_next + torch.einsum("oi,bin->bon", pointwise_weight[layer], h) + pointwise_bias[layer][None, :, None]
-        h = torch.nn.functional.gelu(h_next) if layer < spectral.shape[0] - 1 else h_next
-    return h.mean(dim=-1)

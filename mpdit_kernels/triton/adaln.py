@@ -1,18 +1,14 @@
-"""Fused residual + shared-AdaLN modulation (MPDiT notes, steps 4-5).
+"""Triton kernels for the fused residual + AdaLN modulation (contract: mpdit_kernels/ops/adaln.py).
 
-    x_out = x + gate * y                                  (residual variant only)
-    h     = LayerNorm(x_out) * (1 + scale) + shift        (no affine, eps 1e-6)
-
-gate / shift / scale are per sample (B, D) and shared by every token. One pass reads x
-and y and writes x_out and h; eager PyTorch needs five passes over the activations.
-The plain variant (block entry, final layer) is h = LayerNorm(x) * (1 + scale) + shift.
+One pass reads x and y and writes x_out = x + gate * y and h = LayerNorm(x_out) *
+(1 + scale) + shift; eager PyTorch needs five passes over the activations. The backward
+derivation below is the one the C++/CUDA implementation (csrc/adaln*.c*) follows too.
 """
 import torch
 
-from mpdit_kernels._launch import check_tensor, require_triton, row_block, row_contiguous, same_device
-from mpdit_kernels._triton import tl, triton
+from mpdit_kernels.checks import promoted
+from mpdit_kernels.triton.runtime import row_block, row_contiguous, tl, triton
 
-EPS = 1e-6
 ROWS_PER_PROGRAM = 16
 
 
@@ -119,42 +115,13 @@ def _adaln_bwd_kernel(
 
 
 # --------------------------------------------------------------------------- launchers
-def check_inputs(op, x, y, gate, shift, scale):
-    """ValueError for bad shapes, dtypes or devices (shared with the extension's wrappers)."""
-    if not isinstance(x, torch.Tensor) or x.dim() != 3:
-        raise ValueError(f"{op}: x must be a (B, L, D) tensor, got "
-                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+def adaln_fwd(x, y, gate, shift, scale, eps):
+    """Launch the forward; y / gate None = plain variant. Returns (x_out or None, h, mean, rstd)."""
     B, L, D = x.shape
-    check_tensor(op, "x", x, (B, L, D))
-    if y is not None:
-        check_tensor(op, "y", y, (B, L, D))
-        check_tensor(op, "gate", gate, (B, D))
-    check_tensor(op, "shift", shift, (B, D))
-    check_tensor(op, "scale", scale, (B, D))
-    same_device(op, x=x, y=y, gate=gate, shift=shift, scale=scale)
-
-
-def output_dtypes(x, y, gate, shift, scale):
-    """Eager PyTorch's type promotion: x_out = x + gate * y, h = f(x_out, shift, scale)."""
-    x_out = x.dtype if y is None else torch.promote_types(x.dtype, torch.promote_types(y.dtype, gate.dtype))
-    return x_out, torch.promote_types(x_out, torch.promote_types(shift.dtype, scale.dtype))
-
-
-def adaln_fwd(x, y, gate, shift, scale):
-    """Launch the forward. y / gate None = plain variant. Returns (x_out or None, h, mean, rstd).
-
-    Inputs may mix float dtypes (an fp32 residual stream with bf16 branch outputs under
-    autocast); outputs take eager PyTorch's promoted dtypes.
-    """
-    op = "residual_adaln_modulate" if y is not None else "adaln_modulate"
-    check_inputs(op, x, y, gate, shift, scale)
-    require_triton(op, x)
-    B, L, D = x.shape
-    block, warps = row_block(op, D)
-    x_out_dtype, h_dtype = output_dtypes(x, y, gate, shift, scale)
+    block, warps = row_block("adaln_modulate", D)
     x, y = row_contiguous(x), row_contiguous(y)
-    h = torch.empty((B, L, D), device=x.device, dtype=h_dtype)
-    x_out = torch.empty((B, L, D), device=x.device, dtype=x_out_dtype) if y is not None else h
+    h = torch.empty((B, L, D), device=x.device, dtype=promoted(x, y, gate, shift, scale))
+    x_out = torch.empty((B, L, D), device=x.device, dtype=promoted(x, y, gate)) if y is not None else h
     mean = torch.empty((B, L), device=x.device, dtype=torch.float32)
     rstd = torch.empty_like(mean)
     gate, shift, scale = (v.contiguous() if v is not None else None for v in (gate, shift, scale))
@@ -162,7 +129,7 @@ def adaln_fwd(x, y, gate, shift, scale):
     grid = (B, triton.cdiv(L, ROWS_PER_PROGRAM))
     _adaln_fwd_kernel[grid](
         x, y_arg, gate if gate is not None else shift, shift, scale, x_out, h, mean, rstd,
-        L, D, x.stride(0), x.stride(1), y_arg.stride(0), y_arg.stride(1), EPS,
+        L, D, x.stride(0), x.stride(1), y_arg.stride(0), y_arg.stride(1), eps,
         HAS_RESIDUAL=y is not None, BLOCK_D=block, ROWS=ROWS_PER_PROGRAM, num_warps=warps)
     return (x_out if y is not None else None), h, mean, rstd
 
@@ -185,117 +152,8 @@ def adaln_bwd(x, y, gate, scale, mean, rstd, dx_out, dh):
         x, y_arg, gate, scale.contiguous(), mean, rstd, dx_out, dh, dx, dy, parts[0], parts[1], parts[2],
         L, D, P, x.stride(0), x.stride(1), y_arg.stride(0), y_arg.stride(1),
         HAS_RESIDUAL=has_residual, BLOCK_D=block, ROWS=ROWS_PER_PROGRAM, num_warps=warps)
-    # separate tensors (custom-op outputs may not alias); shift's dtype is restored by the caller
+    # separate tensors (custom-op outputs may not alias), summed in fp32 and cast once
     dgate, dshift, dscale = (part.sum(dim=1).to(v.dtype) for part, v in zip(parts, (gate, scale, scale)))
     if not has_residual:
         return dx, None, None, dshift, dscale
     return dx, dy, dgate, dshift, dscale
-
-
-# --------------------------------------------------------------------------- registration
-@torch.library.custom_op("mpdit::residual_adaln_modulate", mutates_args=())
-def _residual_op(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor, shift: torch.Tensor,
-                 scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    return adaln_fwd(x, y, gate, shift, scale)
-
-
-@_residual_op.register_fake
-def _(x, y, gate, shift, scale):
-    B, L, D = x.shape
-    x_out_dtype, h_dtype = output_dtypes(x, y, gate, shift, scale)
-    stats = x.new_empty((B, L), dtype=torch.float32)
-    return x.new_empty((B, L, D), dtype=x_out_dtype), x.new_empty((B, L, D), dtype=h_dtype), stats, torch.empty_like(stats)
-
-
-@torch.library.custom_op("mpdit::residual_adaln_modulate_backward", mutates_args=())
-def _residual_bwd_op(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor, scale: torch.Tensor,
-                     mean: torch.Tensor, rstd: torch.Tensor, dx_out: torch.Tensor,
-                     dh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    return adaln_bwd(x, y, gate, scale, mean, rstd, dx_out, dh)
-
-
-@_residual_bwd_op.register_fake
-def _(x, y, gate, scale, mean, rstd, dx_out, dh):
-    return (x.new_empty(x.shape), y.new_empty(y.shape), gate.new_empty(gate.shape), scale.new_empty(scale.shape),
-            scale.new_empty(scale.shape))
-
-
-def _residual_setup(ctx, inputs, output):
-    x, y, gate, shift, scale = inputs
-    ctx.shift_dtype = shift.dtype
-    ctx.save_for_backward(x, y, gate, scale, output[2], output[3])
-
-
-def _residual_backward(ctx, dx_out, dh, dmean, drstd):
-    x, y, gate, scale, mean, rstd = ctx.saved_tensors
-    dx_out = torch.zeros_like(x) if dx_out is None else dx_out
-    dh = torch.zeros_like(x) if dh is None else dh
-    dx, dy, dgate, dshift, dscale = _residual_bwd_op(x, y, gate, scale, mean, rstd, dx_out, dh)
-    return dx, dy, dgate, dshift.to(ctx.shift_dtype), dscale
-
-
-_residual_op.register_autograd(_residual_backward, setup_context=_residual_setup)
-
-
-@torch.library.custom_op("mpdit::adaln_modulate", mutates_args=())
-def _plain_op(x: torch.Tensor, shift: torch.Tensor,
-              scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    _, h, mean, rstd = adaln_fwd(x, None, None, shift, scale)
-    return h, mean, rstd
-
-
-@_plain_op.register_fake
-def _(x, shift, scale):
-    B, L, D = x.shape
-    stats = x.new_empty((B, L), dtype=torch.float32)
-    return x.new_empty((B, L, D), dtype=output_dtypes(x, None, None, shift, scale)[1]), stats, torch.empty_like(stats)
-
-
-@torch.library.custom_op("mpdit::adaln_modulate_backward", mutates_args=())
-def _plain_bwd_op(x: torch.Tensor, scale: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor,
-                  dh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    dx, _, _, dshift, dscale = adaln_bwd(x, None, None, scale, mean, rstd, None, dh)
-    return dx, dshift, dscale
-
-
-@_plain_bwd_op.register_fake
-def _(x, scale, mean, rstd, dh):
-    return x.new_empty(x.shape), scale.new_empty(scale.shape), scale.new_empty(scale.shape)
-
-
-def _plain_setup(ctx, inputs, output):
-    x, shift, scale = inputs
-    ctx.shift_dtype = shift.dtype
-    ctx.save_for_backward(x, scale, output[1], output[2])
-
-
-def _plain_backward(ctx, dh, dmean, drstd):
-    x, scale, mean, rstd = ctx.saved_tensors
-    dx, dshift, dscale = _plain_bwd_op(x, scale, mean, rstd, dh)
-    return dx, dshift.to(ctx.shift_dtype), dscale
-
-
-_plain_op.register_autograd(_plain_backward, setup_context=_plain_setup)
-
-
-def residual_adaln_modulate(x, y, gate, shift, scale):
-    """(x + gate * y, LayerNorm(x + gate * y) * (1 + scale) + shift), fused. x, y (B, L, D); gate/shift/scale (B, D)."""
-    x_out, h, _, _ = _residual_op(x, y, gate, shift, scale)
-    return x_out, h
-
-
-def adaln_modulate(x, shift, scale):
-    """LayerNorm(x) * (1 + scale) + shift, fused. x (B, L, D); shift/scale (B, D)."""
-    return _plain_op(x, shift, scale)[0]
-
-
-# --------------------------------------------------------------------------- reference
-def adaln_modulate_ref(x, shift, scale):
-    """Plain PyTorch: the reference the tests and benchmarks compare against."""
-    normed = torch.nn.functional.layer_norm(x, x.shape[-1:], eps=EPS)
-    return normed * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
-
-
-def residual_adaln_modulate_ref(x, y, gate, shift, scale):
-    x_out = x + gate.unsqueeze(1) * y
-    return x_out, adaln_modulate_ref(x_out, shift, scale)

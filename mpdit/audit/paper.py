@@ -1,7 +1,7 @@
 """The MPDiT paper's printed params / GFLOPs (ImageNet 256), for comparison only.
 
 Each row names how to BUILD the network (a registered model plus create_model overrides);
-the counts themselves always come from the instantiated model (mpdit.flops).
+the counts themselves always come from the instantiated model (mpdit.audit.flops).
 Source: Dao & Metaxas, CVPR 2026, Tables 1, 3 and 4 (shared/reference/mpdit-notes.md).
 """
 from dataclasses import dataclass, field

@@ -1,6 +1,6 @@
 """`mpdit flops`: the audit of the paper's rows, or of one model, as a table or JSON."""
-from mpdit.flops import audit, row_dict
-from mpdit.paper import PAPER_ROWS
+from mpdit.audit.flops import audit, row_dict
+from mpdit.audit.paper import PAPER_ROWS
 
 
 def _diff(ours, paper):

@@ -1,0 +1,78 @@
+"""TrainConfig: every setting of a training run, each default in one place.
+
+`mpdit train` generates its options from these fields (mpdit.cli.add_config_arguments):
+the help text and choices live in each field's metadata. Defaults follow the paper's recipe
+(shared/reference/mpdit-notes.md, "Training"): AdamW lr 1e-4 without weight decay,
+logit-normal times, class dropout 0.1, EMA 0.9999, bf16 on GPU.
+"""
+from dataclasses import dataclass, field, fields
+from typing import Optional
+
+from mpdit.diffusion.flow import TIME_SAMPLERS
+from mpdit_kernels import BACKEND_NAMES
+
+PRECISIONS = ("auto", "fp32", "bf16")
+PARALLEL = ("ddp", "fsdp")
+ON_NONFINITE = ("stop", "skip")
+
+
+def option(default=None, help=None, **cli):
+    """A field with its command-line help (and choices, metavar) as metadata."""
+    return field(default=default, metadata={"help": help, **cli})
+
+
+def required(help=None, **cli):
+    return field(metadata={"help": help, **cli})
+
+
+@dataclass
+class TrainConfig:
+    model: str = required("registered model name", cli=False)  # from the shared --model option
+    dataset: str = required("'digits' (scikit-learn's, no download) or a folder of latent shards",
+                            metavar="digits|PATH")
+    steps: int = required("optimizer steps in all (a resumed run continues up to it)")
+    global_batch_size: int = required("images per optimizer step, over all processes")
+    run_dir: str = required("folder for checkpoints, metrics.jsonl and sample grids")
+    resume: Optional[str] = option(None, "'auto': the latest checkpoint in --run-dir; or a checkpoint path",
+                                   metavar="auto|PATH")
+    image_size: int = option(16, "digits: 8, 16 or 32 pixels")
+    micro_batch_size: Optional[int] = option(None, "per process; accumulates gradients up to the global batch")
+    lr: float = option(1e-4, "AdamW learning rate")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    warmup_steps: int = option(0, "linear learning-rate warm-up")
+    grad_clip: float = option(1.0, "gradient-norm clipping; 0 = off (the norm is still computed and checked)")
+    ema_decay: float = option(0.9999, "decay of the EMA weights")
+    time_sampler: str = option("logit_normal", "distribution of training times t", choices=TIME_SAMPLERS)
+    time_mean: float = option(0.0, "logit-normal mean")
+    time_std: float = option(1.0, "logit-normal standard deviation")
+    class_dropout: float = option(0.1, "probability of the null label (classifier-free guidance)")
+    seed: int = option(0, "initial weights, data order and per-process random streams")
+    compile: bool = option(False, "torch.compile the model")
+    parallel: str = option("ddp", "under torchrun: DDP, or FSDP2 (fully_shard of each block and the model)",
+                           choices=PARALLEL)
+    kernel_backend: str = option("auto", "who runs the fused ops (mpdit_kernels.backend)", choices=BACKEND_NAMES)
+    precision: str = option("auto", "auto = bf16 autocast on GPU, fp32 on CPU", choices=PRECISIONS)
+    on_nonfinite: str = option("stop", "a non-finite loss or gradient: stop, or skip the step", choices=ON_NONFINITE)
+    checkpoint_every: int = option(1000, "steps between checkpoints (and one at the end)")
+    log_every: int = option(10, "steps between metrics records")
+    sample_every: int = option(1000, "steps between PNG grids of EMA samples (digits); 0 = never")
+    num_workers: int = option(2, "DataLoader worker processes")
+    overrides: dict = field(default_factory=dict, metadata={"cli": False})  # create_model overrides
+
+    def validate(self) -> None:
+        for name in ("steps", "global_batch_size", "checkpoint_every", "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r}: expected a positive integer")
+        if self.micro_batch_size is not None and self.micro_batch_size < 1:
+            raise ValueError(f"micro_batch_size={self.micro_batch_size}: expected a positive integer")
+        if not self.lr > 0:
+            raise ValueError(f"lr={self.lr}: expected a positive learning rate")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay={self.ema_decay}: expected a value in [0, 1)")
+        if not 0.0 <= self.class_dropout <= 1.0:
+            raise ValueError(f"class_dropout={self.class_dropout}: expected a probability in [0, 1]")
+        for spec in fields(self):
+            choices = spec.metadata.get("choices")
+            if choices and getattr(self, spec.name) not in choices:
+                raise ValueError(f"{spec.name}={getattr(self, spec.name)!r}: expected one of {', '.join(choices)}")

@@ -1,0 +1,1 @@
+"""The Triton implementations of the fused ops: per op file, the kernels and their launchers."""
