@@ -55,12 +55,22 @@ def test_mixed_dtypes_follow_eager_promotion(fused):
     assert [g.dtype for g in grads] == [torch.float32] + [torch.bfloat16] * 4
 
 
-def test_opcheck(fused):
-    """Schema, fake implementation and autograd registration agree with the backend's kernels."""
-    x, y, gate, shift, scale = (t.requires_grad_() for t in adaln_inputs(2, 17, 24, fused.device))
+@pytest.mark.parametrize("mixed", [False, True])
+def test_opcheck(fused, mixed):
+    """Schema, fake implementations and autograd registration agree with the backend's kernels,
+    also with mixed input dtypes (the fakes promise each output's and each gradient's dtype)."""
+    x, y, gate, shift, scale = adaln_inputs(2, 17, 24, fused.device)
+    if mixed:
+        y, gate, scale = y.bfloat16(), gate.bfloat16(), scale.bfloat16()
+    x, y, gate, shift, scale = (t.requires_grad_() for t in (x, y, gate, shift, scale))
     name = fused.backend.name
     torch.library.opcheck(torch.ops.mpdit.residual_adaln_modulate.default, (x, y, gate, shift, scale, name))
     torch.library.opcheck(torch.ops.mpdit.adaln_modulate.default, (x, shift, scale, name))
+    mean, rstd = torch.randn(2, 17, device=fused.device), torch.rand(2, 17, device=fused.device) + 0.5
+    dx_out, dh = torch.randn_like(x), torch.randn_like(x)
+    saved = [t.detach() for t in (x, y, gate, scale)]
+    torch.library.opcheck(torch.ops.mpdit.residual_adaln_modulate_backward.default,
+                          (*saved, mean, rstd, dx_out, dh, name))
 
 
 @pytest.mark.parametrize("make, message", [

@@ -26,8 +26,10 @@ def test_mixed_dtypes_follow_eager_promotion(fused):
     assert [g.dtype for g in grads] == [torch.bfloat16, torch.float32, torch.bfloat16]
 
 
-def test_opcheck(fused):
-    refined = torch.randn(2, 19, 24, device=fused.device, requires_grad=True)
+@pytest.mark.parametrize("mixed", [False, True])
+def test_opcheck(fused, mixed):
+    refined = torch.randn(2, 19, 24, device=fused.device)
+    refined = (refined.bfloat16() if mixed else refined).requires_grad_()
     skip = torch.randn(2, 16, 24, device=fused.device, requires_grad=True)
     pos = torch.randn(16, 24, device=fused.device)
     torch.library.opcheck(torch.ops.mpdit.fine_entry.default, (refined, skip, pos, fused.backend.name))

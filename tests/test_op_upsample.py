@@ -24,10 +24,16 @@ def test_mixed_dtypes_follow_eager_promotion(fused):
     assert [g.dtype for g in torch.autograd.grad(out.sum(), (wide, cls))] == [torch.bfloat16, torch.float32]
 
 
-def test_opcheck(fused):
-    wide = torch.randn(2, 4, 4 * 24, device=fused.device, requires_grad=True)
+@pytest.mark.parametrize("mixed", [False, True])
+def test_opcheck(fused, mixed):
+    wide = torch.randn(2, 4, 4 * 24, device=fused.device)
+    wide = (wide.bfloat16() if mixed else wide).requires_grad_()
     cls = torch.randn(2, 3, 24, device=fused.device, requires_grad=True)
     torch.library.opcheck(torch.ops.mpdit.upsample_shuffle_norm.default, (wide, cls, 2, 2, 2, fused.backend.name))
+    mean, rstd = torch.randn(2, 19, device=fused.device), torch.rand(2, 19, device=fused.device) + 0.5
+    dout = torch.randn(2, 19, 24, device=fused.device)
+    torch.library.opcheck(torch.ops.mpdit.upsample_shuffle_norm_backward.default,
+                          (wide.detach(), cls.detach(), mean, rstd, dout, 2, 2, fused.backend.name))
 
 
 @pytest.mark.parametrize("shapes, message", [

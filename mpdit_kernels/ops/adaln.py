@@ -13,7 +13,7 @@ Contract every implementation keeps (Backend.adaln):
     forward(x, y | None, gate | None, shift, scale, eps) -> (x_out | None, h, mean, rstd)
     backward(x, y | None, gate | None, scale, mean, rstd, dx_out | None, dh)
         -> (dx, dy | None, dgate | None, dshift, dscale), each in its input's dtype
-           (dshift in scale's; the op casts it to shift's).
+           (dshift in scale's: autograd casts it to shift's, as it does every gradient).
 """
 import torch
 import torch.nn.functional as F
@@ -87,14 +87,14 @@ def _like_twice(tensor):
 
 def _residual_setup(ctx, inputs, output):
     x, y, gate, shift, scale, backend = inputs
-    ctx.backend, ctx.shift_dtype = backend, shift.dtype
+    ctx.backend = backend
     ctx.save_for_backward(x, y, gate, scale, output[2], output[3])
 
 
 def _residual_backward(ctx, dx_out, dh, dmean, drstd):
     x, y, gate, scale, mean, rstd = ctx.saved_tensors
     dx, dy, dgate, dshift, dscale = _residual_bwd_op(x, y, gate, scale, mean, rstd, dx_out, dh, ctx.backend)
-    return dx, dy, dgate, dshift.to(ctx.shift_dtype), dscale, None
+    return dx, dy, dgate, dshift, dscale, None
 
 
 _residual_op.register_autograd(_residual_backward, setup_context=_residual_setup)
@@ -126,14 +126,13 @@ def _(x, scale, mean, rstd, dh, backend):
 
 def _plain_setup(ctx, inputs, output):
     x, shift, scale, backend = inputs
-    ctx.backend, ctx.shift_dtype = backend, shift.dtype
+    ctx.backend = backend
     ctx.save_for_backward(x, scale, output[1], output[2])
 
 
 def _plain_backward(ctx, dh, dmean, drstd):
     x, scale, mean, rstd = ctx.saved_tensors
-    dx, dshift, dscale = _plain_bwd_op(x, scale, mean, rstd, dh, ctx.backend)
-    return dx, dshift.to(ctx.shift_dtype), dscale, None
+    return *_plain_bwd_op(x, scale, mean, rstd, dh, ctx.backend), None
 
 
 _plain_op.register_autograd(_plain_backward, setup_context=_plain_setup)

@@ -55,16 +55,13 @@ def _(refined, skip, pos, backend):
 
 def _fine_entry_setup(ctx, inputs, output):
     refined, skip, pos, backend = inputs
-    ctx.image_tokens = pos.shape[0]
-    ctx.dtypes = (refined.dtype, None if skip is None else skip.dtype, pos.dtype)
+    ctx.image_tokens, ctx.has_skip = pos.shape[0], skip is not None
 
 
-def _fine_entry_backward(ctx, dout):
-    refined_dtype, skip_dtype, pos_dtype = ctx.dtypes
+def _fine_entry_backward(ctx, dout):  # autograd casts each gradient to its input's dtype
     image = dout[:, dout.shape[1] - ctx.image_tokens:]
-    dskip = image.to(skip_dtype) if skip_dtype is not None else None
-    dpos = image.sum(0).to(pos_dtype) if ctx.needs_input_grad[2] else None  # pos is frozen in the models
-    return dout.to(refined_dtype), dskip, dpos, None
+    dpos = image.sum(0) if ctx.needs_input_grad[2] else None  # pos is frozen in the models
+    return dout, image if ctx.has_skip else None, dpos, None
 
 
 _fine_entry_op.register_autograd(_fine_entry_backward, setup_context=_fine_entry_setup)
