@@ -21,6 +21,16 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(_fail(self.prog, message))
 
 
+class _DefaultsHelp(argparse.HelpFormatter):
+    """Help that shows each option's default where it has one."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.option_strings and action.default not in (None, argparse.SUPPRESS) and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
 def _fail(prog: str, message: str) -> int:
     print(f"{prog}: error: {message}", file=sys.stderr)
     return 2
@@ -195,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     from mpdit.training.config import TrainConfig
 
     train = commands.add_parser("train", help="flow-matching training (one process or torchrun), resumable",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=_DefaultsHelp)
     add_model_arguments(train, required=True)
     add_config_arguments(train, TrainConfig)
     train.set_defaults(handler=run_train)

@@ -36,8 +36,8 @@ def same_device(op: str, **tensors) -> None:
 def promoted(*tensors) -> torch.dtype:
     """Eager PyTorch's result dtype for an element-wise op over `tensors` (None skipped): every
     op takes mixed float inputs (an fp32 residual stream with bf16 branches under autocast)."""
-    dtypes = [t.dtype for t in tensors if t is not None]
-    result = dtypes[0]
-    for dtype in dtypes[1:]:
-        result = torch.promote_types(result, dtype)
+    result = None
+    for tensor in tensors:
+        if tensor is not None and tensor.dtype != result:
+            result = tensor.dtype if result is None else torch.promote_types(result, tensor.dtype)
     return result

@@ -45,7 +45,7 @@ def _check_width(op: str, width: int) -> None:
 
 
 def _cast(dtype, *tensors):
-    return [None if t is None else t.to(dtype) for t in tensors]
+    return [t if t is None or t.dtype == dtype else t.to(dtype) for t in tensors]
 
 
 # --------------------------------------------------------------------------- launchers

@@ -41,8 +41,8 @@ PRESETS = {
         kernel_widths=(768,), kernel_batch=32, baselines={"MPDiT-B": "SiT-B/2"}),
     "paper": Preset(
         name="paper",
-        description="the full GPU set at batch 256 in bf16 (run in part on one H200: fused ops and the MPDiT-XL "
-                    "training step; the compile providers, inference and sampling not yet)",
+        description="the GPU set: B and XL models against SiT and DiT + upgrades, batch 256, bf16, every "
+                    "provider (its time on one GPU is not measured yet)",
         dtype="bfloat16", models=B_MODELS + XL_MODELS, providers=("torch", "compile", "triton", "triton+compile", "native"),
         compile_models=("MPDiT-XL", "SiT-XL/2"), train_batch=256, inference_batches=(1, 256), sample_batch=16,
         sample_steps=(50, 250), reps=10, warmup=2, kernel_widths=(768, 1152), kernel_batch=256,
