@@ -250,7 +250,7 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    torch.backends.cuda.matmul.allow_tf32 = True  # TF32 GEMMs and convolutions on GPU, as the paper's code
+    torch.backends.cuda.matmul.allow_tf32 = True  # TF32 GEMMs and convolutions on GPU, as DiT's and SiT's train.py
     torch.backends.cudnn.allow_tf32 = True
     try:
         return args.handler(args)

@@ -21,8 +21,8 @@ from typing import Callable, Optional
 import torch
 
 from mpdit_kernels import native
-from mpdit_kernels.triton import adaln as triton_adaln, fno as triton_fno, runtime as triton_runtime, \
-    upsample as triton_upsample
+from mpdit_kernels.triton import (adaln as triton_adaln, fno as triton_fno, runtime as triton_runtime,
+                                   upsample as triton_upsample)
 
 logger = logging.getLogger("mpdit_kernels")
 
@@ -55,11 +55,11 @@ class Backend:
         return self if self.name != "auto" else _auto_choice(tensor)
 
 
-def _always(device=None, dtype=None):
+def _runs_anywhere(device=None, dtype=None):
     return None
 
 
-TORCH = Backend("torch", _always)
+TORCH = Backend("torch", _runs_anywhere)
 TRITON = Backend(
     "triton", triton_runtime.unavailable_reason,
     adaln=Kernel(triton_adaln.adaln_fwd, triton_adaln.adaln_bwd),
@@ -71,7 +71,7 @@ NATIVE = Backend(
     adaln=Kernel(native.adaln_fwd, native.adaln_bwd),
     upsample=Kernel(native.upsample_fwd, native.upsample_bwd),
     fine_entry=Kernel(native.fine_entry_fwd))
-AUTO = Backend("auto", _always)  # each call picks one of the others
+AUTO = Backend("auto", _runs_anywhere)  # each call picks one of the others
 BACKENDS = {backend.name: backend for backend in (TORCH, TRITON, NATIVE, AUTO)}
 BACKEND_NAMES = tuple(BACKENDS)
 _auto_logged = set()

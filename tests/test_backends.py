@@ -124,3 +124,13 @@ def test_absent_triton_is_refused_by_name_and_skipped_by_auto(monkeypatch):
     with pytest.raises(KernelUnavailable, match=r"kernel_backend='triton': Triton is not installed"):
         get_backend("triton")
     assert get_backend("auto") is AUTO
+
+
+def test_compiled_auto_model_is_one_graph():
+    """auto picks per call, inside the traced forward: it must not break the graph."""
+    model = randomize_(tiny_model("MPDiT-S", latent_size=8, stages=[(4, 1), (2, 1)]))
+    model.kernel_backend = "auto"
+    model.check_values = False
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    x, t, y = random_inputs(model, batch=2)
+    torch.testing.assert_close(compiled(x, t, y), model(x, t, y), rtol=1e-5, atol=1e-6)

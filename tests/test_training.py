@@ -350,3 +350,20 @@ def test_trainer_uses_the_configured_ema_decay(tmp_path):
     state = checkpoint.load(checkpoint.latest(str(tmp_path)))
     for name, tensor in state["model"].items():
         torch.testing.assert_close(state["ema"][name], tensor, msg=name)
+
+
+def test_train_options_are_generated_from_train_config():
+    """Each default lives in TrainConfig: the parsed command line with only the required
+    options is the dataclass with its defaults, and every field but two is an option."""
+    from mpdit.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["train", "--model", "MPDiT-S", "--dataset", "digits", "--steps", "5",
+                                      "--global-batch-size", "4", "--run-dir", "r", "--weight-decay", "0.05",
+                                      "--compile"])
+    config = config_from_args(TrainConfig, args, model=args.model, overrides={})
+    assert config == TrainConfig(model="MPDiT-S", dataset="digits", steps=5, global_batch_size=4, run_dir="r",
+                                 weight_decay=0.05, compile=True)
+    import dataclasses
+
+    fields = {spec.name for spec in dataclasses.fields(TrainConfig)}
+    assert fields - set(vars(args)) == {"overrides"}  # model comes from the shared --model option
