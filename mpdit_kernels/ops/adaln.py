@@ -58,6 +58,10 @@ def _forward_like(x, y, gate, shift, scale) -> tuple:
     return x_out, h, stats, torch.empty_like(stats)
 
 
+def _like_twice(tensor):
+    return tensor.new_empty(tensor.shape), tensor.new_empty(tensor.shape)
+
+
 # --------------------------------------------------------------------------- residual variant
 @torch.library.custom_op("mpdit::residual_adaln_modulate", mutates_args=())
 def _residual_op(x: Tensor, y: Tensor, gate: Tensor, shift: Tensor, scale: Tensor,
@@ -79,10 +83,6 @@ def _residual_bwd_op(x: Tensor, y: Tensor, gate: Tensor, scale: Tensor, mean: Te
 @_residual_bwd_op.register_fake
 def _(x, y, gate, scale, mean, rstd, dx_out, dh, backend):
     return x.new_empty(x.shape), y.new_empty(y.shape), gate.new_empty(gate.shape), *_like_twice(scale)
-
-
-def _like_twice(tensor):
-    return tensor.new_empty(tensor.shape), tensor.new_empty(tensor.shape)
 
 
 def _residual_setup(ctx, inputs, output):
