@@ -29,18 +29,19 @@ def pointer_types(fn, overrides=None, default=FP32):
     return types
 
 
-# (label, kernel, argument types, constexpr values, warps) at MPDiT-XL shapes.
+# (label, kernel, argument types, constexpr values, warps) at MPDiT-XL shapes; warps None:
+# an autotuned kernel, compiled once per config.
 CASES = [
     ("residual_adaln fwd", adaln._adaln_fwd_kernel,
      pointer_types(adaln._adaln_fwd_kernel, {"y_ptr": BF16, "gate_ptr": BF16, "shift_ptr": BF16, "scale_ptr": BF16,
                                               "L": "i32", "D": "i32", "stride_xb": "i32", "stride_xl": "i32",
                                               "stride_yb": "i32", "stride_yl": "i32", "eps": "fp32"}),
-     {"HAS_RESIDUAL": True, "BLOCK_D": 2048, "ROWS": 16}, 8),
+     {"HAS_RESIDUAL": True, "BLOCK_D": 2048}, None),
     ("residual_adaln bwd", adaln._adaln_bwd_kernel,
      pointer_types(adaln._adaln_bwd_kernel, {"y_ptr": BF16, "gate_ptr": BF16, "scale_ptr": BF16, "dh_ptr": BF16,
                                               "dy_ptr": BF16, "L": "i32", "D": "i32", "P": "i32", "stride_xb": "i32",
                                               "stride_xl": "i32", "stride_yb": "i32", "stride_yl": "i32"}),
-     {"HAS_RESIDUAL": True, "BLOCK_D": 2048, "ROWS": 16}, 8),
+     {"HAS_RESIDUAL": True, "BLOCK_D": 2048, "ROWS": adaln.BACKWARD_ROWS}, None),
     ("upsample fwd", upsample._upsample_fwd_kernel,
      pointer_types(upsample._upsample_fwd_kernel, {"wide_ptr": BF16, "L": "i32", "D": "i32", "M": "i32", "W": "i32",
                                                     "eps": "fp32"}), {"R": 2, "BLOCK_D": 2048, "ROWS": 16}, 8),
@@ -53,6 +54,14 @@ CASES = [
     ("fno fwd", fno._fno_fwd_kernel, pointer_types(fno._fno_fwd_kernel), {"N": 32, "C": 32, "M": 16, "LAYERS": 3}, 4),
     ("fno bwd", fno._fno_bwd_kernel, pointer_types(fno._fno_bwd_kernel), {"N": 32, "C": 32, "M": 16, "LAYERS": 3}, 4),
 ]
+
+
+def variants(label, fn, constexprs, warps):
+    """(label, jit function, constexprs, warps) for a plain kernel, or one per autotuner config."""
+    if warps is not None:
+        return [(label, fn, constexprs, warps)]
+    return [(f"{label} {config.kwargs} warps={config.num_warps}", fn.fn, {**constexprs, **config.kwargs},
+             config.num_warps) for config in fn.configs]
 
 
 def compile_case(fn, types, constexprs, warps, target):
@@ -87,7 +96,9 @@ def main() -> None:
     target = GPUTarget("cuda", args.arch, 32)
     print(f"Triton {triton.__version__}, target sm_{args.arch}\n\n| kernel | result |\n|---|---|")
     failed = 0
-    for label, fn, types, constexprs, warps in CASES:
+    cases = [(label, jit, types, values, w) for label, fn, types, constexprs, warps in CASES
+             for label, jit, values, w in variants(label, fn, constexprs, warps)]
+    for label, fn, types, constexprs, warps in cases:
         try:
             kernel = compile_case(fn, types, constexprs, warps, target)
             print(f"| {label} | compiled; {ptxas_report(kernel.asm['ptx'], args.arch)} |")

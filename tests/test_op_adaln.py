@@ -84,3 +84,24 @@ def test_opcheck(fused, mixed):
 def test_bad_inputs(fused, make, message):
     with pytest.raises(ValueError, match=f"residual_adaln_modulate: {message}"):
         residual_on(fused.backend)(*make(*adaln_inputs(2, 17, 72, fused.device)))
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_every_tuning_config(poisoned, monkeypatch, device, index):
+    """The autotuner may pick any config on a GPU: each one (rows per program, rows in flight,
+    warps) computes the same function, at token counts that leave partial tiles."""
+    from mpdit_kernels.backend import TRITON
+    from mpdit_kernels.triton import adaln, runtime
+
+    if runtime.unavailable_reason(device) is not None:
+        pytest.skip(runtime.unavailable_reason(device))
+    assert len(adaln.FORWARD_CONFIGS) == len(adaln.BACKWARD_CONFIGS) == 6
+    monkeypatch.setattr(runtime, "forced_config", index)
+    for kernel in (adaln._adaln_fwd_kernel, adaln._adaln_bwd_kernel):
+        monkeypatch.setattr(kernel, "cache", {})
+    for shape in ((2, 17, 72), (1, 5, 40)):
+        check_op("residual_adaln_modulate", residual_on(TRITON), residual_adaln_modulate_ref,
+                 adaln_inputs(*shape, device), torch.float32)
+        x, _, _, shift, scale = adaln_inputs(*shape, device)
+        check_op("adaln_modulate", lambda a, b, c: ops.adaln_modulate(a, b, c, TRITON), adaln_modulate_ref,
+                 (x, shift, scale), torch.float32)

@@ -5,8 +5,8 @@ import torch
 
 from kernel_checks import check_op
 from mpdit_kernels import ops
+from mpdit_kernels.dft import real_dft_bases
 from mpdit_kernels.ops import fno_time_features_ref
-from mpdit_kernels.triton.fno import dft_bases
 
 
 @pytest.fixture
@@ -33,9 +33,38 @@ def test_fno_time_features_and_every_gradient(poisoned, fno_backend, batch):
              constants=(1,))  # the base grid is a buffer
 
 
+def fno_with_torch_fft(t, grid, lift_weight, lift_bias, spectral, pointwise_weight, pointwise_bias):
+    """The FNO layers as neural-operator code writes them: rfft, complex mode mix, irfft."""
+    modes = spectral.shape[3]
+    h = ((grid[None, :, None] + t[:, None, None]) * lift_weight.reshape(1, 1, -1) + lift_bias).transpose(1, 2)
+    for layer in range(spectral.shape[0]):
+        x_ft = torch.fft.rfft(h, dim=-1)[..., :modes]
+        mixed = torch.einsum("bim,iom->bom", x_ft, torch.view_as_complex(spectral[layer].contiguous()))
+        h_next = torch.fft.irfft(mixed, n=h.shape[-1], dim=-1)
+        h_next = h_next + torch.einsum("oi,bin->bon", pointwise_weight[layer], h) + pointwise_bias[layer][None, :, None]
+        h = torch.nn.functional.gelu(h_next) if layer < spectral.shape[0] - 1 else h_next
+    return h.mean(dim=-1)
+
+
+def test_reference_is_the_torch_fft_formulation():
+    """The real-arithmetic reference (which torch.compile can generate code for) computes the
+    torch.fft formulation: output and every gradient, against it in float64."""
+    inputs = [x.requires_grad_() for x in fno_inputs(3, "cpu")]
+    out = fno_time_features_ref(*inputs)
+    wide = [x.detach().double().requires_grad_() for x in inputs]
+    expected = fno_with_torch_fft(*wide)
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
+    weights = torch.randn_like(expected)
+    grads = torch.autograd.grad((out * weights.float()).sum(), inputs)
+    expected_grads = torch.autograd.grad((expected * weights).sum(), wide)
+    for name, got, want in zip(("t", "grid", "lift_weight", "lift_bias", "spectral", "pointwise_weight",
+                                "pointwise_bias"), grads, expected_grads):
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-5, msg=lambda m: f"d{name}: {m}")
+
+
 def test_real_dft_bases_are_torch_fft(device):
     signal = torch.randn(5, 32, dtype=torch.float64)
-    fwd_re, fwd_im, inv_re, inv_im = (b.double().cpu() for b in dft_bases(32, 16, device))
+    fwd_re, fwd_im, inv_re, inv_im = (b.double().cpu() for b in real_dft_bases(32, 16, device))
     spectrum = torch.fft.rfft(signal)[:, :16]
     torch.testing.assert_close(signal @ fwd_re.T, spectrum.real, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(signal @ fwd_im.T, spectrum.imag, rtol=1e-6, atol=1e-6)

@@ -122,6 +122,7 @@ def run_cli(*args):
     (lambda d: ["--dataset", "digits", "--global-batch-size", "3", "--micro-batch-size", "2"],
      "micro_batch_size=2: expected a divisor of the per-process batch 3"),
     (lambda d: ["--dataset", "digits", "--model", "MPDiT-Q"], "model='MPDiT-Q': unknown model"),
+    (lambda d: ["--dataset", "digits", "--precision", "fp8"], "precision='fp8' needs (torchao|a CUDA GPU)"),
 ])
 def test_bad_training_input_is_one_line(tmp_path, make, message):
     args = ["train", "--model", "MPDiT-S", "--steps", "1", "--global-batch-size", "4", "--run-dir",

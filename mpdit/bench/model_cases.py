@@ -5,16 +5,19 @@ Inputs rotate over a few batches so repeated runs do not replay one cached batch
 """
 import contextlib
 import gc
+import os
 from dataclasses import dataclass, field
 
 import torch
 
 from mpdit import create_model
+from mpdit.bench.profile import profile_step, step_range
 from mpdit.bench.providers import split
 from mpdit.bench.timing import time_call, time_steps
 from mpdit.diffusion.flow import flow_matching_loss
 from mpdit.diffusion.guidance import GuidedVelocity
 from mpdit.diffusion.sampling import euler
+from mpdit.training.trainer import update_ema
 
 INPUT_SETS = 3
 
@@ -28,10 +31,14 @@ class ModelSpec:
 
 def build(spec: ModelSpec, provider: str, device: str):
     """(model, callable): the callable is the compiled model for the compile providers."""
-    backend, compiled = split(provider)
-    model = create_model(spec.name, kernel_backend=backend, **spec.overrides).to(device)
+    parts = split(provider)
+    model = create_model(spec.name, kernel_backend=parts.backend, **spec.overrides).to(device)
     model.check_values = False  # the benchmark's inputs are valid: keep device syncs out of the timings
-    forward = torch.compile(model) if compiled else model
+    if parts.float8:
+        from mpdit.models.float8 import convert_blocks_to_float8
+
+        convert_blocks_to_float8(model, device)
+    forward = torch.compile(model) if parts.compiled else model
     return model, forward
 
 
@@ -53,10 +60,15 @@ def autocast_for(device: str, dtype: torch.dtype):
     return torch.autocast(device, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
 
 
-def bench_train(results, spec, provider, device, dtype, batch, reps, warmup, x_label, macs, peak_tflops):
-    """Forward, backward and AdamW on `batch` images; on CUDA out-of-memory the step is split
-    into micro-batches with gradient accumulation (same images per step)."""
+def bench_train(results, spec, provider, device, dtype, batch, reps, warmup, x_label, macs, peak_tflops,
+                profile_to=None):
+    """The trainer's step on `batch` images: forward, backward, gradient clipping, fused AdamW
+    (CUDA), EMA update. On CUDA out-of-memory the step is split into micro-batches with gradient
+    accumulation (same images per step). profile_to: a folder for the profile's Chrome trace;
+    then the step's time is also broken down (mpdit.bench.profile)."""
     model, forward = build(spec, provider, device)
+    ema = create_model(spec.name, **spec.overrides).to(device).requires_grad_(False)
+    ema.load_state_dict(model.state_dict())
     fused = {"fused": True} if device == "cuda" else {}
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0, **fused)
     batches = latent_batches(model, batch, device)
@@ -73,8 +85,12 @@ def bench_train(results, spec, provider, device, dtype, batch, reps, warmup, x_l
                     loss = flow_matching_loss(forward, latents[chunk:chunk + micro], labels[chunk:chunk + micro],
                                               null_class=null_class)
                 (loss * min(micro, batch - chunk) / batch).backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            with step_range("mpdit.optimizer"):
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            with step_range("mpdit.ema"):
+                update_ema(ema, model, 0.9999)
 
         try:
             if device == "cuda":
@@ -98,6 +114,13 @@ def bench_train(results, spec, provider, device, dtype, batch, reps, warmup, x_l
     add("micro_batch", "images", micro)
     if device == "cuda":
         add("peak_memory", "GiB", torch.cuda.max_memory_allocated() / 2 ** 30)
+    if profile_to is not None:
+        name = f"trace_{spec.label}_{provider}".replace("/", "-").replace(" ", "").replace("+", "-")
+        breakdown = profile_step(step, device, trace_path=os.path.join(profile_to, name + ".json.gz"))
+        for category, value in breakdown.items():
+            if category != "top":
+                results.add(spec.label, provider, "profile", category, "ms", x_label, value)
+        results.top_kernels[f"{spec.label} {provider}"] = breakdown["top"]
 
 
 @torch.inference_mode()

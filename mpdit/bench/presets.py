@@ -4,7 +4,9 @@ from dataclasses import dataclass, field
 from mpdit.bench.model_cases import ModelSpec
 from mpdit.audit.paper import UPGRADES
 
-SECTIONS = ("flops", "train", "inference", "sampling", "kernels")
+SECTIONS = ("flops", "train", "inference", "sampling", "kernels", "profile")
+# profile (torch.profiler over a few training steps, a Chrome trace each) only when asked for
+DEFAULT_SECTIONS = SECTIONS[:-1]
 
 B_MODELS = (ModelSpec("MPDiT-B", "MPDiT-B"), ModelSpec("SiT-B/2", "SiT-B/2"),
             ModelSpec("DiT-B/2 + upgrades", "DiT-B/2", UPGRADES))
@@ -28,7 +30,7 @@ class Preset:
     warmup: int = 1
     kernel_widths: tuple = (1152,)
     kernel_batch: int = 256
-    sections: tuple = SECTIONS
+    sections: tuple = DEFAULT_SECTIONS
     baselines: dict = field(default_factory=dict)  # label -> the label its speed-up is quoted against
 
 
@@ -43,7 +45,8 @@ PRESETS = {
         name="paper",
         description="the GPU set: B and XL models against SiT and DiT + upgrades, batch 256, bf16, every "
                     "provider (its time on one GPU is not measured yet)",
-        dtype="bfloat16", models=B_MODELS + XL_MODELS, providers=("torch", "compile", "triton", "triton+compile", "native"),
+        dtype="bfloat16", models=B_MODELS + XL_MODELS, providers=("torch", "compile", "triton", "triton+compile", "native",
+                                                               "triton+compile+fp8"),
         compile_models=("MPDiT-XL", "SiT-XL/2"), train_batch=256, inference_batches=(1, 256), sample_batch=16,
         sample_steps=(50, 250), reps=10, warmup=2, kernel_widths=(768, 1152), kernel_batch=256,
         baselines={"MPDiT-B": "SiT-B/2", "MPDiT-XL": "SiT-XL/2"}),

@@ -2,6 +2,7 @@
 import os
 
 from mpdit.bench import kernel_cases
+from mpdit.bench.profile import CATEGORIES
 
 
 def _get(results, label, provider, mode, metric, x=None):
@@ -54,7 +55,7 @@ def markdown(results, meta, kernel_providers) -> str:
 
     baselines = meta.get("baselines", {})
     if _labels(results, "train"):
-        lines += ["", "Training step (forward, backward, AdamW), median of the repetitions:", "",
+        lines += ["", "Training step (forward, backward, gradient clipping, AdamW, EMA), median of the repetitions:", "",
                   "| model | provider | step ms (p20-p80) | images/s | MFU | peak GiB | vs torch | vs baseline |",
                   "|---|---|---|---|---|---|---|---|"]
         for label in _labels(results, "train"):
@@ -73,6 +74,17 @@ def markdown(results, meta, kernel_providers) -> str:
                     f"{_fmt(_get(results, label, provider, 'train', 'peak_memory'), '.1f')} | "
                     f"{_fmt(rate / eager if eager else None, '.2f', 'x')} | "
                     f"{_fmt(rate / base_rate if base_rate else None, '.2f', 'x')} {f'({base})' if base_rate else ''}|")
+
+    if _labels(results, "profile"):
+        lines += ["", profile_table(results)]
+        for case in _labels(results, "attention"):
+            timings = [(provider, _get(results, case, provider, "attention", "fwd_bwd_ms"))
+                       for provider in _providers(results, "attention")]
+            lines += ["", f"{case}, forward + backward ms: "
+                      + "; ".join(f"{provider} {ms:.3f}" for provider, ms in timings if ms is not None)]
+        for case, top in results.top_kernels.items():
+            lines += ["", f"Longest kernels, {case} (ms per step): "
+                      + "; ".join(f"{name[:70]} {ms:.2f}" for name, ms in top[:8])]
 
     if _labels(results, "inference"):
         xs = sorted({r["x"] for r in results.rows if r["mode"] == "inference"}, key=lambda x: int(x.split()[0][2:]))
@@ -111,6 +123,22 @@ def markdown(results, meta, kernel_providers) -> str:
     for error in results.errors:
         lines.append(f"\nFAILED {error.get('section')} {error.get('model', '')} {error.get('provider', '')}: "
                      f"{error['error']}")
+    return "\n".join(lines)
+
+
+def profile_table(results) -> str:
+    """Where each profiled step's device time went: ms and share of the step's span."""
+    lines = ["Where a training step's time goes (torch.profiler, ms per step and % of the device span):", "",
+             "| model | provider | step span ms | " + " | ".join(CATEGORIES) + " |",
+             "|---|---|---|" + "---|" * len(CATEGORIES)]
+    for label in _labels(results, "profile"):
+        for provider in _providers(results, "profile"):
+            span = _get(results, label, provider, "profile", "step_ms")
+            if not span:
+                continue
+            cells = [f"{value:.1f} ({100 * value / span:.0f}%)"
+                     for value in (_get(results, label, provider, "profile", c) or 0.0 for c in CATEGORIES)]
+            lines.append(f"| {label} | {provider} | {span:.1f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -10,7 +10,7 @@ import traceback
 import torch
 import torch._functorch.config
 
-from mpdit.bench import kernel_cases, model_cases, providers as bench_providers
+from mpdit.bench import attention_cases, kernel_cases, model_cases, providers as bench_providers
 from mpdit.bench.environment import environment
 from mpdit.bench.presets import PRESETS, SECTIONS
 from mpdit.bench.report import markdown, write_plots
@@ -36,10 +36,10 @@ def plan(preset, device, models, providers, sections):
     tasks = []
     for spec in models:
         for provider in providers:
-            compiled = provider.endswith("compile")
+            compiled = bench_providers.split(provider).compiled
             if compiled and spec.label not in preset.compile_models:
                 continue
-            if "train" in sections:
+            if "train" in sections or "profile" in sections:  # the profile runs the timed step
                 tasks.append(("train", spec, provider))
             if not compiled:  # inference and sampling run eager models (compiling again costs minutes)
                 tasks += [(section, spec, provider) for section in ("inference", "sampling") if section in sections]
@@ -61,7 +61,8 @@ def run(preset_name="default", device=None, out=None, models=None, providers=Non
     specs = [spec for spec in preset.models if not models or spec.label in models]
     if providers:
         check_choice("providers", providers, bench_providers.PROVIDERS)
-    chosen = applicable_providers(providers or preset.providers, device)
+    requested = tuple(providers or preset.providers)
+    chosen = applicable_providers(requested, device)
     if sections:
         check_choice("sections", sections, SECTIONS)
     sections = tuple(sections or preset.sections)
@@ -71,14 +72,17 @@ def run(preset_name="default", device=None, out=None, models=None, providers=Non
     # Backward of a kernel is timed on a retained graph; compiled graphs refuse one while they
     # donate buffers (a memory saving, not a speed one). Restored on the way out.
     with torch._functorch.config.patch(donated_buffer=False):
-        return _run(preset, device, out, specs, chosen, sections, dtype, progress, plots)
+        return _run(preset, device, out, specs, requested, chosen, sections, dtype, progress, plots)
 
 
-def _run(preset, device, out, specs, chosen, sections, dtype, progress, plots) -> dict:
+def _run(preset, device, out, specs, requested, chosen, sections, dtype, progress, plots) -> dict:
     torch.manual_seed(0)
-    results = Results(device)
+    stream = os.path.join(out, "bench.jsonl")
+    if os.path.exists(stream):
+        os.remove(stream)
+    results = Results(device, stream=stream)
     notes = [f"{provider} not run on {device}: {bench_providers.unavailable_reason(provider, device)}"
-             for provider in preset.providers if provider not in chosen]
+             for provider in requested if provider not in chosen]
     peak = matmul_peak_tflops(device, dtype)
     copy_gbs = copy_bandwidth_gbs(device, size_bytes=(1 << 30) if device == "cuda" else (1 << 26))
     results.add("device", "-", "ceiling", "matmul_peak", "TFLOP/s", str(dtype).replace("torch.", ""), peak)
@@ -108,13 +112,20 @@ def _run(preset, device, out, specs, chosen, sections, dtype, progress, plots) -
     for section, spec, provider in tasks:
         bar.set_description(f"{section} {spec.label} {provider}")
         try:
-            _run_task(results, section, spec, provider, preset, device, dtype, macs[spec.label], peak)
+            _run_task(results, section, spec, provider, preset, device, dtype, macs[spec.label], peak,
+                      profile_to=out if "profile" in sections else None)
         except Exception as error:  # one failing case is reported, the others still run
             results.errors.append({"section": section, "model": spec.label, "provider": provider,
                                    "error": f"{type(error).__name__}: {error}",
                                    "traceback": traceback.format_exc(limit=3)})
         model_cases.release(device)
         bar.update(1)
+    if "profile" in sections and device == "cuda":
+        try:
+            attention_cases.bench_attention(results, specs, preset.train_batch, dtype, device)
+        except Exception as error:
+            results.errors.append({"section": "attention", "error": f"{type(error).__name__}: {error}",
+                                   "traceback": traceback.format_exc(limit=3)})
     if kernel_tasks:
         try:
             kernel_cases.bench_kernels(results, preset.kernel_widths, preset.kernel_batch, dtype, device,
@@ -136,11 +147,11 @@ def _run(preset, device, out, specs, chosen, sections, dtype, progress, plots) -
             "markdown": markdown(results, meta, kernel_providers)}
 
 
-def _run_task(results, section, spec, provider, preset, device, dtype, macs, peak):
+def _run_task(results, section, spec, provider, preset, device, dtype, macs, peak, profile_to=None):
     if section == "train":
         x_label = f"B={preset.train_batch} {str(dtype).replace('torch.', '')}"
         model_cases.bench_train(results, spec, provider, device, dtype, preset.train_batch, preset.reps,
-                                preset.warmup, x_label, macs, peak)
+                                preset.warmup, x_label, macs, peak, profile_to=profile_to)
     elif section == "inference":
         model_cases.bench_inference(results, spec, provider, device, dtype, preset.inference_batches, preset.reps,
                                     preset.warmup, macs, peak)

@@ -90,19 +90,29 @@ ROW_FIELDS = ("case", "provider", "mode", "metric", "unit", "x", "value", "devic
 
 
 class Results:
-    """Collects long-format rows (and failures) and writes them as JSON and CSV into a folder."""
+    """Collects long-format rows (and failures) and writes them as JSON and CSV into a folder.
+    With `stream` (a path), each row is also appended to that JSON-lines file as it comes, so
+    a run cut short keeps what it measured."""
 
-    def __init__(self, device: str):
+    def __init__(self, device: str, stream: str = None):
         self.device = device
         self.rows = []
         self.errors = []
+        self.top_kernels = {}  # "<model> <provider>" -> [(kernel, ms per step)], from the profile
         self.sha = git_sha()
+        self.stream = stream
+        if stream:
+            os.makedirs(os.path.dirname(stream) or ".", exist_ok=True)
 
     def add(self, case: str, provider: str, mode: str, metric: str, unit: str, x, value: float) -> None:
-        self.rows.append({"case": case, "provider": provider, "mode": mode, "metric": metric, "unit": unit, "x": x,
-                          "value": value, "device": self.device,
-                          "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                          "git_sha": self.sha})
+        row = {"case": case, "provider": provider, "mode": mode, "metric": metric, "unit": unit, "x": x,
+               "value": value, "device": self.device,
+               "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "git_sha": self.sha}
+        self.rows.append(row)
+        if self.stream:
+            with open(self.stream, "a") as f:
+                f.write(json.dumps(row) + "\n")
 
     def value(self, case, provider, mode, metric):
         """The last value recorded for this key, or None."""
@@ -117,7 +127,8 @@ class Results:
         path = os.path.join(folder, f"{name}.json")
         env = (extra or {}).pop("environment", None) or environment(self.device)
         with open(path, "w") as f:
-            json.dump({"environment": env, **(extra or {}), "rows": self.rows, "errors": self.errors}, f, indent=1)
+            json.dump({"environment": env, **(extra or {}), "rows": self.rows, "errors": self.errors,
+                       "top_kernels": self.top_kernels}, f, indent=1)
         with open(os.path.join(folder, f"{name}.csv"), "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=ROW_FIELDS)
             writer.writeheader()

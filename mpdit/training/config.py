@@ -11,7 +11,7 @@ from typing import Optional
 from mpdit.diffusion.flow import TIME_SAMPLERS
 from mpdit_kernels import BACKEND_NAMES
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp8")
 PARALLEL = ("ddp", "fsdp")
 ON_NONFINITE = ("stop", "skip")
 
@@ -51,7 +51,8 @@ class TrainConfig:
     parallel: str = option("ddp", "under torchrun: DDP, or FSDP2 (fully_shard of each block and the model)",
                            choices=PARALLEL)
     kernel_backend: str = option("auto", "who runs the fused ops (mpdit_kernels.backend)", choices=BACKEND_NAMES)
-    precision: str = option("auto", "auto = bf16 autocast on GPU, fp32 on CPU", choices=PRECISIONS)
+    precision: str = option("auto", "auto = bf16 autocast on GPU, fp32 on CPU; fp8 = bf16 with the blocks' linear "
+                                    "layers in float8 (torchao, sm_89+)", choices=PRECISIONS)
     on_nonfinite: str = option("stop", "a non-finite loss or gradient: stop, or skip the step", choices=ON_NONFINITE)
     checkpoint_every: int = option(1000, "steps between checkpoints (and one at the end)")
     log_every: int = option(10, "steps between metrics records")

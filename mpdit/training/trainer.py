@@ -17,6 +17,7 @@ import torch.distributed as dist
 
 from mpdit.diffusion.flow import flow_matching_loss
 from mpdit.models import create_model, get_config
+from mpdit.models.float8 import convert_blocks_to_float8
 from mpdit.training import checkpoint
 from mpdit.training.config import TrainConfig
 from mpdit.training.data import ResumableSampler, latents_info, open_dataset
@@ -140,6 +141,8 @@ def build(config: TrainConfig, world: World, dataset) -> TrainingRun:
 
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     model = create_model(config.model, kernel_backend=config.kernel_backend, **overrides).to(world.device)
+    if config.precision == "fp8":  # before the EMA copy and sharding; the weights' names are unchanged
+        convert_blocks_to_float8(model, world.device)
     ema = create_model(config.model, **overrides).to(world.device).requires_grad_(False)
     ema.load_state_dict(model.state_dict())
     ema.eval()
@@ -147,8 +150,10 @@ def build(config: TrainConfig, world: World, dataset) -> TrainingRun:
     if sharded:  # the EMA is sharded alike, so its update stays shard-local
         shard(model)
         shard(ema)
+    # one fused kernel for the whole update on a GPU (sharded DTensor parameters keep the default)
+    fused = {"fused": True} if world.device.type == "cuda" and not sharded else {}
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
-                                  weight_decay=config.weight_decay)
+                                  weight_decay=config.weight_decay, **fused)
     generator = torch.Generator(device=world.device).manual_seed(config.seed * 1_000_003 + world.rank)
     run = TrainingRun(config, world, model, model, ema, optimizer, generator, model_config, sharded)
     if state is not None:
@@ -183,7 +188,7 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 
 
 def autocast(config: TrainConfig, device: torch.device):
-    bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+    bf16 = config.precision in ("bf16", "fp8") or (config.precision == "auto" and device.type == "cuda")
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 

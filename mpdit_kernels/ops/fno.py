@@ -18,6 +18,7 @@ import torch
 
 from mpdit_kernels.backend import BACKENDS, TORCH, Backend, require
 from mpdit_kernels.checks import check_rank, check_tensor
+from mpdit_kernels.dft import real_dft_bases
 
 Tensor = torch.Tensor
 FP32 = (torch.float32,)
@@ -25,17 +26,24 @@ FP32 = (torch.float32,)
 
 # --------------------------------------------------------------------------- reference
 def fno_time_features_ref(t, grid, lift_weight, lift_bias, spectral, pointwise_weight, pointwise_bias):
-    """Plain PyTorch with torch.fft, the layout of mpdit.models.embeddings.FNOTimeEmbedding."""
-    modes = spectral.shape[3]
+    """Plain PyTorch in real arithmetic, the layout of mpdit.models.embeddings.FNOTimeEmbedding.
+
+    rfft -> keep the lowest M modes -> irfft, written as products with cos / sin bases
+    (below the Nyquist mode; the DC term once, the others twice in the inverse), so that
+    torch.compile generates code for it: Inductor has no code generation for complex
+    tensors (mpdit_kernels.dft). tests/test_op_fno.py checks it against torch.fft.
+    """
+    fwd_re, fwd_im, inv_re, inv_im = real_dft_bases(grid.numel(), spectral.shape[3], t.device)
     points = grid[None, :, None] + t.float()[:, None, None]  # (B, N, 1)
-    h = (points * lift_weight.reshape(1, 1, -1) + lift_bias).transpose(1, 2)  # (B, C, N)
+    h = points * lift_weight.reshape(1, 1, -1) + lift_bias  # (B, N, C)
     for layer in range(spectral.shape[0]):
-        x_ft = torch.fft.rfft(h, dim=-1)[..., :modes]
-        mixed = torch.einsum("bim,iom->bom", x_ft, torch.view_as_complex(spectral[layer].contiguous()))
-        h_next = torch.fft.irfft(mixed, n=h.shape[-1], dim=-1)
-        h_next = h_next + torch.einsum("oi,bin->bon", pointwise_weight[layer], h) + pointwise_bias[layer][None, :, None]
+        x_re, x_im = fwd_re @ h, fwd_im @ h  # (B, M, C): rfft, lowest M modes
+        w_re, w_im = spectral[layer, ..., 0], spectral[layer, ..., 1]  # (in, out, M)
+        y_re = torch.einsum("bmi,iom->bmo", x_re, w_re) - torch.einsum("bmi,iom->bmo", x_im, w_im)
+        y_im = torch.einsum("bmi,iom->bmo", x_re, w_im) + torch.einsum("bmi,iom->bmo", x_im, w_re)
+        h_next = inv_re @ y_re + inv_im @ y_im + h @ pointwise_weight[layer].T + pointwise_bias[layer]  # (B, N, C)
         h = torch.nn.functional.gelu(h_next) if layer < spectral.shape[0] - 1 else h_next
-    return h.mean(dim=-1)
+    return h.mean(dim=1)
 
 
 def check_inputs(t, grid, lift_weight, lift_bias, spectral, pointwise_weight, pointwise_bias) -> None:

@@ -7,12 +7,21 @@ derivation below is the one the C++/CUDA implementation (csrc/adaln*.c*) follows
 import torch
 
 from mpdit_kernels.checks import promoted
-from mpdit_kernels.triton.runtime import row_block, row_contiguous, tl, triton
+from mpdit_kernels.triton.runtime import autotune, row_contiguous, row_width, tl, triton
 
-ROWS_PER_PROGRAM = 16
+# A program owns ROWS rows of one sample and works on TILE of them at once (TILE rows in
+# flight hide the latency of the two row reductions; one row per step left the coarse
+# 80-token shape at 15-34% of copy bandwidth). The GPU times these once per (L, D).
+FORWARD_CONFIGS = [triton.Config({"ROWS": rows, "TILE": tile}, num_warps=warps)
+                   for rows, tile, warps in ((16, 1, 8), (16, 2, 8), (8, 4, 8), (4, 4, 8), (4, 2, 4), (8, 4, 16))]
+# The backward's per-sample partial sums are laid out by ROWS, so it stays fixed there.
+BACKWARD_ROWS = 16
+BACKWARD_CONFIGS = [triton.Config({"TILE": tile}, num_warps=warps)
+                    for tile, warps in ((1, 8), (1, 4), (1, 16), (2, 8), (2, 16), (4, 16))]
 
 
 # --------------------------------------------------------------------------- kernels
+@autotune(FORWARD_CONFIGS, key=["L", "D"])
 @triton.jit
 def _adaln_fwd_kernel(
     x_ptr,  # (B, L, D) residual stream, strides (stride_xb, stride_xl, 1): a token slice is read in place
@@ -25,32 +34,32 @@ def _adaln_fwd_kernel(
     mean_ptr,  # (B, L) float32
     rstd_ptr,  # (B, L) float32
     L, D, stride_xb, stride_xl, stride_yb, stride_yl, eps,
-    HAS_RESIDUAL: tl.constexpr, BLOCK_D: tl.constexpr, ROWS: tl.constexpr,
+    HAS_RESIDUAL: tl.constexpr, BLOCK_D: tl.constexpr, ROWS: tl.constexpr, TILE: tl.constexpr,
 ):
     b = tl.program_id(0)
-    first_row = tl.program_id(1) * ROWS
-    cols = tl.arange(0, BLOCK_D)
+    cols = tl.arange(0, BLOCK_D)[None, :]  # (1, BLOCK_D)
     col_mask = cols < D
     shift = tl.load(shift_ptr + b * D + cols, mask=col_mask, other=0.0).to(tl.float32)
     scale = tl.load(scale_ptr + b * D + cols, mask=col_mask, other=0.0).to(tl.float32)
     if HAS_RESIDUAL:
         gate = tl.load(gate_ptr + b * D + cols, mask=col_mask, other=0.0).to(tl.float32)
-    for i in range(ROWS):
-        row = first_row + i
-        mask = cols < tl.where(row < L, D, 0)  # (col_mask & row < L trips the interpreter)
-        x = tl.load(x_ptr + b * stride_xb + row * stride_xl + cols, mask=mask, other=0.0).to(tl.float32)
-        out_offsets = (b * L + row) * D + cols
+    for start in range(0, ROWS, TILE):
+        rows = tl.program_id(1) * ROWS + start + tl.arange(0, TILE)  # (TILE,)
+        live = rows < L
+        mask = col_mask & live[:, None]  # (TILE, BLOCK_D)
+        x = tl.load(x_ptr + b * stride_xb + rows[:, None] * stride_xl + cols, mask=mask, other=0.0).to(tl.float32)
+        out_offsets = (b * L + rows[:, None]) * D + cols
         if HAS_RESIDUAL:
-            y = tl.load(y_ptr + b * stride_yb + row * stride_yl + cols, mask=mask, other=0.0).to(tl.float32)
-            x = x + gate * y
+            y = tl.load(y_ptr + b * stride_yb + rows[:, None] * stride_yl + cols, mask=mask, other=0.0)
+            x = x + gate * y.to(tl.float32)
             tl.store(xout_ptr + out_offsets, x.to(xout_ptr.dtype.element_ty), mask=mask)
-        mean = tl.sum(x, axis=0) / D
-        centred = tl.where(col_mask, x - mean, 0.0)
-        rstd = 1.0 / tl.sqrt(tl.sum(centred * centred, axis=0) / D + eps)
-        h = centred * rstd * (1.0 + scale) + shift
+        mean = tl.sum(x, axis=1) / D  # (TILE,)
+        centred = tl.where(mask, x - mean[:, None], 0.0)
+        rstd = 1.0 / tl.sqrt(tl.sum(centred * centred, axis=1) / D + eps)
+        h = centred * rstd[:, None] * (1.0 + scale) + shift
         tl.store(h_ptr + out_offsets, h.to(h_ptr.dtype.element_ty), mask=mask)
-        tl.store(mean_ptr + b * L + row, mean, mask=row < L)
-        tl.store(rstd_ptr + b * L + row, rstd, mask=row < L)
+        tl.store(mean_ptr + b * L + rows, mean, mask=live)
+        tl.store(rstd_ptr + b * L + rows, rstd, mask=live)
 
 
 # Backward, per row, with n = (r - mean) * rstd the normalised residual r = x + gate * y:
@@ -58,6 +67,7 @@ def _adaln_fwd_kernel(
 #   dr = rstd * (dn - mean(dn) - n * mean(dn * n)) + dx_out          (LayerNorm backward)
 #   dx = dr;  dy = dr * gate;  dgate += dr * y
 # The per-sample sums run over this program's rows in fp32; the host adds the partials.
+@autotune(BACKWARD_CONFIGS, key=["L", "D"])
 @triton.jit
 def _adaln_bwd_kernel(
     x_ptr,  # (B, L, D) input residual stream, strides (stride_xb, stride_xl, 1)
@@ -74,11 +84,11 @@ def _adaln_bwd_kernel(
     dshift_part_ptr,  # (B, P, D) float32
     dscale_part_ptr,  # (B, P, D) float32
     L, D, P, stride_xb, stride_xl, stride_yb, stride_yl,
-    HAS_RESIDUAL: tl.constexpr, BLOCK_D: tl.constexpr, ROWS: tl.constexpr,
+    HAS_RESIDUAL: tl.constexpr, BLOCK_D: tl.constexpr, ROWS: tl.constexpr, TILE: tl.constexpr,
 ):
     b = tl.program_id(0)
     p = tl.program_id(1)
-    cols = tl.arange(0, BLOCK_D)
+    cols = tl.arange(0, BLOCK_D)[None, :]  # (1, BLOCK_D)
     col_mask = cols < D
     scale = tl.load(scale_ptr + b * D + cols, mask=col_mask, other=0.0).to(tl.float32)
     dshift = tl.zeros([BLOCK_D], dtype=tl.float32)
@@ -86,39 +96,41 @@ def _adaln_bwd_kernel(
     dgate = tl.zeros([BLOCK_D], dtype=tl.float32)
     if HAS_RESIDUAL:
         gate = tl.load(gate_ptr + b * D + cols, mask=col_mask, other=0.0).to(tl.float32)
-    for i in range(ROWS):
-        row = p * ROWS + i
-        mask = cols < tl.where(row < L, D, 0)  # (col_mask & row < L trips the interpreter)
-        r = tl.load(x_ptr + b * stride_xb + row * stride_xl + cols, mask=mask, other=0.0).to(tl.float32)
+    for start in range(0, ROWS, TILE):
+        rows = p * ROWS + start + tl.arange(0, TILE)  # (TILE,)
+        live = rows < L
+        mask = col_mask & live[:, None]  # (TILE, BLOCK_D)
+        r = tl.load(x_ptr + b * stride_xb + rows[:, None] * stride_xl + cols, mask=mask, other=0.0).to(tl.float32)
         if HAS_RESIDUAL:
-            y = tl.load(y_ptr + b * stride_yb + row * stride_yl + cols, mask=mask, other=0.0).to(tl.float32)
+            y = tl.load(y_ptr + b * stride_yb + rows[:, None] * stride_yl + cols, mask=mask, other=0.0).to(tl.float32)
             r = r + gate * y
-        mean = tl.load(mean_ptr + b * L + row, mask=row < L, other=0.0)
-        rstd = tl.load(rstd_ptr + b * L + row, mask=row < L, other=0.0)
-        offsets = (b * L + row) * D + cols
+        mean = tl.load(mean_ptr + b * L + rows, mask=live, other=0.0)[:, None]
+        rstd = tl.load(rstd_ptr + b * L + rows, mask=live, other=0.0)[:, None]
+        offsets = (b * L + rows[:, None]) * D + cols
         dh = tl.load(dh_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
         n = tl.where(mask, (r - mean) * rstd, 0.0)
-        dshift += dh
-        dscale += dh * n
+        dshift += tl.sum(dh, axis=0)
+        dscale += tl.sum(dh * n, axis=0)
         dn = dh * (1.0 + scale)
-        dr = rstd * (dn - tl.sum(dn, axis=0) / D - n * (tl.sum(dn * n, axis=0) / D))
+        dr = rstd * (dn - tl.sum(dn, axis=1)[:, None] / D - n * (tl.sum(dn * n, axis=1)[:, None] / D))
         if HAS_RESIDUAL:
             dr += tl.load(dxout_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-            dgate += dr * y
+            dgate += tl.sum(dr * y, axis=0)
             tl.store(dy_ptr + offsets, (dr * gate).to(dy_ptr.dtype.element_ty), mask=mask)
         tl.store(dx_ptr + offsets, dr.to(dx_ptr.dtype.element_ty), mask=mask)
-    part = (b * P + p) * D + cols
-    tl.store(dshift_part_ptr + part, dshift, mask=col_mask)
-    tl.store(dscale_part_ptr + part, dscale, mask=col_mask)
+    part = (b * P + p) * D + tl.arange(0, BLOCK_D)
+    part_mask = tl.arange(0, BLOCK_D) < D
+    tl.store(dshift_part_ptr + part, dshift, mask=part_mask)
+    tl.store(dscale_part_ptr + part, dscale, mask=part_mask)
     if HAS_RESIDUAL:
-        tl.store(dgate_part_ptr + part, dgate, mask=col_mask)
+        tl.store(dgate_part_ptr + part, dgate, mask=part_mask)
 
 
 # --------------------------------------------------------------------------- launchers
 def adaln_fwd(x, y, gate, shift, scale, eps):
     """Launch the forward; y / gate None = plain variant. Returns (x_out or None, h, mean, rstd)."""
     B, L, D = x.shape
-    block, warps = row_block("adaln_modulate", D)
+    block = row_width("adaln_modulate", D)
     x, y = row_contiguous(x), row_contiguous(y)
     h = torch.empty((B, L, D), device=x.device, dtype=promoted(x, y, gate, shift, scale))
     x_out = torch.empty((B, L, D), device=x.device, dtype=promoted(x, y, gate)) if y is not None else h
@@ -126,11 +138,10 @@ def adaln_fwd(x, y, gate, shift, scale, eps):
     rstd = torch.empty_like(mean)
     gate, shift, scale = (v.contiguous() if v is not None else None for v in (gate, shift, scale))
     y_arg = y if y is not None else x
-    grid = (B, triton.cdiv(L, ROWS_PER_PROGRAM))
-    _adaln_fwd_kernel[grid](
+    _adaln_fwd_kernel[lambda meta: (B, triton.cdiv(L, meta["ROWS"]))](
         x, y_arg, gate if gate is not None else shift, shift, scale, x_out, h, mean, rstd,
         L, D, x.stride(0), x.stride(1), y_arg.stride(0), y_arg.stride(1), eps,
-        HAS_RESIDUAL=y is not None, BLOCK_D=block, ROWS=ROWS_PER_PROGRAM, num_warps=warps)
+        HAS_RESIDUAL=y is not None, BLOCK_D=block)
     return (x_out if y is not None else None), h, mean, rstd
 
 
@@ -139,8 +150,8 @@ def adaln_bwd(x, y, gate, scale, mean, rstd, dx_out, dh):
     B, L, D = x.shape
     has_residual = y is not None
     x, y = row_contiguous(x), row_contiguous(y)
-    block, warps = row_block("adaln_modulate backward", D)
-    P = triton.cdiv(L, ROWS_PER_PROGRAM)
+    block = row_width("adaln_modulate backward", D)
+    P = triton.cdiv(L, BACKWARD_ROWS)
     dh = dh.contiguous()  # gradients can arrive as expanded, stride-0 views
     dx_out = dx_out.contiguous() if has_residual else dh
     dx = torch.empty((B, L, D), device=x.device, dtype=x.dtype)
@@ -151,7 +162,7 @@ def adaln_bwd(x, y, gate, scale, mean, rstd, dx_out, dh):
     _adaln_bwd_kernel[(B, P)](
         x, y_arg, gate, scale.contiguous(), mean, rstd, dx_out, dh, dx, dy, parts[0], parts[1], parts[2],
         L, D, P, x.stride(0), x.stride(1), y_arg.stride(0), y_arg.stride(1),
-        HAS_RESIDUAL=has_residual, BLOCK_D=block, ROWS=ROWS_PER_PROGRAM, num_warps=warps)
+        HAS_RESIDUAL=has_residual, BLOCK_D=block, ROWS=BACKWARD_ROWS)
     # separate tensors (custom-op outputs may not alias), summed in fp32 and cast once
     dgate, dshift, dscale = (part.sum(dim=1).to(v.dtype) for part, v in zip(parts, (gate, scale, scale)))
     if not has_residual:

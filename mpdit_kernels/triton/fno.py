@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from mpdit_kernels.dft import real_dft_bases
 from mpdit_kernels.triton.runtime import tl, triton
 
 INV_SQRT2 = 1.0 / math.sqrt(2.0)
@@ -116,16 +117,10 @@ _BASES = {}
 
 
 def dft_bases(grid_size: int, modes: int, device) -> tuple:
-    """(Cr, Ci, Er, Ei) float32: forward (M, N) and inverse (N, M) real-DFT bases, cached per device."""
+    """mpdit_kernels.dft's bases as the kernels read them (contiguous), cached per device."""
     key = (grid_size, modes, str(device))
     if key not in _BASES:
-        k = torch.arange(modes, dtype=torch.float64)[:, None]
-        n = torch.arange(grid_size, dtype=torch.float64)[None, :]
-        angle = 2 * math.pi * k * n / grid_size  # (M, N)
-        weight = torch.full((modes, 1), 2.0, dtype=torch.float64)
-        weight[0] = 1.0  # the DC term appears once in the inverse (and the Nyquist mode is never kept)
-        bases = (angle.cos(), -angle.sin(), (weight * angle.cos() / grid_size).T, (-weight * angle.sin() / grid_size).T)
-        _BASES[key] = tuple(basis.float().contiguous().to(device) for basis in bases)
+        _BASES[key] = tuple(basis.contiguous() for basis in real_dft_bases(grid_size, modes, device))
     return _BASES[key]
 
 

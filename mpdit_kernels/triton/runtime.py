@@ -32,6 +32,14 @@ except ImportError:  # e.g. macOS: no Triton wheels
         def cdiv(a, b):
             return -(-a // b)
 
+        @staticmethod
+        def autotune(configs, key, **kwargs):
+            return lambda fn: fn
+
+        @staticmethod
+        def Config(kwargs, num_warps=4):
+            return kwargs
+
     triton = tl = _NoTriton()
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -58,7 +66,38 @@ def row_contiguous(tensor):
 
 def row_block(op: str, width: int) -> tuple:
     """(BLOCK, num_warps) for kernels that hold one row of `width` elements."""
+    block = row_width(op, width)
+    return block, min(max(block // 256, 1), 16)
+
+
+def row_width(op: str, width: int) -> int:
+    """The power-of-two BLOCK that holds a row of `width` elements (warps are the autotuner's)."""
     if width > MAX_WIDTH:
         raise ValueError(f"{op}: width {width} is larger than the {MAX_WIDTH} the Triton kernels support")
-    block = triton.next_power_of_2(width)
-    return block, min(max(block // 256, 1), 16)
+    return triton.next_power_of_2(width)
+
+
+# The config index every autotuned kernel runs, instead of timing them all (tests set it to
+# cover each config; MPDIT_TRITON_CONFIG=<index> pins one, e.g. for a short GPU test run).
+# None: the GPU times every config, the interpreter (no timer) runs the last of each list,
+# the tiled one with the most masking.
+forced_config = int(os.environ["MPDIT_TRITON_CONFIG"]) if os.environ.get("MPDIT_TRITON_CONFIG") else None
+
+
+def _quick_bench(kernel_call, quantiles):
+    """Autotuning's timer: short runs (these kernels take well under a millisecond)."""
+    import triton.testing
+
+    return triton.testing.do_bench(kernel_call, warmup=5, rep=25, quantiles=quantiles)
+
+
+def _prune(configs, named_args, **kwargs):
+    if forced_config is not None:
+        return [configs[forced_config]]
+    return [configs[-1]] if INTERPRET else configs
+
+
+def autotune(configs: list, key: list):
+    """triton.autotune over `configs` on a GPU, timed once per `key` value (and argument dtypes);
+    under the interpreter, or with `forced_config` set, one config."""
+    return triton.autotune(configs, key=key, do_bench=_quick_bench, prune_configs_by={"early_config_prune": _prune})

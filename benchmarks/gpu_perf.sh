@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The performance run (issue 11), in one call of under 10 minutes on one H100 / H200, most
+# important figures first; each step gets what is left of the time and stops at its share:
+#   1. install without the native extension (gpu_check.sh covers it) and torchao from a
+#      carried wheel (.whl/torchao-*.whl) when there;
+#   2. the GPU tests of what this run relies on: the adaLN kernels under every tuning config,
+#      the FNO reference, the float8 transform;
+#   3. MPDiT-XL training step, batch 256, bf16, compile (the baseline every user gets) and
+#      triton+compile in ONE process, each with its profile (where the step's time goes) and
+#      the SDPA backends timed at the model's attention shapes;
+#   4. each fused op at MPDiT-XL's shapes, % of the device copy measured in the same run;
+#   5. MPDiT-XL eager torch and triton, and triton+compile+fp8 (torchao float8), one process;
+#   6. SiT-XL/2, eager torch and triton, if time is left.
+# Everything streams into $OUT: perf.log (all output), rows.jsonl (every result row, synced
+# every 10 s), tables.md (each bench's tables), at the end bench-json.tar.gz and traces.tar.
+# Reads the GPU's settings (nvidia-smi); never changes them.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-benchmarks/results/gpu-perf-$(date +%F)}
+BUDGET=${BUDGET:-550}  # seconds for the whole script
+# A dry run on a CPU: PRESET=tiny XL=MPDiT-S/8px SIT=SiT-S/2/8px TRITON_INTERPRET=1 bash benchmarks/gpu_perf.sh
+PRESET=${PRESET:-paper} XL=${XL:-MPDiT-XL} SIT=${SIT:-SiT-XL/2}
+WORK=/tmp/mpdit-perf
+mkdir -p "$OUT" "$WORK"
+LOG="$OUT/perf.log"
+: > "$LOG"
+export PYTHONUNBUFFERED=1 CC=gcc CXX=g++
+start=$(date +%s)
+deadline=$((start + BUDGET))
+
+say() { echo "$*" | tee -a "$LOG"; }
+# run_step NAME SECONDS COMMAND...: at most SECONDS, and never past the deadline
+run_step() {
+  local name=$1 want=$2; shift 2
+  local left=$((deadline - $(date +%s) - 5))
+  local limit=$(( want < left ? want : left ))
+  if [ "$limit" -lt 20 ]; then say "== $name: skipped, ${left} s left =="; return 0; fi
+  say "== $name (at $(( $(date +%s) - start )) s, limit ${limit} s) =="
+  timeout "$limit" "$@" >> "$LOG" 2>&1
+  local rc=$?
+  say "== $name: rc=$rc after $(( $(date +%s) - start )) s =="
+  return $rc
+}
+bench() {  # bench NAME SECONDS ARGS...: one `mpdit bench` process into $WORK/NAME
+  local name=$1 want=$2; shift 2
+  run_step "bench $name: mpdit bench --preset $PRESET $*" "$want" \
+    python -m mpdit bench --preset "$PRESET" --out "$WORK/$name" --no-progress --no-plots "$@"
+}
+( while sleep 10; do cat "$WORK"/*/bench.jsonl > "$OUT/rows.jsonl" 2>/dev/null; done ) &
+syncer=$!
+
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit,memory.total --format=csv \
+  | tee -a "$LOG"
+if ls .whl/torchao-*.whl > /dev/null 2>&1; then
+  python -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/torchao-*.whl >> "$LOG" 2>&1 \
+    && export PYTHONPATH=/tmp/site
+fi
+MPDIT_NATIVE_BUILD=0 python -m pip install -q --no-deps --no-build-isolation -e . >> "$LOG" 2>&1 \
+  || { say "install failed"; exit 1; }
+python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())
+try:
+    import torchao; print('torchao', torchao.__version__)
+except ImportError as e: print('no torchao:', e)" 2>&1 | grep -v "Failed to load" | tee -a "$LOG"
+
+# The op tests pin one config per kernel (each config has its own test) so that no test autotunes.
+MPDIT_TRITON_CONFIG=-1 run_step "GPU tests" 90 python -m pytest -q -x -p no:cacheprovider tests/test_op_adaln.py \
+  tests/test_op_fno.py tests/test_float8.py -k "not native"
+tests_rc=$?
+
+bench xl-compile 270 --models "$XL" --sections flops,train,profile --providers compile,triton+compile
+bench kernels 80 --models "$XL" --sections kernels --providers torch,triton
+bench xl-eager-fp8 160 --models "$XL" --sections train,profile --providers torch,triton,triton+compile+fp8
+bench sit-eager 60 --models "$SIT" --sections train --providers torch,triton
+
+kill $syncer 2> /dev/null
+cat "$WORK"/*/bench.jsonl > "$OUT/rows.jsonl" 2> /dev/null
+(cd "$WORK" && tar czf "$OUT/bench-json.tar.gz" */bench.json 2> /dev/null)
+# the Chrome traces, smallest first, while they fit in 15 MB (what comes back is limited)
+(cd "$WORK" && ls -rS */trace_*.json.gz 2> /dev/null | awk -v limit=15000000 \
+   '{ cmd = "stat -c %s " $0; cmd | getline size; close(cmd); total += size; if (total < limit) print }' \
+   | xargs -r tar cf "$OUT/traces.tar")
+grep -E '^(## mpdit bench|Where a|\||Training|Fused|Longest|attention|note|measured|torch |FAILED|== )' "$LOG" \
+  > "$OUT/tables.md"
+echo
+echo "== done in $(( $(date +%s) - start )) s; GPU tests rc=$tests_rc =="
+grep -E "^(\| MPDiT|\| SiT|\| residual|\| adaln|\| upsample|\| fine|\| fno)" "$LOG" | head -60

@@ -1,0 +1,54 @@
+"""Which of PyTorch's SDPA backends runs the models' attention fastest (forward + backward).
+
+At each distinct (tokens, heads, head width) of the models under test (MPDiT-XL: 80 coarse
+and 272 fine tokens at width 72): SDPA as it chooses by itself, then each fused backend
+forced through torch.nn.attention.sdpa_kernel; a backend that refuses the shape is skipped.
+"""
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from mpdit.bench.timing import time_call
+from mpdit.models.registry import get_config
+
+FORCED = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
+          "efficient": SDPBackend.EFFICIENT_ATTENTION}
+
+
+def attention_shapes(specs) -> list:
+    """Distinct (tokens, heads, head width) over every stage of every model spec."""
+    shapes = []
+    for spec in specs:
+        config = get_config(spec.name, **spec.overrides)
+        for patch, _ in config.stages:
+            shape = (config.class_tokens + (config.latent_size // patch) ** 2, config.num_heads,
+                     config.hidden_size // config.num_heads)
+            if shape not in shapes:
+                shapes.append(shape)
+    return shapes
+
+
+def default_choice(q, k, v) -> str:
+    """The backend SDPA picks for these inputs when nothing is forced."""
+    choice = torch._fused_sdp_choice(q, k, v)
+    names = {backend.value: name for name, backend in FORCED.items()}
+    return names.get(choice, "math" if choice == SDPBackend.MATH.value else f"backend {choice}")
+
+
+def bench_attention(results, specs, batch: int, dtype: torch.dtype, device: str) -> None:
+    for tokens, heads, width in attention_shapes(specs):
+        q, k, v = (torch.randn(batch, heads, tokens, width, device=device, dtype=dtype, requires_grad=True)
+                   for _ in range(3))
+        grad = torch.randn(batch, heads, tokens, width, device=device, dtype=dtype)
+        step = lambda: torch.autograd.grad(F.scaled_dot_product_attention(q, k, v), (q, k, v), grad)
+        case = f"attention L={tokens} hd={width}"
+        x = f"B={batch} heads={heads} {str(dtype).replace('torch.', '')}"
+        results.add(case, f"sdpa default ({default_choice(q, k, v)})", "attention", "fwd_bwd_ms", "ms", x,
+                    time_call(step, device)["median_ms"])
+        for name, backend in FORCED.items():
+            try:
+                with sdpa_kernel([backend]):
+                    ms = time_call(step, device)["median_ms"]
+            except RuntimeError:  # this backend does not take the shape / dtype / device
+                continue
+            results.add(case, f"sdpa-{name}", "attention", "fwd_bwd_ms", "ms", x, ms)
