@@ -8,7 +8,8 @@
 #   3. MPDiT-XL training step, batch 256, bf16, compile (the baseline every user gets) and
 #      triton+compile in ONE process, each with its profile (where the step's time goes) and
 #      the SDPA backends timed at the model's attention shapes;
-#   4. each fused op at MPDiT-XL's shapes, % of the device copy measured in the same run;
+#   4. each fused op at MPDiT-XL's shapes, % of the device copy measured in the same run, and
+#      the adaLN kernels under each tuning config (benchmarks/adaln_configs.py);
 #   5. MPDiT-XL eager torch and triton, and triton+compile+fp8 (torchao float8), one process;
 #   6. SiT-XL/2, eager torch and triton, if time is left.
 # Everything streams into $OUT: perf.log (all output), rows.jsonl (every result row, synced
@@ -19,12 +20,13 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results/gpu-perf-$(date +%F)}
 BUDGET=${BUDGET:-550}  # seconds for the whole script
 # A dry run on a CPU: PRESET=tiny XL=MPDiT-S/8px SIT=SiT-S/2/8px TRITON_INTERPRET=1 bash benchmarks/gpu_perf.sh
-PRESET=${PRESET:-paper} XL=${XL:-MPDiT-XL} SIT=${SIT:-SiT-XL/2}
+PRESET=${PRESET:-paper} XL=${XL:-MPDiT-XL} SIT=${SIT:-SiT-XL/2} ADALN_BATCH=${ADALN_BATCH:-256}
+ADALN_WIDTHS=${ADALN_WIDTHS:-1152,768}
 WORK=/tmp/mpdit-perf
 mkdir -p "$OUT" "$WORK"
 LOG="$OUT/perf.log"
 : > "$LOG"
-export PYTHONUNBUFFERED=1 CC=gcc CXX=g++
+export PYTHONUNBUFFERED=1 CC=gcc CXX=g++ TRITON_PRINT_AUTOTUNING=1  # the autotuner's picks go to the log
 start=$(date +%s)
 deadline=$((start + BUDGET))
 
@@ -69,6 +71,8 @@ tests_rc=$?
 
 bench xl-compile 270 --models "$XL" --sections flops,train,profile --providers compile,triton+compile
 bench kernels 80 --models "$XL" --sections kernels --providers torch,triton
+run_step "adaLN kernels, every tuning config (config 0 = before the tiling)" 60 python benchmarks/adaln_configs.py \
+  --batch "$ADALN_BATCH" --widths "$ADALN_WIDTHS"
 bench xl-eager-fp8 160 --models "$XL" --sections train,profile --providers torch,triton,triton+compile+fp8
 bench sit-eager 60 --models "$SIT" --sections train --providers torch,triton
 
@@ -79,7 +83,7 @@ cat "$WORK"/*/bench.jsonl > "$OUT/rows.jsonl" 2> /dev/null
 (cd "$WORK" && ls -rS */trace_*.json.gz 2> /dev/null | awk -v limit=15000000 \
    '{ cmd = "stat -c %s " $0; cmd | getline size; close(cmd); total += size; if (total < limit) print }' \
    | xargs -r tar cf "$OUT/traces.tar")
-grep -E '^(## mpdit bench|Where a|\||Training|Fused|Longest|attention|note|measured|torch |FAILED|== )' "$LOG" \
+grep -E '^(## mpdit bench|Where a|\||Training|Fused|Longest|attention|note|measured|torch |FAILED|== |device copy|Triton autotuning)' "$LOG" \
   > "$OUT/tables.md"
 echo
 echo "== done in $(( $(date +%s) - start )) s; GPU tests rc=$tests_rc =="
