@@ -8,20 +8,23 @@
 #   3. MPDiT-XL training step, batch 256, bf16, compile (the baseline every user gets) and
 #      triton+compile in ONE process, each with its profile (where the step's time goes) and
 #      the SDPA backends timed at the model's attention shapes;
-#   4. each fused op at MPDiT-XL's shapes, % of the device copy measured in the same run, and
-#      the adaLN kernels under each tuning config (benchmarks/adaln_configs.py);
-#   5. MPDiT-XL eager torch and triton, and triton+compile+fp8 (torchao float8), one process;
-#   6. SiT-XL/2, eager torch and triton, if time is left.
+#   4. each fused op at MPDiT-XL's shapes (device time: CUDA-graph replays), % of the device
+#      copy measured in the same run;
+#   5. MPDiT-XL triton+compile+fp8 (torchao float8) with its profile (compiling it takes ~2 min);
+#   6. MPDiT-XL eager torch and triton with their profiles; SiT-XL/2 eager, if time is left.
+# Timings of the 2026-11-27 run (H200): install 16 s, tests 48 s, compile + triton+compile
+# 190 s (compiling: 78 s and 57 s), kernels 26 s, fp8 train alone 180 s, eager pair ~80 s.
 # Everything streams into $OUT: perf.log (all output), rows.jsonl (every result row, synced
 # every 10 s), tables.md (each bench's tables), at the end bench-json.tar.gz and traces.tar.
-# Reads the GPU's settings (nvidia-smi); never changes them.
+# Reads the GPU's settings (nvidia-smi); never changes them. Run it as
+#   MPDIT_GIT_SHA=<the commit, read here> bash benchmarks/gpu_perf.sh
+# (the device tool's copy of the tree carries the session's first .git: rows would name it).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results/gpu-perf-$(date +%F)}
 BUDGET=${BUDGET:-550}  # seconds for the whole script
 # A dry run on a CPU: PRESET=tiny XL=MPDiT-S/8px SIT=SiT-S/2/8px TRITON_INTERPRET=1 bash benchmarks/gpu_perf.sh
-PRESET=${PRESET:-paper} XL=${XL:-MPDiT-XL} SIT=${SIT:-SiT-XL/2} ADALN_BATCH=${ADALN_BATCH:-256}
-ADALN_WIDTHS=${ADALN_WIDTHS:-1152,768}
+PRESET=${PRESET:-paper} XL=${XL:-MPDiT-XL} SIT=${SIT:-SiT-XL/2}
 WORK=/tmp/mpdit-perf
 mkdir -p "$OUT" "$WORK"
 LOG="$OUT/perf.log"
@@ -66,14 +69,13 @@ except ImportError as e: print('no torchao:', e)" 2>&1 | grep -v "Failed to load
 
 # The op tests pin one config per kernel (each config has its own test) so that no test autotunes.
 MPDIT_TRITON_CONFIG=-1 run_step "GPU tests" 90 python -m pytest -q -x -p no:cacheprovider tests/test_op_adaln.py \
-  tests/test_op_fno.py tests/test_float8.py -k "not native"
+  tests/test_op_fno.py tests/test_float8.py tests/test_backends.py -k "not native and (not test_backends or one_graph)"
 tests_rc=$?
 
 bench xl-compile 270 --models "$XL" --sections flops,train,profile --providers compile,triton+compile
 bench kernels 80 --models "$XL" --sections kernels --providers torch,triton
-run_step "adaLN kernels, every tuning config (config 0 = before the tiling)" 60 python benchmarks/adaln_configs.py \
-  --batch "$ADALN_BATCH" --widths "$ADALN_WIDTHS"
-bench xl-eager-fp8 160 --models "$XL" --sections train,profile --providers torch,triton,triton+compile+fp8
+bench xl-fp8 230 --models "$XL" --sections train,profile --providers triton+compile+fp8
+bench xl-eager 80 --models "$XL" --sections train,profile --providers torch,triton
 bench sit-eager 60 --models "$SIT" --sections train --providers torch,triton
 
 kill $syncer 2> /dev/null

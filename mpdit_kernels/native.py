@@ -49,15 +49,15 @@ def _cast(dtype, *tensors):
 
 
 # --------------------------------------------------------------------------- launchers
-def adaln_fwd(x, y, gate, shift, scale, eps):
+def adaln_fwd(x, y, gate, shift, scale, eps, h_dtype):
     _check_width("adaln_modulate", x.shape[-1])
     common, x_out_dtype = promoted(x, y, gate, shift, scale), promoted(x, y, gate)
     x, y, gate, shift, scale = _cast(common, x, y, gate, shift, scale)
     if y is None:
         h, mean, rstd = torch.ops.mpdit_native.adaln_modulate(x, shift, scale, eps)
-        return None, h, mean, rstd
+        return None, h.to(h_dtype), mean, rstd  # the kernels write the common dtype: cast after
     x_out, h, mean, rstd = torch.ops.mpdit_native.residual_adaln_modulate(x, y, gate, shift, scale, eps)
-    return x_out.to(x_out_dtype), h, mean, rstd
+    return x_out.to(x_out_dtype), h.to(h_dtype), mean, rstd
 
 
 def adaln_bwd(x, y, gate, scale, mean, rstd, dx_out, dh):

@@ -35,17 +35,19 @@ def fine_entry_inputs(case, with_skip, device):
 
 
 def check_strided_rows_and_expanded_gradients(residual_fn, residual_ref, device):
-    """A token slice (the final layer's image tokens) is read with its strides; a gradient from
-    .sum() arrives as a stride-0 view, which a kernel must not read as contiguous memory."""
+    """A token slice (the final layer's image tokens) is read with its strides, and so are the
+    (B, D) vectors sliced out of the (B, 6, D) modulation; a gradient from .sum() arrives as a
+    stride-0 view, which a kernel must not read as contiguous memory."""
     full_x, full_y = (torch.randn(3, 20, 72, device=device, requires_grad=True) for _ in range(2))
-    gate, shift, scale = (torch.randn(3, 72, device=device, requires_grad=True) for _ in range(3))
+    modulation = (0.5 * torch.randn(3, 6, 72, device=device)).requires_grad_()
+    shift, scale, gate = modulation.unbind(1)[3:]
     x, y = full_x[:, 4:], full_y[:, 4:]
-    assert not x.is_contiguous()
+    assert not x.is_contiguous() and not gate.is_contiguous()
     x_out, h = residual_fn(x, y, gate, shift, scale)
     ref_out, ref_h = residual_ref(x, y, gate, shift, scale)
     torch.testing.assert_close(h, ref_h, rtol=1e-5, atol=1e-5)
-    got = torch.autograd.grad(h.sum() + x_out.sum(), (full_x, full_y, gate, shift, scale))
-    want = torch.autograd.grad(ref_h.sum() + ref_out.sum(), (full_x, full_y, gate, shift, scale))
+    got = torch.autograd.grad(h.sum() + x_out.sum(), (full_x, full_y, modulation))
+    want = torch.autograd.grad(ref_h.sum() + ref_out.sum(), (full_x, full_y, modulation))
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
 

@@ -40,6 +40,11 @@ def test_compiled_model_is_one_graph(fused):
     compiled = torch.compile(fused_model, fullgraph=True, backend="aot_eager")
     x, t, y = (v.to(fused.device) for v in random_inputs(torch_model, batch=2))
     torch.testing.assert_close(compiled(x, t, y), torch_model(x, t, y), rtol=1e-4, atol=1e-5)
+    # under autocast too (the ops ask for the autocast dtype while they are traced)
+    with torch.autocast(torch.device(fused.device).type, dtype=torch.bfloat16):
+        out = torch.compile(fused_model, fullgraph=True, backend="aot_eager")(x, t, y)
+        expected = torch_model(x, t, y)
+    torch.testing.assert_close(out.float(), expected.float(), rtol=0.05, atol=0.05)  # bf16 matrix products
 
 
 def test_training_follows_the_torch_backend(fused, tmp_path):

@@ -4,6 +4,7 @@ import torch
 
 from kernel_checks import ADALN_SHAPES, DTYPES, adaln_inputs, check_op, check_strided_rows_and_expanded_gradients
 from mpdit_kernels import ops
+from mpdit_kernels.backend import TORCH
 from mpdit_kernels.ops import adaln_modulate_ref, residual_adaln_modulate_ref
 
 
@@ -55,6 +56,28 @@ def test_mixed_dtypes_follow_eager_promotion(fused):
     assert [g.dtype for g in grads] == [torch.float32] + [torch.bfloat16] * 4
 
 
+def test_h_is_written_in_the_autocast_dtype(fused):
+    """Under autocast h feeds a matrix product: every backend (the torch one too) returns it in
+    the autocast dtype, rounded once from the fp32 result, and its gradient flows back in that
+    dtype; the residual stream x_out keeps the promoted dtype."""
+    x = torch.randn(2, 17, 72, device=fused.device, requires_grad=True)
+    y, gate, shift, scale = (t.bfloat16().requires_grad_() for t in adaln_inputs(2, 17, 72, fused.device)[1:])
+    for backend in (fused.backend, TORCH):
+        # the same computation without autocast: the kernels form gate * y in fp32, eager in bf16
+        wide = (y.float(), gate.float(), shift.float(), scale.float()) if backend is not TORCH else (y, gate, shift, scale)
+        expected_out, expected_h = residual_adaln_modulate_ref(x, *wide)
+        with torch.autocast(torch.device(fused.device).type, dtype=torch.bfloat16):
+            x_out, h = residual_on(backend)(x, y, gate, shift, scale)
+            plain = ops.adaln_modulate(x, shift, scale, backend)
+        assert (x_out.dtype, h.dtype, plain.dtype) == (torch.float32, torch.bfloat16, torch.bfloat16), backend.name
+        assert expected_h.dtype == torch.float32
+        torch.testing.assert_close(x_out, expected_out, rtol=1e-5, atol=1e-5)
+        # within one bf16 ulp of the fp32 result (its fp32 rounding differs slightly per backend)
+        torch.testing.assert_close(h.float(), expected_h, rtol=2 ** -7, atol=1e-4)
+        grads = torch.autograd.grad((h.float() ** 2).sum(), (x, y, gate, shift, scale))
+        assert all(torch.isfinite(g).all() for g in grads)
+
+
 @pytest.mark.parametrize("mixed", [False, True])
 def test_opcheck(fused, mixed):
     """Schema, fake implementations and autograd registration agree with the backend's kernels,
@@ -64,8 +87,9 @@ def test_opcheck(fused, mixed):
         y, gate, scale = y.bfloat16(), gate.bfloat16(), scale.bfloat16()
     x, y, gate, shift, scale = (t.requires_grad_() for t in (x, y, gate, shift, scale))
     name = fused.backend.name
-    torch.library.opcheck(torch.ops.mpdit.residual_adaln_modulate.default, (x, y, gate, shift, scale, name))
-    torch.library.opcheck(torch.ops.mpdit.adaln_modulate.default, (x, shift, scale, name))
+    h_dtype = torch.bfloat16 if mixed else torch.float32  # mixed: h written in an autocast dtype
+    torch.library.opcheck(torch.ops.mpdit.residual_adaln_modulate.default, (x, y, gate, shift, scale, h_dtype, name))
+    torch.library.opcheck(torch.ops.mpdit.adaln_modulate.default, (x, shift, scale, h_dtype, name))
     mean, rstd = torch.randn(2, 17, device=fused.device), torch.rand(2, 17, device=fused.device) + 0.5
     dx_out, dh = torch.randn_like(x), torch.randn_like(x)
     saved = [t.detach() for t in (x, y, gate, scale)]

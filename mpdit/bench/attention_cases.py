@@ -10,6 +10,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from mpdit.bench.timing import time_call
 from mpdit.models.registry import get_config
+from mpdit_kernels.attention import sdpa_choice
 
 FORCED = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
           "efficient": SDPBackend.EFFICIENT_ATTENTION}
@@ -28,13 +29,6 @@ def attention_shapes(specs) -> list:
     return shapes
 
 
-def default_choice(q, k, v) -> str:
-    """The backend SDPA picks for these inputs when nothing is forced."""
-    choice = torch._fused_sdp_choice(q, k, v)
-    names = {backend.value: name for name, backend in FORCED.items()}
-    return names.get(choice, "math" if choice == SDPBackend.MATH.value else f"backend {choice}")
-
-
 def bench_attention(results, specs, batch: int, dtype: torch.dtype, device: str) -> None:
     for tokens, heads, width in attention_shapes(specs):
         q, k, v = (torch.randn(batch, heads, tokens, width, device=device, dtype=dtype, requires_grad=True)
@@ -43,7 +37,7 @@ def bench_attention(results, specs, batch: int, dtype: torch.dtype, device: str)
         step = lambda: torch.autograd.grad(F.scaled_dot_product_attention(q, k, v), (q, k, v), grad)
         case = f"attention L={tokens} hd={width}"
         x = f"B={batch} heads={heads} {str(dtype).replace('torch.', '')}"
-        results.add(case, f"sdpa default ({default_choice(q, k, v)})", "attention", "fwd_bwd_ms", "ms", x,
+        results.add(case, f"sdpa default ({sdpa_choice(q, k, v)})", "attention", "fwd_bwd_ms", "ms", x,
                     time_call(step, device)["median_ms"])
         for name, backend in FORCED.items():
             try:

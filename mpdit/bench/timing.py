@@ -1,7 +1,7 @@
 """Timing, device ceilings and result rows shared by `mpdit bench` and benchmarks/.
 
 Short calls: triton.testing.do_bench on GPU (CUDA events, warm-up, L2 flush between runs),
-perf_counter on CPU; median with 20th / 80th percentiles of at least `min_reps` runs.
+or replays of a CUDA graph where the host's launch cost would be timed instead; perf_counter on CPU; median with 20th / 80th percentiles of at least `min_reps` runs.
 Long calls (a training step, a sampling run): synchronised perf_counter per call.
 Rows are long format: case, provider, mode, metric, unit, x, value, device, timestamp, git sha.
 """
@@ -18,12 +18,18 @@ import torch
 from mpdit.bench.environment import environment
 
 
-def time_call(fn, device: str, warmup_ms: float = 25, rep_ms: float = 100, min_reps: int = 10) -> dict:
-    """{'median_ms', 'p20_ms', 'p80_ms'} of fn() on `device`."""
+def time_call(fn, device: str, warmup_ms: float = 25, rep_ms: float = 100, min_reps: int = 10,
+              graph: bool = False) -> dict:
+    """{'median_ms', 'p20_ms', 'p80_ms'} of fn() on `device`. graph: on CUDA, replays of fn
+    captured in a CUDA graph, so that a call shorter than its host-side launch cost (a fused op
+    at the coarse 80-token shape) is timed on the device, not on the host."""
     if device == "cuda":
         import triton.testing
 
-        p20, median, p80 = triton.testing.do_bench(fn, warmup=warmup_ms, rep=rep_ms, quantiles=[0.2, 0.5, 0.8])
+        if graph:
+            p20, median, p80 = triton.testing.do_bench_cudagraph(fn, rep=rep_ms, quantiles=[0.2, 0.5, 0.8])
+        else:
+            p20, median, p80 = triton.testing.do_bench(fn, warmup=warmup_ms, rep=rep_ms, quantiles=[0.2, 0.5, 0.8])
         return {"median_ms": median, "p20_ms": p20, "p80_ms": p80}
     fn()  # warm-up: first-call costs stay out of the numbers
     times, deadline = [], time.perf_counter() + rep_ms / 1e3
@@ -79,6 +85,10 @@ def copy_bandwidth_gbs(device: str, size_bytes: int = 1 << 30) -> float:
 
 
 def git_sha() -> str:
+    """The checkout's commit; MPDIT_GIT_SHA overrides it (a copy of a working tree, as on a lent
+    GPU machine, can carry another commit's .git)."""
+    if os.environ.get("MPDIT_GIT_SHA"):
+        return os.environ["MPDIT_GIT_SHA"]
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                               check=True).stdout.strip()

@@ -26,23 +26,23 @@ BACKWARD_CONFIGS = [triton.Config({"TILE": tile}, num_warps=warps)
 def _adaln_fwd_kernel(
     x_ptr,  # (B, L, D) residual stream, strides (stride_xb, stride_xl, 1): a token slice is read in place
     y_ptr,  # (B, L, D) branch output, strides (stride_yb, stride_yl, 1); unused without residual
-    gate_ptr,  # (B, D) contiguous; unused without residual
-    shift_ptr,  # (B, D) contiguous
-    scale_ptr,  # (B, D) contiguous
+    gate_ptr,  # (B, D), strides (stride_gb, 1); unused without residual
+    shift_ptr,  # (B, D), strides (stride_sb, 1): a slice of the (B, 6, D) modulation is read in place
+    scale_ptr,  # (B, D), strides (stride_cb, 1)
     xout_ptr,  # (B, L, D) contiguous: x + gate * y; unused without residual
     h_ptr,  # (B, L, D) contiguous: modulated LayerNorm
     mean_ptr,  # (B, L) float32
     rstd_ptr,  # (B, L) float32
-    L, D, stride_xb, stride_xl, stride_yb, stride_yl, eps,
+    L, D, stride_xb, stride_xl, stride_yb, stride_yl, stride_gb, stride_sb, stride_cb, eps,
     HAS_RESIDUAL: tl.constexpr, BLOCK_D: tl.constexpr, ROWS: tl.constexpr, TILE: tl.constexpr,
 ):
     b = tl.program_id(0)
     cols = tl.arange(0, BLOCK_D)[None, :]  # (1, BLOCK_D)
     col_mask = cols < D
-    shift = tl.load(shift_ptr + b * D + cols, mask=col_mask, other=0.0).to(tl.float32)
-    scale = tl.load(scale_ptr + b * D + cols, mask=col_mask, other=0.0).to(tl.float32)
+    shift = tl.load(shift_ptr + b * stride_sb + cols, mask=col_mask, other=0.0).to(tl.float32)
+    scale = tl.load(scale_ptr + b * stride_cb + cols, mask=col_mask, other=0.0).to(tl.float32)
     if HAS_RESIDUAL:
-        gate = tl.load(gate_ptr + b * D + cols, mask=col_mask, other=0.0).to(tl.float32)
+        gate = tl.load(gate_ptr + b * stride_gb + cols, mask=col_mask, other=0.0).to(tl.float32)
     for start in range(0, ROWS, TILE):
         rows = tl.program_id(1) * ROWS + start + tl.arange(0, TILE)  # (TILE,)
         live = rows < L
@@ -72,8 +72,8 @@ def _adaln_fwd_kernel(
 def _adaln_bwd_kernel(
     x_ptr,  # (B, L, D) input residual stream, strides (stride_xb, stride_xl, 1)
     y_ptr,  # (B, L, D) branch output, strides (stride_yb, stride_yl, 1); unused without residual
-    gate_ptr,  # (B, D); unused without residual
-    scale_ptr,  # (B, D)
+    gate_ptr,  # (B, D), strides (stride_gb, 1); unused without residual
+    scale_ptr,  # (B, D), strides (stride_cb, 1)
     mean_ptr,  # (B, L) float32, from the forward
     rstd_ptr,  # (B, L) float32, from the forward
     dxout_ptr,  # (B, L, D) contiguous gradient of x_out; unused without residual
@@ -83,19 +83,19 @@ def _adaln_bwd_kernel(
     dgate_part_ptr,  # (B, P, D) float32 partial sums, P = programs along L
     dshift_part_ptr,  # (B, P, D) float32
     dscale_part_ptr,  # (B, P, D) float32
-    L, D, P, stride_xb, stride_xl, stride_yb, stride_yl,
+    L, D, P, stride_xb, stride_xl, stride_yb, stride_yl, stride_gb, stride_cb,
     HAS_RESIDUAL: tl.constexpr, BLOCK_D: tl.constexpr, ROWS: tl.constexpr, TILE: tl.constexpr,
 ):
     b = tl.program_id(0)
     p = tl.program_id(1)
     cols = tl.arange(0, BLOCK_D)[None, :]  # (1, BLOCK_D)
     col_mask = cols < D
-    scale = tl.load(scale_ptr + b * D + cols, mask=col_mask, other=0.0).to(tl.float32)
+    scale = tl.load(scale_ptr + b * stride_cb + cols, mask=col_mask, other=0.0).to(tl.float32)
     dshift = tl.zeros([BLOCK_D], dtype=tl.float32)
     dscale = tl.zeros([BLOCK_D], dtype=tl.float32)
     dgate = tl.zeros([BLOCK_D], dtype=tl.float32)
     if HAS_RESIDUAL:
-        gate = tl.load(gate_ptr + b * D + cols, mask=col_mask, other=0.0).to(tl.float32)
+        gate = tl.load(gate_ptr + b * stride_gb + cols, mask=col_mask, other=0.0).to(tl.float32)
     for start in range(0, ROWS, TILE):
         rows = p * ROWS + start + tl.arange(0, TILE)  # (TILE,)
         live = rows < L
@@ -127,21 +127,22 @@ def _adaln_bwd_kernel(
 
 
 # --------------------------------------------------------------------------- launchers
-def adaln_fwd(x, y, gate, shift, scale, eps):
+def adaln_fwd(x, y, gate, shift, scale, eps, h_dtype):
     """Launch the forward; y / gate None = plain variant. Returns (x_out or None, h, mean, rstd)."""
     B, L, D = x.shape
     block = row_width("adaln_modulate", D)
     x, y = row_contiguous(x), row_contiguous(y)
-    h = torch.empty((B, L, D), device=x.device, dtype=promoted(x, y, gate, shift, scale))
+    h = torch.empty((B, L, D), device=x.device, dtype=h_dtype)
     x_out = torch.empty((B, L, D), device=x.device, dtype=promoted(x, y, gate)) if y is not None else h
     mean = torch.empty((B, L), device=x.device, dtype=torch.float32)
     rstd = torch.empty_like(mean)
-    gate, shift, scale = (v.contiguous() if v is not None else None for v in (gate, shift, scale))
+    gate, shift, scale = (row_contiguous(v) for v in (gate, shift, scale))  # (B, 6, D) slices: no copy
     y_arg = y if y is not None else x
+    gate_arg = gate if gate is not None else shift
     _adaln_fwd_kernel[lambda meta: (B, triton.cdiv(L, meta["ROWS"]))](
-        x, y_arg, gate if gate is not None else shift, shift, scale, x_out, h, mean, rstd,
-        L, D, x.stride(0), x.stride(1), y_arg.stride(0), y_arg.stride(1), eps,
-        HAS_RESIDUAL=y is not None, BLOCK_D=block)
+        x, y_arg, gate_arg, shift, scale, x_out, h, mean, rstd,
+        L, D, x.stride(0), x.stride(1), y_arg.stride(0), y_arg.stride(1), gate_arg.stride(0), shift.stride(0),
+        scale.stride(0), eps, HAS_RESIDUAL=y is not None, BLOCK_D=block)
     return (x_out if y is not None else None), h, mean, rstd
 
 
@@ -157,11 +158,12 @@ def adaln_bwd(x, y, gate, scale, mean, rstd, dx_out, dh):
     dx = torch.empty((B, L, D), device=x.device, dtype=x.dtype)
     dy = torch.empty((B, L, D), device=x.device, dtype=y.dtype) if has_residual else dx
     parts = torch.empty((3, B, P, D), device=x.device, dtype=torch.float32)
-    gate = gate.contiguous() if has_residual else scale
+    scale = row_contiguous(scale)
+    gate = row_contiguous(gate) if has_residual else scale
     y_arg = y if has_residual else x
     _adaln_bwd_kernel[(B, P)](
-        x, y_arg, gate, scale.contiguous(), mean, rstd, dx_out, dh, dx, dy, parts[0], parts[1], parts[2],
-        L, D, P, x.stride(0), x.stride(1), y_arg.stride(0), y_arg.stride(1),
+        x, y_arg, gate, scale, mean, rstd, dx_out, dh, dx, dy, parts[0], parts[1], parts[2],
+        L, D, P, x.stride(0), x.stride(1), y_arg.stride(0), y_arg.stride(1), gate.stride(0), scale.stride(0),
         HAS_RESIDUAL=has_residual, BLOCK_D=block, ROWS=BACKWARD_ROWS)
     # separate tensors (custom-op outputs may not alias), summed in fp32 and cast once
     dgate, dshift, dscale = (part.sum(dim=1).to(v.dtype) for part, v in zip(parts, (gate, scale, scale)))
