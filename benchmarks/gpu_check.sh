@@ -38,7 +38,7 @@ python -c "import mpdit_kernels._native as N; print('mpdit_kernels._native with_
 echo "== kernel tests (native GPU) ==" | tee -a "$LOG"
 timeout 170 python -m pytest -q -p no:cacheprovider tests/test_op_adaln.py tests/test_op_upsample.py \
   tests/test_op_fine_entry.py tests/test_op_fno.py tests/test_backends.py tests/test_native_extension.py \
-  tests/test_attention.py >> "$LOG" 2>&1
+  tests/test_attention.py tests/test_sampling.py >> "$LOG" 2>&1
 tests_rc=$?
 tail -3 "$LOG"
 

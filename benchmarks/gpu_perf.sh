@@ -11,7 +11,8 @@
 #   4. each fused op at MPDiT-XL's shapes (device time: CUDA-graph replays), % of the device
 #      copy measured in the same run;
 #   5. MPDiT-XL triton+compile+fp8 (torchao float8) with its profile (compiling it takes ~2 min);
-#   6. MPDiT-XL eager torch and triton with their profiles; SiT-XL/2 eager, if time is left.
+#   6. MPDiT-XL eager torch and triton with their profiles; inference and guided sampling (eager
+#      and CUDA graph, 50 and 250 steps); SiT-XL/2 eager, if time is left.
 # Timings of the 2026-11-27 run (H200): install 16 s, tests 48 s, compile + triton+compile
 # 190 s (compiling: 78 s and 57 s), kernels 26 s, fp8 train alone 180 s, eager pair ~80 s.
 # Everything streams into $OUT: perf.log (all output), rows.jsonl (every result row, synced
@@ -69,13 +70,15 @@ except ImportError as e: print('no torchao:', e)" 2>&1 | grep -v "Failed to load
 
 # The op tests pin one config per kernel (each config has its own test) so that no test autotunes.
 MPDIT_TRITON_CONFIG=-1 run_step "GPU tests" 90 python -m pytest -q -x -p no:cacheprovider tests/test_op_adaln.py \
-  tests/test_op_fno.py tests/test_float8.py tests/test_backends.py -k "not native and (not test_backends or one_graph)"
+  tests/test_op_fno.py tests/test_float8.py tests/test_sampling.py tests/test_backends.py \
+  -k "not native and (not test_backends or one_graph)"
 tests_rc=$?
 
 bench xl-compile 270 --models "$XL" --sections flops,train,profile --providers compile,triton+compile
 bench kernels 80 --models "$XL" --sections kernels --providers torch,triton
 bench xl-fp8 230 --models "$XL" --sections train,profile --providers triton+compile+fp8
 bench xl-eager 80 --models "$XL" --sections train,profile --providers torch,triton
+bench xl-sampling 60 --models "$XL" --sections inference,sampling --providers triton
 bench sit-eager 60 --models "$SIT" --sections train --providers torch,triton
 
 kill $syncer 2> /dev/null

@@ -117,12 +117,18 @@ def _csv_list(text: str) -> list:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from mpdit.bench.runner import run
+    from mpdit.bench.runner import BenchInterrupted, run
 
-    outcome = run(args.preset, device=args.device, out=args.out, models=args.models, providers=args.providers,
-                  sections=args.sections, progress=not args.no_progress, plots=not args.no_plots)
+    try:
+        outcome = run(args.preset, device=args.device, out=args.out, models=args.models, providers=args.providers,
+                      sections=args.sections, progress=not args.no_progress, plots=not args.no_plots,
+                      resume=args.resume, time_limit=args.time_limit, case_timeout=args.case_timeout)
+    except BenchInterrupted as stop:  # the files are written; 128 + signal, as a shell reports it
+        print(f"mpdit bench: {stop}", file=sys.stderr)
+        return 128 + stop.signum
     print(outcome["markdown"])
-    print(f"\nwrote {outcome['json']}, {outcome['csv']}" + "".join(f", {p}" for p in outcome["plots"]))
+    print(f"\nwrote {outcome['json']}, {outcome['csv']}, {outcome['markdown_path']}"
+          + "".join(f", {p}" for p in outcome["plots"]))
     return 1 if outcome["results"].errors else 0
 
 
@@ -172,7 +178,7 @@ def run_sample(args: argparse.Namespace) -> int:
     result = sample_checkpoint(args.checkpoint, args.out, classes=args.classes, per_class=args.per_class,
                                cfg_scale=args.cfg_scale, steps=args.steps, method=args.method,
                                guidance_interval=(args.guidance_low, args.guidance_high), seed=args.seed,
-                               use_ema=not args.no_ema, vae=args.vae)
+                               use_ema=not args.no_ema, vae=args.vae, cuda_graph=args.cuda_graph)
     print(json.dumps(result))
     return 0
 
@@ -194,7 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="; ".join(f"{p.name}: {p.description}" for p in PRESETS.values()))
     bench.add_argument("--preset", default="default", choices=list(PRESETS))
     bench.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when present")
-    bench.add_argument("--out", metavar="DIR", help="results folder (default benchmarks/results/<date>-<device>-<preset>)")
+    bench.add_argument("--out", metavar="DIR", help="results folder (default: bench-<date>-<device>-<preset> here); "
+                       "bench.jsonl there grows as cases finish")
+    bench.add_argument("--resume", action="store_true", help="continue the run in --out, skipping its finished cases")
+    bench.add_argument("--time-limit", type=float, metavar="SECONDS",
+                       help="skip (and list) the cases that would start after this many seconds")
+    bench.add_argument("--case-timeout", type=float, default=300.0, metavar="SECONDS",
+                       help="a case running longer is recorded as an error and the run goes on")
     bench.add_argument("--models", type=_csv_list, metavar="A,B", help="a subset of the preset's models")
     bench.add_argument("--providers", type=_csv_list, metavar="A,B", help=", ".join(PROVIDERS))
     bench.add_argument("--sections", type=_csv_list, metavar="A,B", help=", ".join(SECTIONS))
@@ -222,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--guidance-high", type=float, default=1.0)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--no-ema", action="store_true", help="the raw weights instead of the EMA")
+    sample.add_argument("--cuda-graph", action="store_true",
+                        help="euler / heun: replay each model evaluation from a CUDA graph (GPU only)")
     sample.add_argument("--vae", help="latent runs: decode with this VAE (default: the one in latents.json)")
     sample.set_defaults(handler=run_sample)
 

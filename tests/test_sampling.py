@@ -134,3 +134,43 @@ def test_closed_form_flow_map_is_right():
     torch.testing.assert_close(x0, MU + SIGMA * noise, rtol=0, atol=1e-6)  # Heun at h = 1/2000
     # at t = 1, x is the noise itself: E[n - z | n] = n - mu
     assert gaussian_velocity(torch.tensor(0.5, dtype=torch.float64), 1.0).item() == pytest.approx(0.5 - MU)
+
+
+def test_cuda_graph_sampling_is_refused_where_it_cannot_run():
+    model = tiny_model()
+    y = torch.tensor([1, 2])
+    with pytest.raises(ValueError, match=r"cuda_graph=True with method='dopri5': expected one of \('euler', 'heun'\)"):
+        sample(model, y, method="dopri5", cuda_graph=True)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="cuda_graph=True: CUDA graphs need a CUDA device; the model is on cpu"):
+            sample(model, y, steps=2, cuda_graph=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (run by benchmarks/gpu_check.sh)")
+@pytest.mark.parametrize("method", ["euler", "heun"])
+def test_cuda_graph_samples_equal_eager_ones(method):
+    """Replayed graphs compute the eager sampler's samples (bf16 autocast), across the guidance
+    interval's edge (both graphs), and a second batch of new labels reuses the capture."""
+    model = randomize_(tiny_model()).cuda().eval()
+    for labels in ([1, 2, 3], [4, 5, 6]):
+        y = torch.tensor(labels, device="cuda")
+        noise = torch.randn(3, 4, 32, 32, device="cuda")
+        kwargs = dict(method=method, steps=8, cfg_scale=2.0, guidance_interval=(0.3, 0.8), noise=noise)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            eager, eager_nfe = sample(model, y, **kwargs)
+            graphed, graph_nfe = sample(model, y, cuda_graph=True, **kwargs)
+        assert graph_nfe == eager_nfe
+        torch.testing.assert_close(graphed, eager, rtol=2e-2, atol=2e-2)  # bf16 products either way
+    assert len(model.cuda_graphs) == 1  # captured once for the batch size, kept on the model
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without a GPU")
+def test_sample_command_refuses_cuda_graph_without_a_gpu(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "mpdit", "sample", "--checkpoint", str(tmp_path / "c.pt"),
+                             "--out", str(tmp_path / "s.npz"), "--cuda-graph"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr == "mpdit sample: error: --cuda-graph: CUDA graphs need a CUDA GPU; none is visible here\n"

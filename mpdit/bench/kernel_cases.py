@@ -68,6 +68,9 @@ def setup_fno(B, D, dtype, device, provider):
     return (lambda: fn(t, grid, *params)), params, None, None  # launch-bound: time only
 
 
+# Ops whose backward launches no kernel of its own (autograd routes views): no speed ratio.
+NO_BACKWARD_KERNEL = ("fine_entry",)
+
 CASES = {
     "residual_adaln_modulate/coarse": lambda *a: setup_residual_adaln(*a, tokens=80),
     "residual_adaln_modulate/fine": lambda *a: setup_residual_adaln(*a, tokens=272),
@@ -111,20 +114,11 @@ def _device_time(fn, device, min_reps) -> dict:
     return {**time_call(fn, device, min_reps=min_reps), "cuda_graph": 0.0}
 
 
-def bench_kernels(results, widths, batch, dtype, device, providers, copy_gbs, min_reps=10, progress=None):
-    """Every case at every width; rows keyed by case and x = 'B=.. D=.. dtype'."""
-    for width in widths:
-        x_label = f"B={batch} D={width} {str(dtype).replace('torch.', '')}"
-        for name, setup in CASES.items():
-            if progress is not None:
-                progress.set_description(f"kernels {name} D={width}")
-            bench_case(results, name, setup, batch, width, dtype, device, providers, copy_gbs, x_label, min_reps)
-            if progress is not None:
-                progress.update(1)
-
-
 def summary(results, providers=PROVIDERS) -> str:
-    """Markdown: one line per op, mode and shape; ratios are the other providers' time over the last's."""
+    """Markdown: one line per op, mode and shape; ratios are the other providers' time over the last's.
+    A bandwidth above the measured copy's is impossible and is flagged instead of printed; an op
+    whose backward runs no kernel of its own (fine_entry's only routes views) gets no ratio;
+    a time whose p20-p80 spread passes 30% of its median is marked noisy."""
     by_key = {(r["case"], r["provider"], r["mode"], r["metric"], r["x"]): r["value"] for r in results.rows}
     shapes = sorted({r["x"] for r in results.rows if r["case"] in CASES})
     fused = providers[-1]
@@ -138,9 +132,20 @@ def summary(results, providers=PROVIDERS) -> str:
                 ms = [by_key.get((case, p, mode, "median_ms", shape)) for p in providers]
                 if None in ms:
                     continue
+                times = []
+                for provider, value in zip(providers, ms):
+                    p20, p80 = (by_key.get((case, provider, mode, m, shape)) for m in ("p20_ms", "p80_ms"))
+                    noisy = p20 is not None and p80 is not None and value and (p80 - p20) / value > 0.30
+                    times.append(f"{value:.3f}" + (" (noisy)" if noisy else ""))
                 gbs = by_key.get((case, fused, mode, "bandwidth", shape))
                 pct = by_key.get((case, fused, mode, "copy_fraction", shape))
-                lines.append(f"| {case} | {shape} | {mode} | " + " | ".join(f"{v:.3f}" for v in ms) + " | "
-                             + (f"{gbs:.0f} | {pct:.0f}% |" if gbs else "- | - |")
-                             + "".join(f" {v / ms[-1]:.2f}x |" for v in ms[:-1]))
+                if gbs is None:
+                    moved = "- | - |"
+                elif pct > 100:
+                    moved = "above the copy: timing suspect | - |"
+                else:
+                    moved = f"{gbs:.0f} | {pct:.0f}% |"
+                no_kernel = mode == "backward" and case in NO_BACKWARD_KERNEL
+                lines.append(f"| {case} | {shape} | {mode} | " + " | ".join(times) + " | " + moved
+                             + "".join(" - |" if no_kernel else f" {v / ms[-1]:.2f}x |" for v in ms[:-1]))
     return "\n".join(lines)

@@ -13,10 +13,10 @@ import torch
 from mpdit import create_model
 from mpdit.bench.profile import profile_step, step_range
 from mpdit.bench.providers import split
-from mpdit.bench.timing import time_call, time_steps
+from mpdit.bench.timing import time_steps
 from mpdit.diffusion.flow import flow_matching_loss
 from mpdit.diffusion.guidance import GuidedVelocity
-from mpdit.diffusion.sampling import euler
+from mpdit.diffusion.sampling import euler, graphed_velocity
 from mpdit.training.trainer import update_ema
 
 INPUT_SETS = 3
@@ -151,44 +151,28 @@ def bench_inference(results, spec, provider, device, dtype, batches_to_time, rep
 def bench_sampling(results, spec, provider, device, dtype, batch, steps_list, reps, warmup, cfg_scale=1.5,
                    graphs=False):
     """Guided Euler sampling: one full run per step count (timed once, after a warm-up step),
-    one guided step timed `reps` times, and on CUDA the same step captured in a CUDA graph."""
+    one guided step timed `reps` times, and on CUDA the same with every evaluation replayed
+    from a CUDA graph (sample(..., cuda_graph=True)'s GraphedVelocity)."""
     model, _ = build(spec, provider, device)  # the runner sends eager providers only
     cfg = model.config
     labels = torch.randint(0, cfg.num_classes, (batch,), device=device)
     noise = torch.randn(batch, cfg.in_channels, cfg.latent_size, cfg.latent_size, device=device)
-    velocity = GuidedVelocity(model, labels, cfg_scale=cfg_scale)
     x_label = f"B={batch} cfg={cfg_scale} {str(dtype).replace('torch.', '')}"
-
-    def one_step(x):
-        with autocast_for(device, dtype):
-            return x - 0.02 * velocity(x, 0.5)
-
-    step = time_steps(lambda: one_step(noise), device, reps=reps, warmup=warmup)
-    for metric in ("median_ms", "p20_ms", "p80_ms"):
-        results.add(spec.label, provider, "sample_step", metric, "ms", x_label, step[metric])
-    for steps in steps_list:
-        with autocast_for(device, dtype):
-            run = time_steps(lambda: euler(velocity, noise, steps), device, reps=1, warmup=0)
-        results.add(spec.label, provider, f"sample_{steps}_steps", "run_ms", "ms", x_label, run["median_ms"])
+    velocities = {"eager": GuidedVelocity(model, labels, cfg_scale=cfg_scale)}
     if graphs and device == "cuda":
-        graph_ms, eager_ms = graph_replay(one_step, noise)
-        results.add(spec.label, provider, "sample_step", "graph_replay_ms", "ms", x_label, graph_ms)
-        results.add(spec.label, provider, "sample_step", "eager_ms", "ms", x_label, eager_ms)
+        with autocast_for(device, dtype):
+            velocities["graph"] = graphed_velocity(model, labels, noise, cfg_scale, None, (0.0, 1.0))
+    for kind, velocity in velocities.items():
+        def one_step(x):
+            with autocast_for(device, dtype):
+                return x - 0.02 * velocity(x, 0.5)
 
-
-def graph_replay(one_step, noise):
-    """(median ms of a CUDA-graph replay of one guided step, median ms of the same step eager)."""
-    static_x = noise.clone()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up off the capture stream, as CUDA graphs require
-        for _ in range(3):
-            one_step(static_x)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        static_out = one_step(static_x)
-    del static_out
-    replay = time_call(graph.replay, "cuda")["median_ms"]
-    eager = time_call(lambda: one_step(static_x), "cuda")["median_ms"]
-    return replay, eager
+        step = time_steps(lambda: one_step(noise), device, reps=reps, warmup=warmup)
+        prefix = "" if kind == "eager" else "graph_"
+        for metric in ("median_ms", "p20_ms", "p80_ms"):
+            results.add(spec.label, provider, "sample_step", prefix + metric, "ms", x_label, step[metric])
+        for steps in steps_list:
+            with autocast_for(device, dtype):
+                run = time_steps(lambda: euler(velocity, noise, steps), device, reps=1, warmup=0)
+            results.add(spec.label, provider, f"sample_{steps}_steps", prefix + "run_ms", "ms", x_label,
+                        run["median_ms"])

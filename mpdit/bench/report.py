@@ -34,6 +34,81 @@ def _providers(results, mode):
     return _distinct(results, mode, "provider")
 
 
+NOISY = 0.30  # p20-p80 spread over the median past which a figure is marked noisy
+
+
+def _spread(results, label, provider, mode, x=None):
+    """(p80 - p20) / median of a timed row, or None."""
+    median = _get(results, label, provider, mode, "median_ms", x)
+    p20, p80 = _get(results, label, provider, mode, "p20_ms", x), _get(results, label, provider, mode, "p80_ms", x)
+    return None if None in (median, p20, p80) or not median else (p80 - p20) / median
+
+
+def _noisy(results, label, provider, mode, x=None) -> str:
+    spread = _spread(results, label, provider, mode, x)
+    return f" (noisy: p20-p80 {100 * spread:.0f}% of the median)" if spread is not None and spread > NOISY else ""
+
+
+def _best(results, label, mode, metric, x=None, lowest=False):
+    """(value, provider) of the best provider for one figure, or (None, None)."""
+    found = [(v, p) for p in _providers(results, mode) if (v := _get(results, label, p, mode, metric, x)) is not None]
+    if not found:
+        return None, None
+    return min(found) if lowest else max(found)
+
+
+def headline(results, meta) -> list:
+    """Per model the best provider's figures, then each MPDiT against its baseline, best against
+    best, next to the GFLOP ratio: does half the compute give twice the speed?"""
+    labels = [label for label in _labels(results, "train") + _labels(results, "inference")
+              + _labels(results, "sample_step")]
+    labels = list(dict.fromkeys(labels))
+    if not labels:
+        return []
+    xs = sorted({r["x"] for r in results.rows if r["mode"] == "inference"}, key=lambda x: int(x.split()[0][2:]))
+    runs = sorted({r["mode"] for r in results.rows if r["mode"].startswith("sample_") and r["mode"].endswith("_steps")},
+                  key=lambda m: int(m.split("_")[1]))
+    figures = {}
+    for label in labels:
+        figures[label] = {
+            "train": _best(results, label, "train", "throughput"),
+            "inference": _best(results, label, "inference", "throughput", xs[-1]) if xs else (None, None),
+            "latency": _best(results, label, "inference", "median_ms", xs[0], lowest=True) if xs else (None, None),
+            "sampling": _best(results, label, runs[-1], "run_ms", lowest=True) if runs else (None, None),
+            "graph": _best(results, label, runs[-1], "graph_run_ms", lowest=True) if runs else (None, None)}
+
+    def cell(value_provider, spec=".1f", scale=1.0):
+        value, provider = value_provider
+        return "-" if value is None else f"{value * scale:{spec}} ({provider})"
+
+    big = xs[-1].split()[0] if xs else "-"
+    one = xs[0].split()[0] if xs else "-"
+    steps = runs[-1].split("_")[1] if runs else "-"
+    lines = ["Headline: each model's best provider", "",
+             f"| model | training images/s | inference images/s at {big} | latency ms at {one} | "
+             f"{steps}-step guided sampling s | the same, CUDA graph s |", "|---|---|---|---|---|---|"]
+    for label, f in figures.items():
+        lines.append(f"| {label} | {cell(f['train'])} | {cell(f['inference'])} | {cell(f['latency'], '.2f')} | "
+                     f"{cell(f['sampling'], '.2f', 1e-3)} | {cell(f['graph'], '.2f', 1e-3)} |")
+    pairs = [(label, base) for label, base in meta.get("baselines", {}).items()
+             if label in figures and base in figures]
+    if pairs:
+        lines += ["", "| MPDiT vs baseline (best vs best) | GFLOPs ratio (paper conv.) | training | inference | "
+                      "latency | sampling |", "|---|---|---|---|---|---|"]
+        for label, base in pairs:
+            def ratio(kind, lower_is_better=False):
+                mine, theirs = figures[label][kind][0], figures[base][kind][0]
+                if mine is None or theirs is None:
+                    return "-"
+                return f"{(theirs / mine if lower_is_better else mine / theirs):.2f}x"
+
+            flops = [_get(results, name, "-", "audit", "gflops_paper") for name in (label, base)]
+            gflops = f"{flops[1] / flops[0]:.2f}x fewer" if None not in flops else "-"
+            lines.append(f"| {label} vs {base} | {gflops} | {ratio('train')} | {ratio('inference')} | "
+                         f"{ratio('latency', True)} | {ratio('sampling', True)} |")
+    return lines + [""]
+
+
 def markdown(results, meta, kernel_providers) -> str:
     env = meta["environment"]
     where = env.get("gpu") or f"{env['cpu']} ({env['threads']} threads)"
@@ -42,8 +117,9 @@ def markdown(results, meta, kernel_providers) -> str:
     lines = [f"## mpdit bench --preset {meta['preset']}: {where}, {meta['dtype']}", "",
              f"torch {env['torch']}, triton {env.get('triton')}, flash-attn {env.get('flash-attn')}, "
              f"xformers {env.get('xformers')}; attention paths: {', '.join(env.get('attention_paths') or ['-'])}",
-             f"measured ceilings: matmul {peak:.1f} TFLOP/s, device copy {copy:.0f} GB/s", ""]
+             f"measured ceilings: matmul {_fmt(peak)} TFLOP/s, device copy {_fmt(copy, '.0f')} GB/s", ""]
     lines += [f"note: {note}" for note in meta["notes"]]
+    lines += [""] + headline(results, meta)
 
     if _labels(results, "audit"):
         lines += ["", "| model | params (M) | GFLOPs paper conv. | GFLOPs exact | train step GFLOP (measured) |",
@@ -69,7 +145,8 @@ def markdown(results, meta, kernel_providers) -> str:
                 lines.append(
                     f"| {label} | {provider} | {_fmt(_get(results, label, provider, 'train', 'median_ms'))} "
                     f"({_fmt(_get(results, label, provider, 'train', 'p20_ms'))}-"
-                    f"{_fmt(_get(results, label, provider, 'train', 'p80_ms'))}) | {rate:.1f} | "
+                    f"{_fmt(_get(results, label, provider, 'train', 'p80_ms'))})"
+                    f"{_noisy(results, label, provider, 'train')} | {rate:.1f} | "
                     f"{_fmt(_get(results, label, provider, 'train', 'mfu'), '.1f', '%')} | "
                     f"{_fmt(_get(results, label, provider, 'train', 'peak_memory'), '.1f')} | "
                     f"{_fmt(rate / eager if eager else None, '.2f', 'x')} | "
@@ -95,7 +172,8 @@ def markdown(results, meta, kernel_providers) -> str:
             for provider in _providers(results, "inference"):
                 cells = []
                 for x in xs:
-                    cells += [_fmt(_get(results, label, provider, "inference", "median_ms", x), ".2f"),
+                    cells += [_fmt(_get(results, label, provider, "inference", "median_ms", x), ".2f")
+                              + _noisy(results, label, provider, "inference", x),
                               _fmt(_get(results, label, provider, "inference", "throughput", x), ".1f")]
                 if any(c != "-" for c in cells):
                     lines.append(f"| {label} | {provider} | " + " | ".join(cells) + " |")
@@ -103,19 +181,22 @@ def markdown(results, meta, kernel_providers) -> str:
     if _labels(results, "sample_step"):
         runs = sorted({r["mode"] for r in results.rows if r["mode"].startswith("sample_") and r["mode"].endswith(
             "_steps")}, key=lambda m: int(m.split("_")[1]))
-        lines += ["", "Guided Euler sampling (one step timed over the repetitions; each full run timed once):", "",
-                  "| model | provider | step ms | " + " | ".join(f"{m.split('_')[1]}-step run s" for m in runs)
-                  + " | CUDA-graph step ms | eager step ms |", "|---|---|---|" + "---|" * len(runs) + "---|---|"]
+        lines += ["", "Guided Euler sampling (one step timed over the repetitions; each full run timed once; "
+                      "graph: every evaluation replayed from a CUDA graph):", "",
+                  "| model | provider | step ms | graph step ms | "
+                  + " | ".join(f"{m.split('_')[1]}-step run s | graph s" for m in runs) + " |",
+                  "|---|---|---|---|" + "---|---|" * len(runs)]
         for label in _labels(results, "sample_step"):
             for provider in _providers(results, "sample_step"):
                 step = _get(results, label, provider, "sample_step", "median_ms")
                 if step is None:
                     continue
-                run_s = [_get(results, label, provider, m, "run_ms") for m in runs]
-                lines.append(f"| {label} | {provider} | {step:.2f} | "
-                             + " | ".join(_fmt(v / 1e3 if v else None, ".2f") for v in run_s) + " | "
-                             + f"{_fmt(_get(results, label, provider, 'sample_step', 'graph_replay_ms'), '.2f')} | "
-                             + f"{_fmt(_get(results, label, provider, 'sample_step', 'eager_ms'), '.2f')} |")
+                cells = [f"{step:.2f}", _fmt(_get(results, label, provider, "sample_step", "graph_median_ms"), ".2f")]
+                for mode in runs:
+                    for metric in ("run_ms", "graph_run_ms"):
+                        value = _get(results, label, provider, mode, metric)
+                        cells.append(_fmt(value / 1e3 if value is not None else None, ".2f"))
+                lines.append(f"| {label} | {provider} | " + " | ".join(cells) + " |")
 
     if any(r["case"] in kernel_cases.CASES for r in results.rows):
         lines += ["", "Fused ops (time, GB/s and % of the device copy measured above):", "",
@@ -142,8 +223,15 @@ def profile_table(results) -> str:
     return "\n".join(lines)
 
 
-def write_plots(results, folder: str, baselines: dict, kernel_providers) -> list:
-    """PNG plots into `folder`; returns the paths written (a plot without data is skipped)."""
+def _title(meta, results, what: str, x: str = "") -> str:
+    env = meta["environment"]
+    where = env.get("gpu") or f"{env.get('cpu')} ({env.get('threads')} threads)"
+    return f"{what}\n{where}, {meta['dtype']}{', ' + x if x else ''}, git {results.sha}"
+
+
+def write_plots(results, folder: str, meta: dict, kernel_providers) -> list:
+    """PNG plots into `folder`; returns the paths written (a plot without data is skipped). Each
+    carries the device, dtype, batch and commit in its title, p20-p80 error bars and its values."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -159,8 +247,9 @@ def write_plots(results, folder: str, baselines: dict, kernel_providers) -> list
         written.append(path)
 
     train_labels = _labels(results, "train")
+    train_x = next((r["x"] for r in results.rows if r["mode"] == "train"), "")
     if train_labels:
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = plt.subplots(figsize=(7, 4.5))
         for provider in _providers(results, "train"):
             points = [(_get(results, label, "-", "audit", "gflops_exact"), _get(results, label, provider, "train",
                                                                                 "throughput"), label)
@@ -168,26 +257,37 @@ def write_plots(results, folder: str, baselines: dict, kernel_providers) -> list
             points = [p for p in points if None not in p]
             ax.scatter([p[0] for p in points], [p[1] for p in points], label=provider)
             for gflops, rate, label in points:
-                ax.annotate(label, (gflops, rate), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ax.set_xlabel("GFLOPs per image (exact MACs)")
-        ax.set_ylabel("training images/s")
-        ax.set_title("Training throughput against compute")
+                ax.annotate(f"{label}: {rate:.0f}", (gflops, rate), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")
+        ax.set_xlabel("GFLOPs per image (exact multiply-accumulates, forward)")
+        ax.set_ylabel("training images / s")
+        ax.set_title(_title(meta, results, "Training throughput against compute", train_x), fontsize=9)
         ax.legend(fontsize=8)
         save(fig, "throughput_vs_gflops.png")
 
-        fig, ax = plt.subplots(figsize=(7, 4))
+        fig, ax = plt.subplots(figsize=(8, 4.5))
         providers = _providers(results, "train")
         width = 0.8 / max(len(providers), 1)
         for i, provider in enumerate(providers):
-            ratios = []
+            ratios, low, high = [], [], []
             for label in train_labels:
-                eager, rate = (_get(results, label, p, "train", "throughput") for p in ("torch", provider))
-                ratios.append(rate / eager if rate and eager else 0.0)
-            ax.bar([j + i * width for j in range(len(train_labels))], ratios, width, label=provider)
+                eager = _get(results, label, "torch", "train", "median_ms")
+                ms = [_get(results, label, provider, "train", m) for m in ("median_ms", "p80_ms", "p20_ms")]
+                if eager and None not in ms:
+                    ratio = eager / ms[0]  # time ratio: the speed-up; p80 time gives the low end
+                    ratios.append(ratio)
+                    low.append(ratio - eager / ms[1])
+                    high.append(eager / ms[2] - ratio)
+                else:
+                    ratios.append(0.0), low.append(0.0), high.append(0.0)
+            positions = [j + i * width for j in range(len(train_labels))]
+            bars = ax.bar(positions, ratios, width, yerr=[low, high], capsize=2, label=provider)
+            ax.bar_label(bars, labels=[f"{r:.2f}x" if r else "" for r in ratios], fontsize=6, padding=2)
         ax.axhline(1.0, color="grey", linewidth=0.8)
         ax.set_xticks([j + width * (len(providers) - 1) / 2 for j in range(len(train_labels))])
         ax.set_xticklabels(train_labels, rotation=20, fontsize=8)
-        ax.set_ylabel("training speed-up over eager torch")
+        ax.set_ylabel("training speed-up over eager torch (p20-p80)")
+        ax.set_title(_title(meta, results, "Training step speed-up per provider", train_x), fontsize=9)
         ax.legend(fontsize=8)
         save(fig, "speedup_per_backend.png")
 
@@ -196,15 +296,20 @@ def write_plots(results, folder: str, baselines: dict, kernel_providers) -> list
         widest = max({r["x"] for r in kernel_rows}, key=lambda x: int(x.split()[1][2:]))
         keys = [(case, mode) for case in kernel_cases.CASES for mode in ("forward", "backward")
                 if any(r["case"] == case and r["mode"] == mode and r["x"] == widest for r in kernel_rows)]
-        fig, ax = plt.subplots(figsize=(8, 4))
+        fig, ax = plt.subplots(figsize=(9, 4.5))
         width = 0.8 / len(kernel_providers)
         for i, provider in enumerate(kernel_providers):
+            # above 100% of the copy is impossible: drawn at 0 and labelled, not plotted as measured
             values = [_get(results, case, provider, mode, "copy_fraction", widest) or 0.0 for case, mode in keys]
-            ax.bar([j + i * width for j in range(len(keys))], values, width, label=provider)
+            shown = [v if v <= 100 else 0.0 for v in values]
+            bars = ax.bar([j + i * width for j in range(len(keys))], shown, width, label=provider)
+            ax.bar_label(bars, labels=[f"{v:.0f}%" if v <= 100 else "suspect" for v in values], fontsize=6,
+                         padding=2)
+        ax.axhline(100, color="grey", linewidth=0.8)
         ax.set_xticks([j + width * (len(kernel_providers) - 1) / 2 for j in range(len(keys))])
         ax.set_xticklabels([f"{c}\n{m}" for c, m in keys], rotation=30, fontsize=6, ha="right")
-        ax.set_ylabel("% of device copy bandwidth")
-        ax.set_title(f"Fused ops, {widest}")
+        ax.set_ylabel("% of the device-copy bandwidth")
+        ax.set_title(_title(meta, results, "Fused ops: bandwidth", widest), fontsize=9)
         ax.legend(fontsize=8)
         save(fig, "kernel_bandwidth.png")
     return written

@@ -101,8 +101,9 @@ ROW_FIELDS = ("case", "provider", "mode", "metric", "unit", "x", "value", "devic
 
 class Results:
     """Collects long-format rows (and failures) and writes them as JSON and CSV into a folder.
-    With `stream` (a path), each row is also appended to that JSON-lines file as it comes, so
-    a run cut short keeps what it measured."""
+    With `stream` (a path), flush(key) appends the rows added since the last flush and a line
+    {"done": key} to that JSON-lines file in one write: a run cut short keeps every finished
+    case, and a resumed run can tell which cases are done."""
 
     def __init__(self, device: str, stream: str = None):
         self.device = device
@@ -111,18 +112,25 @@ class Results:
         self.top_kernels = {}  # "<model> <provider>" -> [(kernel, ms per step)], from the profile
         self.sha = git_sha()
         self.stream = stream
+        self.flushed = 0
         if stream:
             os.makedirs(os.path.dirname(stream) or ".", exist_ok=True)
 
     def add(self, case: str, provider: str, mode: str, metric: str, unit: str, x, value: float) -> None:
-        row = {"case": case, "provider": provider, "mode": mode, "metric": metric, "unit": unit, "x": x,
-               "value": value, "device": self.device,
-               "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-               "git_sha": self.sha}
-        self.rows.append(row)
-        if self.stream:
-            with open(self.stream, "a") as f:
-                f.write(json.dumps(row) + "\n")
+        self.rows.append({"case": case, "provider": provider, "mode": mode, "metric": metric, "unit": unit, "x": x,
+                          "value": value, "device": self.device,
+                          "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                          "git_sha": self.sha})
+
+    def flush(self, key) -> None:
+        """Stream the rows since the last flush, then {"done": key}."""
+        if not self.stream:
+            return
+        lines = [json.dumps(row) for row in self.rows[self.flushed:]] + [json.dumps({"done": key})]
+        with open(self.stream, "a") as f:
+            f.write("\n".join(lines) + "\n")
+            f.flush()
+        self.flushed = len(self.rows)
 
     def value(self, case, provider, mode, metric):
         """The last value recorded for this key, or None."""

@@ -7,9 +7,10 @@ import math
 
 import torch
 
-from mpdit.diffusion.guidance import GuidedVelocity
+from mpdit.diffusion.guidance import GraphedVelocity, GuidedVelocity
 
 SAMPLERS = ("euler", "heun", "dopri5", "euler_maruyama")
+GRAPHED = ("euler", "heun")  # the samplers that can replay CUDA graphs: a fixed time grid
 
 
 def time_grid(steps: int, shift: float = 1.0) -> list:
@@ -91,10 +92,14 @@ def euler_maruyama(velocity, x: torch.Tensor, steps: int, shift: float = 1.0, di
 @torch.no_grad()
 def sample(model, y: torch.Tensor, *, method: str = "euler", steps: int = 50, cfg_scale: float = 1.0,
            guide_channels: int = None, guidance_interval: tuple = (0.0, 1.0), shift: float = 1.0,
-           rtol: float = 1e-5, atol: float = 1e-5, noise: torch.Tensor = None, generator: torch.Generator = None):
-    """Generate latents for labels y (B,) with any sampler above; returns (x_0, model evaluations)."""
+           rtol: float = 1e-5, atol: float = 1e-5, noise: torch.Tensor = None, generator: torch.Generator = None,
+           cuda_graph: bool = False):
+    """Generate latents for labels y (B,) with any sampler above; returns (x_0, model evaluations).
+    cuda_graph: euler and heun replay each evaluation from a CUDA graph (GraphedVelocity)."""
     if method not in SAMPLERS:
         raise ValueError(f"method={method!r}: unknown sampler; expected one of {SAMPLERS}")
+    if cuda_graph and method not in GRAPHED:
+        raise ValueError(f"cuda_graph=True with method={method!r}: expected one of {GRAPHED} (fixed time grids)")
     cfg = model.config
     shape = (y.shape[0], cfg.in_channels, cfg.latent_size, cfg.latent_size)
     if noise is None:
@@ -102,7 +107,10 @@ def sample(model, y: torch.Tensor, *, method: str = "euler", steps: int = 50, cf
         noise = torch.randn(shape, device=param.device, dtype=param.dtype, generator=generator)
     elif noise.shape != shape:
         raise ValueError(f"noise: expected shape {shape}, got {tuple(noise.shape)}")
-    velocity = GuidedVelocity(model, y, cfg_scale, guide_channels, guidance_interval)
+    if cuda_graph:
+        velocity = graphed_velocity(model, y, noise, cfg_scale, guide_channels, guidance_interval)
+    else:
+        velocity = GuidedVelocity(model, y, cfg_scale, guide_channels, guidance_interval)
     if method == "euler":
         x, _ = euler(velocity, noise, steps, shift)
     elif method == "heun":
@@ -112,3 +120,17 @@ def sample(model, y: torch.Tensor, *, method: str = "euler", steps: int = 50, cf
     else:
         x, _ = euler_maruyama(velocity, noise, steps, shift, generator=generator)
     return x, velocity.nfe
+
+
+def graphed_velocity(model, y, noise, cfg_scale, guide_channels, guidance_interval) -> GraphedVelocity:
+    """The model's CUDA-graphed velocity for this batch shape and guidance, captured once per
+    batch size and kept on the model (a many-batch run captures once, then replays; the graphs
+    and their memory go with the model)."""
+    key = (tuple(noise.shape), noise.dtype, float(cfg_scale), guide_channels, tuple(guidance_interval),
+           torch.is_autocast_enabled("cuda"))
+    cache = model.__dict__.setdefault("cuda_graphs", {})
+    if key not in cache:
+        cache[key] = GraphedVelocity(GuidedVelocity(model, y.clone(), cfg_scale, guide_channels, guidance_interval),
+                                     noise)
+    cache[key].retarget(y)
+    return cache[key]

@@ -200,6 +200,8 @@ class MultiPatchTransformer(nn.Module):
             raise ValueError(f"y: expected integer class labels, got {y.dtype}")
         if not self.check_values or torch.compiler.is_compiling() or x.device.type == "meta":
             return
+        if x.is_cuda and torch.cuda.is_current_stream_capturing():  # a CUDA graph: no host sync (checked in warm-up)
+            return
         if ((t < 0) | (t > 1) | t.isnan()).any():
             raise ValueError(f"t: expected times in [0, 1], got values in [{t.min().item()}, {t.max().item()}]")
         if ((y < 0) | (y > cfg.num_classes)).any():

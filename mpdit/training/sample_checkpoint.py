@@ -18,13 +18,15 @@ from mpdit.training.distributed import init_world
 
 def sample_checkpoint(path: str, out: str, classes=None, per_class: int = 1, cfg_scale: float = 1.0,
                       steps: int = 50, method: str = "euler", guidance_interval=(0.0, 1.0), seed: int = 0,
-                      use_ema: bool = True, batch_size: int = 64, vae: str = None) -> dict:
+                      use_ema: bool = True, batch_size: int = 64, vae: str = None, cuda_graph: bool = False) -> dict:
     if not out.endswith(".npz"):
         raise ValueError(f"out={out!r}: expected a path ending in .npz")
     if method not in SAMPLERS:
         raise ValueError(f"method={method!r}: expected one of {SAMPLERS}")
     if per_class < 1:
         raise ValueError(f"per_class={per_class}: expected a positive integer")
+    if cuda_graph and not torch.cuda.is_available():
+        raise ValueError("--cuda-graph: CUDA graphs need a CUDA GPU; none is visible here")
     state = checkpoint.load(path)
     model_config = state["model_config"]
     latent_info = state.get("latents")
@@ -61,7 +63,8 @@ def sample_checkpoint(path: str, out: str, classes=None, per_class: int = 1, cfg
                                  for i in index]).to(world.device)
             generator = torch.Generator(device=world.device).manual_seed(seed * 1_000_003 + int(index[0]))
             x, _ = sample(model, labels[index].to(world.device), method=method, steps=steps, cfg_scale=cfg_scale,
-                          guidance_interval=guidance_interval, noise=noise, generator=generator)
+                          guidance_interval=guidance_interval, noise=noise, generator=generator,
+                          cuda_graph=cuda_graph)
             if decoder is not None:
                 x = decode(x, latent_info, decoder)
             images.append((index, to_uint8(x)))
