@@ -20,6 +20,7 @@ from mpdit.bench.runner import run
     ("_adaln_bwd_kernel", "fused ops"),
     ("void adaln_forward_kernel<float, c10::BFloat16>", "fused ops"),
     ("triton_per_fused_native_layer_norm_mul_0", "other kernels"),
+    ("triton_poi_fused__to_copy_residual_adaln_modulate_backward_view_32", "other kernels"),  # Inductor's cast
     ("void at::native::vectorized_elementwise_kernel<4, at::native::GeluCUDAKernelImpl>", "other kernels"),
     ("void at::native::multi_tensor_apply_kernel<FusedAdamMathFunctor<float, 4, ADAM_MODE 1>>", "optimizer"),
     ("void at::native::multi_tensor_apply_kernel<LerpFunctor<float>>", "ema"),

@@ -76,9 +76,15 @@ def test_a_failing_and_a_hanging_case_are_recorded_and_the_rest_run(tmp_path, mo
     assert errors == {("inference", "MPDiT-S/8px", "torch"): "RuntimeError: broken on purpose",
                       ("sampling", "MPDiT-S/8px", "torch"): "timed out after 2 s (--case-timeout)"}
     assert outcome["results"].value("MPDiT-S/8px", "torch", "train", "throughput") > 0
-    assert list(read_stream(str(tmp_path / "bench.jsonl"))) == [
+    streamed = read_stream(str(tmp_path / "bench.jsonl"))
+    assert list(streamed) == [
         json.dumps(key) for key in (["setup", "-", "-"], ["train", "MPDiT-S/8px", "torch"],
                                     ["inference", "MPDiT-S/8px", "torch"], ["sampling", "MPDiT-S/8px", "torch"])]
+    # the errors are streamed with their cases, so a resumed run still reports them
+    assert streamed[json.dumps(["inference", "MPDiT-S/8px", "torch"])][1]["error"] == "RuntimeError: broken on purpose"
+    resumed = run("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
+                  sections=["train", "inference", "sampling"], progress=False, plots=False, resume=True)
+    assert len(resumed["results"].errors) == 2
 
 
 def test_resume_without_a_run_is_one_clear_error(tmp_path):

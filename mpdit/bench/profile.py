@@ -34,9 +34,16 @@ _OPTIMIZER = ("adam", "lpnorm", "norm_cleanup")
 _EMA = ("lerp",)
 
 
+# Inductor's generated element-wise / reduction kernels are named after the ops they fuse,
+# ours included (triton_poi_fused__to_copy_residual_adaln_modulate_backward_...): theirs, not ours.
+_INDUCTOR = ("triton_poi_", "triton_red_", "triton_per_")
+
+
 def classify(name: str) -> str:
     """The category of one kernel or operator, from its name."""
     lowered = name.lower()
+    if lowered.startswith(_INDUCTOR):
+        return "other kernels"
     for category, needles in (("attention", _ATTENTION), ("fused ops", _FUSED), ("gemm", _GEMM),
                               ("optimizer", _OPTIMIZER), ("ema", _EMA)):
         if any(needle in lowered for needle in needles):

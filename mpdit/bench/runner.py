@@ -151,8 +151,9 @@ def _run(preset, device, out, specs, requested, chosen, sections, dtype, progres
     if not resume and os.path.exists(stream):
         os.remove(stream)
     results = Results(device, stream=stream)
-    for rows in done.values():
+    for rows, error in done.values():
         results.rows.extend(rows)
+        results.errors += [error] if error else []
     results.flushed = len(results.rows)
     cases = cases_of(preset, device, specs, chosen, sections)
     notes = [f"{provider} not run on {device}: {bench_providers.unavailable_reason(provider, device)}"
@@ -184,14 +185,17 @@ def _run(preset, device, out, specs, requested, chosen, sections, dtype, progres
                 error = _run_case(case, results, context, preset, device, dtype, sections, out, chosen,
                                   case_timeout)
                 seconds = time.monotonic() - begin
-                if error:
-                    results.errors.append({"case": case.key, **error})
+                error = {"case": case.key, **error} if error else None
+                results.errors += [error] if error else []
                 results.add(case.model, case.provider, "duration", case.section, "s", "-", seconds)
-                results.flush(case.key)
+                results.flush(case.key, error)
                 finished += 1
                 line = f"[{index}/{len(cases)}] {case.label}: {seconds:.1f} s" + (
                     f", FAILED: {error['error']}" if error else "")
-                bar.write(line) if progress else echo(line)
+                if progress:
+                    bar.write(line)
+                else:
+                    echo(line)
                 model_cases.release(device)
                 bar.update(1)
         finally:
@@ -203,8 +207,8 @@ def _run(preset, device, out, specs, requested, chosen, sections, dtype, progres
 
 
 def read_stream(path: str) -> dict:
-    """{case key (JSON): its rows} of the cases bench.jsonl says are done (a case's rows are
-    written together with its done line, so rows after the last done line are a torn write)."""
+    """{case key (JSON): (its rows, its error or None)} of the cases bench.jsonl says are done (a
+    case's rows are written together with its done line: rows after the last one are a torn write)."""
     done, pending = {}, []
     with open(path) as f:
         for line in f:
@@ -215,7 +219,7 @@ def read_stream(path: str) -> dict:
             except json.JSONDecodeError:  # a torn last line
                 break
             if "done" in item:
-                done[json.dumps(item["done"])] = pending
+                done[json.dumps(item["done"])] = (pending, item.get("error"))
                 pending = []
             else:
                 pending.append(item)

@@ -122,11 +122,12 @@ class Results:
                           "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                           "git_sha": self.sha})
 
-    def flush(self, key) -> None:
-        """Stream the rows since the last flush, then {"done": key}."""
+    def flush(self, key, error: dict = None) -> None:
+        """Stream the rows since the last flush, then {"done": key} (with the case's error, if any)."""
         if not self.stream:
             return
-        lines = [json.dumps(row) for row in self.rows[self.flushed:]] + [json.dumps({"done": key})]
+        done = {"done": key, **({"error": error} if error else {})}
+        lines = [json.dumps(row) for row in self.rows[self.flushed:]] + [json.dumps(done)]
         with open(self.stream, "a") as f:
             f.write("\n".join(lines) + "\n")
             f.flush()
