@@ -178,14 +178,19 @@ def run_sample(args: argparse.Namespace) -> int:
     result = sample_checkpoint(args.checkpoint, args.out, classes=args.classes, per_class=args.per_class,
                                cfg_scale=args.cfg_scale, steps=args.steps, method=args.method,
                                guidance_interval=(args.guidance_low, args.guidance_high), seed=args.seed,
-                               use_ema=not args.no_ema, vae=args.vae, cuda_graph=args.cuda_graph)
+                               use_ema=not args.no_ema, vae=args.vae, cuda_graph=args.cuda_graph,
+                               num_samples=args.num_samples, batch_size=args.batch_size)
     print(json.dumps(result))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="mpdit", description="MPDiT engine: models, FLOP audit, sampling.")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser = _Parser(prog="mpdit", description="MPDiT engine: flops (FLOP audit against the paper), bench (speed, "
+                                              "memory, profiles), train (flow matching, one GPU to many), sample, "
+                                              "export-ema, extract-latents.")
+    # every subcommand's help shows its defaults
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                     parser_class=lambda **kw: _Parser(formatter_class=_DefaultsHelp, **kw))
     flops = commands.add_parser("flops", help="parameters and GFLOPs, against the paper's tables")
     add_model_arguments(flops)
     flops.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -216,17 +221,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     from mpdit.training.config import TrainConfig
 
-    train = commands.add_parser("train", help="flow-matching training (one process or torchrun), resumable",
-                                formatter_class=_DefaultsHelp)
+    train = commands.add_parser("train", help="flow-matching training (one process or torchrun), resumable")
     add_model_arguments(train, required=True)
     add_config_arguments(train, TrainConfig)
     train.set_defaults(handler=run_train)
 
-    sample = commands.add_parser("sample", help="images from a training checkpoint: .npz (ADM layout) + PNG grid")
+    sample = commands.add_parser("sample", help="images from a training checkpoint or an EMA export: .npz (ADM "
+                                                "layout) + PNG grid")
     sample.add_argument("--checkpoint", required=True)
     sample.add_argument("--out", required=True, metavar="FILE.npz")
     sample.add_argument("--classes", type=_int_list, help="comma-separated labels (default: 10 random ones)")
-    sample.add_argument("--per-class", type=int, default=1)
+    sample.add_argument("--per-class", type=int, default=1, help="samples of each class in --classes")
+    sample.add_argument("--num-samples", type=int, metavar="N",
+                        help="N samples balanced over --classes (default: every class), e.g. 50000 for FID-50K; "
+                             "instead of --per-class")
+    sample.add_argument("--batch-size", type=int, default=64, help="samples per model call (per process)")
     sample.add_argument("--cfg-scale", type=float, default=1.0)
     sample.add_argument("--steps", type=int, default=50)
     sample.add_argument("--method", default="euler", choices=("euler", "heun", "dopri5", "euler_maruyama"))

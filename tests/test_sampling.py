@@ -98,14 +98,14 @@ def test_shifted_grid_still_converges(noise):
 @pytest.mark.parametrize("method, nfe", [("euler", 5), ("heun", 10), ("euler_maruyama", 5)])
 def test_sample_counts_batched_guided_evaluations(method, nfe):
     model = randomize_(tiny_model("MPDiT-S", latent_size=8, stages=[(4, 1), (2, 1)])).eval()
-    x0, used = sample(model, torch.tensor([1, 2, 3]), method=method, steps=5, cfg_scale=2.0)
+    x0, used = sample(model, torch.tensor([1, 2, 3]), method=method, steps=5, cfg_scale=2.0, return_nfe=True)
     assert x0.shape == (3, 4, 8, 8) and torch.isfinite(x0).all()
     assert used == nfe
 
 
 def test_sample_dopri5_reports_function_evaluations():
     model = randomize_(tiny_model("MPDiT-S", latent_size=8, stages=[(4, 1), (2, 1)])).eval()
-    _, used = sample(model, torch.tensor([1, 2]), method="dopri5", rtol=1e-3, atol=1e-3)
+    _, used = sample(model, torch.tensor([1, 2]), method="dopri5", rtol=1e-3, atol=1e-3, return_nfe=True)
     assert used >= 6
 
 
@@ -157,8 +157,8 @@ def test_cuda_graph_samples_equal_eager_ones(method):
         noise = torch.randn(3, 4, 32, 32, device="cuda")
         kwargs = dict(method=method, steps=8, cfg_scale=2.0, guidance_interval=(0.3, 0.8), noise=noise)
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            eager, eager_nfe = sample(model, y, **kwargs)
-            graphed, graph_nfe = sample(model, y, cuda_graph=True, **kwargs)
+            eager, eager_nfe = sample(model, y, return_nfe=True, **kwargs)
+            graphed, graph_nfe = sample(model, y, cuda_graph=True, return_nfe=True, **kwargs)
         assert graph_nfe == eager_nfe
         torch.testing.assert_close(graphed, eager, rtol=2e-2, atol=2e-2)  # bf16 products either way
     assert len(model.cuda_graphs) == 1  # captured once for the batch size, kept on the model

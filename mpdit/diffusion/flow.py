@@ -45,7 +45,15 @@ def drop_labels(y: torch.Tensor, prob: float, null_class: int, generator: torch.
 def flow_matching_loss(model, z: torch.Tensor, y: torch.Tensor, *, time_sampler: str = "logit_normal",
                        time_mean: float = 0.0, time_std: float = 1.0, class_dropout: float = 0.1,
                        null_class: int = None, generator: torch.Generator = None) -> torch.Tensor:
-    """Mean squared error between model(z_t, t, y') and n - z, for one batch of latents z (B, C, H, W)."""
+    """Mean squared error between model(z_t, t, y') and n - z, for one batch of latents z (B, C, H, W).
+
+    y: the class labels, a (B,) tensor or a list of ints; y' = y with each label replaced by the
+    null class with probability class_dropout (for classifier-free guidance). t is drawn per
+    sample from time_sampler ("logit_normal": sigmoid of N(time_mean, time_std); "uniform");
+    z_t = (1 - t) z + t n with n ~ N(0, I), so t = 1 is pure noise. A float32 scalar.
+    """
+    if not isinstance(y, torch.Tensor):
+        y = torch.as_tensor(y, dtype=torch.long, device=z.device)
     if null_class is None:
         null_class = model.config.num_classes
     t = sample_time(z.shape[0], time_sampler, time_mean, time_std, device=z.device, generator=generator)

@@ -90,12 +90,24 @@ def euler_maruyama(velocity, x: torch.Tensor, steps: int, shift: float = 1.0, di
 
 
 @torch.no_grad()
-def sample(model, y: torch.Tensor, *, method: str = "euler", steps: int = 50, cfg_scale: float = 1.0,
+def sample(model, y, *, method: str = "euler", steps: int = 50, cfg_scale: float = 1.0,
            guide_channels: int = None, guidance_interval: tuple = (0.0, 1.0), shift: float = 1.0,
            rtol: float = 1e-5, atol: float = 1e-5, noise: torch.Tensor = None, generator: torch.Generator = None,
-           cuda_graph: bool = False):
-    """Generate latents for labels y (B,) with any sampler above; returns (x_0, model evaluations).
-    cuda_graph: euler and heun replay each evaluation from a CUDA graph (GraphedVelocity)."""
+           cuda_graph: bool = False, return_nfe: bool = False):
+    """Latents for class labels y: a (B,) tensor or a list of ints in [0, num_classes).
+
+    Integrates the model's velocity from noise at t = 1 to data at t = 0 with `method`
+    (euler / heun: `steps` fixed steps, shifted by `shift`; dopri5: adaptive to rtol / atol;
+    euler_maruyama: the reverse SDE). Classifier-free guidance: v = v_uncond + cfg_scale *
+    (v_cond - v_uncond), from one forward of the doubled batch; cfg_scale 1 = no guidance; it
+    applies only for t in guidance_interval = (t_lo, t_hi) (the conditional velocity elsewhere)
+    and, with guide_channels = k, only to the first k channels. noise: the (B, C, H, W) start
+    (default: standard normal from `generator`). cuda_graph (euler / heun on a GPU): each
+    evaluation replayed from a CUDA graph. Returns x_0 (B, C, H, W), in the model's latent
+    space (mpdit.decode turns latents into pixels); with return_nfe, (x_0, model evaluations).
+    """
+    if not isinstance(y, torch.Tensor):
+        y = torch.as_tensor(y, dtype=torch.long, device=next(model.parameters()).device)
     if method not in SAMPLERS:
         raise ValueError(f"method={method!r}: unknown sampler; expected one of {SAMPLERS}")
     if cuda_graph and method not in GRAPHED:
@@ -119,7 +131,7 @@ def sample(model, y: torch.Tensor, *, method: str = "euler", steps: int = 50, cf
         x, _ = dopri5(velocity, noise, rtol, atol)
     else:
         x, _ = euler_maruyama(velocity, noise, steps, shift, generator=generator)
-    return x, velocity.nfe
+    return (x, velocity.nfe) if return_nfe else x
 
 
 def graphed_velocity(model, y, noise, cfg_scale, guide_channels, guidance_interval) -> GraphedVelocity:

@@ -34,11 +34,25 @@ def save(state: dict, run_dir: str, step: int) -> str:
     return path
 
 
+def _checkpoints(run_dir: str) -> list:
+    """[(step, path)] of the complete checkpoints in run_dir, oldest first."""
+    return sorted((int(m.group(1)), p) for p in glob.glob(os.path.join(run_dir, "ckpt-*.pt"))
+                  if (m := _NAME.search(os.path.basename(p))))
+
+
 def latest(run_dir: str):
     """Path of the highest-step complete checkpoint in run_dir, or None."""
-    found = [(int(m.group(1)), p) for p in glob.glob(os.path.join(run_dir, "ckpt-*.pt"))
-             if (m := _NAME.search(os.path.basename(p)))]
-    return max(found)[1] if found else None
+    found = _checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def prune(run_dir: str, keep: int) -> list:
+    """Remove all but the newest `keep` checkpoints (each a full one: any of them can be resumed
+    from); returns the paths removed. Called after a new checkpoint is safely in place."""
+    old = _checkpoints(run_dir)[:-keep] if keep > 0 else []
+    for _, path in old:
+        os.remove(path)
+    return [path for _, path in old]
 
 
 def load(path: str) -> dict:
@@ -62,11 +76,15 @@ def check_same_model(state: dict, path: str, model_config: dict) -> None:
 
 
 def export_ema_safetensors(state: dict, path: str) -> str:
-    """The EMA weights alone, as safetensors (for sampling and sharing)."""
+    """The EMA weights alone, as safetensors, with the model's whole config in the metadata:
+    `mpdit.load(path)` and `mpdit sample --checkpoint path` rebuild the model from it."""
     from safetensors.torch import save_file
 
     if not path.endswith(".safetensors"):
         raise ValueError(f"out={path!r}: expected a path ending in .safetensors")
+    from mpdit.loading import export_metadata
+
     tensors = {name: tensor.contiguous() for name, tensor in state["ema"].items()}
-    save_file(tensors, path, metadata={"model": state["train_config"]["model"], "step": str(state["step"])})
+    save_file(tensors, path, metadata=export_metadata(state["train_config"]["model"], state["step"],
+                                                      state["model_config"], state.get("latents")))
     return path

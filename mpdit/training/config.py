@@ -35,13 +35,15 @@ class TrainConfig:
     run_dir: str = required("folder for checkpoints, metrics.jsonl and sample grids")
     resume: Optional[str] = option(None, "'auto': the latest checkpoint in --run-dir; or a checkpoint path",
                                    metavar="auto|PATH")
-    image_size: int = option(16, "digits: 8, 16 or 32 pixels")
+    image_size: int = option(16, "digits: the image side in pixels", choices=(8, 16, 32))
     micro_batch_size: Optional[int] = option(None, "per process; accumulates gradients up to the global batch")
     lr: float = option(1e-4, "AdamW learning rate")
     weight_decay: float = option(0.0, "AdamW weight decay")
     warmup_steps: int = option(0, "linear learning-rate warm-up")
     grad_clip: float = option(1.0, "gradient-norm clipping; 0 = off (the norm is still computed and checked)")
     ema_decay: float = option(0.9999, "decay of the EMA weights")
+    ema_warmup: bool = option(True, "EMA decay min(ema_decay, (1 + step) / (10 + step)): a short run's EMA is "
+                                    "usable (0.9999 alone leaves 92%% of the initial weights in it after 800 steps)")
     time_sampler: str = option("logit_normal", "distribution of training times t", choices=TIME_SAMPLERS)
     time_mean: float = option(0.0, "logit-normal mean")
     time_std: float = option(1.0, "logit-normal standard deviation")
@@ -55,6 +57,8 @@ class TrainConfig:
                                     "layers in float8 (torchao, sm_89+)", choices=PRECISIONS)
     on_nonfinite: str = option("stop", "a non-finite loss or gradient: stop, or skip the step", choices=ON_NONFINITE)
     checkpoint_every: int = option(1000, "steps between checkpoints (and one at the end)")
+    keep_checkpoints: int = option(3, "keep the newest K checkpoints, each complete (model, EMA, optimizer); "
+                                      "0 = keep all")
     log_every: int = option(10, "steps between metrics records")
     sample_every: int = option(1000, "steps between PNG grids of EMA samples (digits); 0 = never")
     num_workers: int = option(2, "DataLoader worker processes")
@@ -65,6 +69,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r}: expected a positive integer")
+        if not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 0:
+            raise ValueError(f"keep_checkpoints={self.keep_checkpoints!r}: expected 0 (keep all) or a positive integer")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
             raise ValueError(f"micro_batch_size={self.micro_batch_size}: expected a positive integer")
         if not self.lr > 0:

@@ -1,4 +1,4 @@
-"""`mpdit sample`: images from a training checkpoint (EMA weights by default).
+"""`mpdit sample`: images from a training checkpoint or an EMA export (EMA weights by default).
 
 Writes an .npz of uint8 (N, H, W, C) images under arr_0 (the ADM evaluator's layout) and a
 PNG grid beside it. Under torchrun each rank samples its share; rank 0 writes the files.
@@ -7,10 +7,10 @@ import os
 
 import torch
 import torch.distributed as dist
+from tqdm import tqdm
 
-from mpdit.models import create_model
+from mpdit.loading import build, read
 from mpdit.diffusion.sampling import SAMPLERS, sample
-from mpdit.training import checkpoint
 from mpdit.training.images import save_grid, to_uint8
 from mpdit.training.latents import decode, load_vae
 from mpdit.training.distributed import init_world
@@ -18,25 +18,35 @@ from mpdit.training.distributed import init_world
 
 def sample_checkpoint(path: str, out: str, classes=None, per_class: int = 1, cfg_scale: float = 1.0,
                       steps: int = 50, method: str = "euler", guidance_interval=(0.0, 1.0), seed: int = 0,
-                      use_ema: bool = True, batch_size: int = 64, vae: str = None, cuda_graph: bool = False) -> dict:
+                      use_ema: bool = True, batch_size: int = 64, vae: str = None, cuda_graph: bool = False,
+                      num_samples: int = None, progress: bool = True) -> dict:
+    """Samples of a checkpoint into an .npz (the ADM evaluator's layout: arr_0 uint8 NHWC, labels)
+    and a PNG grid. Labels: `per_class` of each of `classes` (default 10 random classes), or
+    num_samples balanced over `classes` (default every class), e.g. 50 of each of 1000 for FID-50K."""
     if not out.endswith(".npz"):
         raise ValueError(f"out={out!r}: expected a path ending in .npz")
     if method not in SAMPLERS:
         raise ValueError(f"method={method!r}: expected one of {SAMPLERS}")
     if per_class < 1:
         raise ValueError(f"per_class={per_class}: expected a positive integer")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}: expected a positive integer")
+    if num_samples is not None and num_samples < 1:
+        raise ValueError(f"num_samples={num_samples}: expected a positive integer")
     if cuda_graph and not torch.cuda.is_available():
         raise ValueError("--cuda-graph: CUDA graphs need a CUDA GPU; none is visible here")
-    state = checkpoint.load(path)
-    model_config = state["model_config"]
-    latent_info = state.get("latents")
+    saved = read(path, "ema" if use_ema else "model")  # a training checkpoint or an EMA export
+    model_config = saved["model_config"]
+    latent_info = saved["latents"]
     if latent_info is None and model_config["in_channels"] not in (1, 3):
         raise ValueError(f"checkpoint={path!r}: latents of {model_config['in_channels']} channels and no "
                          "latents.json record of their VAE to decode them with")
     if latent_info is not None and vae is not None:
         latent_info = {**latent_info, "vae": vae}
     num_classes = model_config["num_classes"]
-    if classes is None:  # random labels, reproducible from the seed
+    if classes is None and num_samples is not None:
+        classes = list(range(num_classes))
+    elif classes is None:  # random labels, reproducible from the seed
         classes = torch.randint(0, num_classes, (10,), generator=torch.Generator().manual_seed(seed)).tolist()
     classes = list(classes)
     bad = [c for c in classes if not 0 <= c < num_classes]
@@ -44,17 +54,17 @@ def sample_checkpoint(path: str, out: str, classes=None, per_class: int = 1, cfg
         raise ValueError(f"classes={bad}: expected labels in [0, {num_classes - 1}] for this checkpoint")
     world = init_world()
     try:
-        overrides = {k: model_config[k] for k in ("in_channels", "latent_size", "num_classes", "class_tokens",
-                                                   "time_embed", "shared_adaln", "skip", "learn_sigma", "mlp_ratio")}
-        overrides["stages"] = [tuple(s) for s in model_config["stages"]]
-        model = create_model(state["train_config"]["model"], **overrides)
-        model.load_state_dict(state["ema"] if use_ema else state["model"])
-        model.to(world.device).eval()
+        model = build(saved, device=world.device)
         decoder = load_vae(latent_info["vae"], world.device) if latent_info is not None else None
-        labels = torch.tensor(classes).repeat_interleave(per_class)
+        if num_samples is not None:  # balanced: class i % len(classes), sorted so that the grid has a row per class
+            labels = torch.tensor(classes)[torch.arange(num_samples) % len(classes)].sort(stable=True).values
+        else:
+            labels = torch.tensor(classes).repeat_interleave(per_class)
         mine = torch.arange(len(labels))[world.rank::world.size]  # this rank's share, fixed by index
         images = []
-        for start in range(0, len(mine), batch_size):
+        batches = tqdm(range(0, len(mine), batch_size), unit="batch", desc="sampling",
+                       disable=not (progress and world.main))
+        for start in batches:
             index = mine[start:start + batch_size]
             # One noise stream per sample index: the images do not depend on how ranks split the work
             # (the SDE sampler's later noise comes from the batch's generator).
@@ -62,9 +72,8 @@ def sample_checkpoint(path: str, out: str, classes=None, per_class: int = 1, cfg
             noise = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + int(i)))
                                  for i in index]).to(world.device)
             generator = torch.Generator(device=world.device).manual_seed(seed * 1_000_003 + int(index[0]))
-            x, _ = sample(model, labels[index].to(world.device), method=method, steps=steps, cfg_scale=cfg_scale,
-                          guidance_interval=guidance_interval, noise=noise, generator=generator,
-                          cuda_graph=cuda_graph)
+            x = sample(model, labels[index].to(world.device), method=method, steps=steps, cfg_scale=cfg_scale,
+                       guidance_interval=guidance_interval, noise=noise, generator=generator, cuda_graph=cuda_graph)
             if decoder is not None:
                 x = decode(x, latent_info, decoder)
             images.append((index, to_uint8(x)))
@@ -80,7 +89,7 @@ def sample_checkpoint(path: str, out: str, classes=None, per_class: int = 1, cfg
 
             os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
             np.savez(out, arr_0=array.numpy(), labels=labels.numpy())
-            save_grid(array, result["png"], rows=len(classes))
+            save_grid(array, labels.tolist(), result["png"])
         return result
     finally:
         if world.size > 1 and dist.is_initialized():

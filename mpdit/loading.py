@@ -1,0 +1,71 @@
+"""Models back from files: an exported .safetensors (EMA weights, the whole model config in its
+metadata) or a training checkpoint (.pt). `mpdit.load(path)` is the one call."""
+import json
+
+import torch
+
+EXPORT_FORMAT = "mpdit-ema-1"
+# The ModelConfig fields a run can change from the registered size (mpdit.models.registry.OVERRIDES).
+CONFIG_FIELDS = ("in_channels", "latent_size", "num_classes", "class_tokens", "time_embed", "shared_adaln", "skip",
+                 "learn_sigma", "mlp_ratio", "stages")
+
+
+def model_overrides(model_config: dict) -> dict:
+    """create_model overrides that rebuild the network a saved model_config describes."""
+    overrides = {key: model_config[key] for key in CONFIG_FIELDS if key in model_config}
+    overrides["stages"] = [tuple(stage) for stage in model_config["stages"]]
+    return overrides
+
+
+def export_metadata(name: str, step: int, model_config: dict, latents) -> dict:
+    """The metadata an EMA export carries (safetensors metadata is str -> str)."""
+    return {"format": EXPORT_FORMAT, "model": name, "step": str(step), "model_config": json.dumps(model_config),
+            "latents": json.dumps(latents)}
+
+
+def read(path: str, weights: str = "ema") -> dict:
+    """{'model', 'step', 'model_config', 'latents', 'state_dict'} of an export or a checkpoint."""
+    if weights not in ("ema", "model"):
+        raise ValueError(f"weights={weights!r}: expected 'ema' or 'model'")
+    if path.endswith(".safetensors"):
+        return _read_export(path, weights)
+    from mpdit.training import checkpoint
+
+    state = checkpoint.load(path)
+    return {"model": state["train_config"]["model"], "step": state["step"], "model_config": state["model_config"],
+            "latents": state.get("latents"), "state_dict": state[weights]}
+
+
+def _read_export(path: str, weights: str) -> dict:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as error:  # missing, truncated or not safetensors: one clear line
+        raise ValueError(f"checkpoint={path!r}: unreadable as safetensors ({type(error).__name__})") from None
+    if meta.get("format") != EXPORT_FORMAT:
+        raise ValueError(f"checkpoint={path!r}: not an `mpdit export-ema` file with its model config "
+                         "(exports before 2026-11-27 hold no config: export the checkpoint again)")
+    if weights != "ema":
+        raise ValueError(f"checkpoint={path!r}: an export holds the EMA weights only")
+    return {"model": meta["model"], "step": int(meta["step"]), "model_config": json.loads(meta["model_config"]),
+            "latents": json.loads(meta["latents"]), "state_dict": load_file(path)}
+
+
+def load(path: str, weights: str = "ema", kernel_backend: str = "torch", device="cpu") -> torch.nn.Module:
+    """The model saved in `path` (an `mpdit export-ema` .safetensors or a training checkpoint .pt),
+    with its EMA weights (weights="model": a checkpoint's raw weights), in eval mode on `device`.
+    `model.latents` is the latents.json record of a latent run (for mpdit.decode), else None."""
+    return build(read(path, weights), kernel_backend, device)
+
+
+def build(saved: dict, kernel_backend: str = "torch", device="cpu") -> torch.nn.Module:
+    """The model of what read() returned, with its weights, in eval mode on `device`."""
+    from mpdit.models import create_model
+
+    model = create_model(saved["model"], kernel_backend=kernel_backend, **model_overrides(saved["model_config"]))
+    model.load_state_dict(saved["state_dict"])
+    model.latents = saved["latents"]
+    return model.to(device).eval()
