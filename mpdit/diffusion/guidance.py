@@ -1,5 +1,18 @@
 """Classifier-free guidance as a velocity field: one batched forward for both branches."""
+import math
+
 import torch
+
+
+def check_guidance(cfg_scale, guide_channels=None, interval=(0.0, 1.0)) -> None:
+    """ValueError for guidance settings that would give no image (a NaN scale: all-black samples)."""
+    if isinstance(cfg_scale, bool) or not isinstance(cfg_scale, (int, float)) or not math.isfinite(cfg_scale) \
+            or cfg_scale < 0:
+        raise ValueError(f"cfg_scale={cfg_scale!r}: expected a finite number >= 0 (1 = no guidance)")
+    if guide_channels is not None and not (isinstance(guide_channels, int) and guide_channels >= 1):
+        raise ValueError(f"guide_channels={guide_channels!r}: expected None or a positive integer")
+    if len(interval) != 2 or not 0.0 <= interval[0] <= interval[1] <= 1.0:
+        raise ValueError(f"interval={interval!r}: expected (t_lo, t_hi) with 0 <= t_lo <= t_hi <= 1")
 
 
 class GuidedVelocity:
@@ -14,12 +27,7 @@ class GuidedVelocity:
 
     def __init__(self, model, y: torch.Tensor, cfg_scale: float = 1.0, guide_channels: int = None,
                  interval: tuple = (0.0, 1.0), null_class: int = None):
-        if not isinstance(cfg_scale, (int, float)) or cfg_scale < 0:
-            raise ValueError(f"cfg_scale={cfg_scale!r}: expected a number >= 0 (1 = no guidance)")
-        if guide_channels is not None and not (isinstance(guide_channels, int) and guide_channels >= 1):
-            raise ValueError(f"guide_channels={guide_channels!r}: expected None or a positive integer")
-        if len(interval) != 2 or not 0.0 <= interval[0] <= interval[1] <= 1.0:
-            raise ValueError(f"interval={interval!r}: expected (t_lo, t_hi) with 0 <= t_lo <= t_hi <= 1")
+        check_guidance(cfg_scale, guide_channels, interval)
         self.model = model
         self.y = y
         self.cfg_scale = float(cfg_scale)

@@ -5,6 +5,7 @@ adaLN, an MLP time embedding and no class tokens is DiT; two stages [(4, N - k),
 with shared adaLN, 16 class tokens and the FNO time embedding is MPDiT. The method's
 facts are in shared/reference/mpdit-notes.md; step numbers below refer to it.
 """
+import math
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -84,6 +85,12 @@ class ModelConfig:
             raise ValueError(f"class_tokens={self.class_tokens!r}: expected an integer >= 0")
         if self.time_embed not in TIME_EMBEDDINGS:
             raise ValueError(f"time_embed={self.time_embed!r}: expected one of {TIME_EMBEDDINGS}")
+        for name in ("shared_adaln", "skip", "learn_sigma"):  # "no" would be truthy: only a bool is a bool
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r}: expected True or False")
+        ratio = self.mlp_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio) or ratio <= 0:
+            raise ValueError(f"mlp_ratio={ratio!r}: expected a positive finite number")
         if not self.stages:
             raise ValueError("stages=(): expected at least one (patch, depth) stage")
         for i, stage in enumerate(self.stages):

@@ -40,6 +40,11 @@ def _checkpoints(run_dir: str) -> list:
                   if (m := _NAME.search(os.path.basename(p))))
 
 
+def paths(run_dir: str) -> list:
+    """The complete checkpoints in run_dir, oldest first."""
+    return [path for _, path in _checkpoints(run_dir)]
+
+
 def latest(run_dir: str):
     """Path of the highest-step complete checkpoint in run_dir, or None."""
     found = _checkpoints(run_dir)

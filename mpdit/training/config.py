@@ -5,6 +5,7 @@ the help text and choices live in each field's metadata. Defaults follow the pap
 (shared/reference/mpdit-notes.md, "Training"): AdamW lr 1e-4 without weight decay,
 logit-normal times, class dropout 0.1, EMA 0.9999, bf16 on GPU.
 """
+import math
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
@@ -73,10 +74,23 @@ class TrainConfig:
             raise ValueError(f"keep_checkpoints={self.keep_checkpoints!r}: expected 0 (keep all) or a positive integer")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
             raise ValueError(f"micro_batch_size={self.micro_batch_size}: expected a positive integer")
-        if not self.lr > 0:
-            raise ValueError(f"lr={self.lr}: expected a positive learning rate")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay={self.ema_decay}: expected a value in [0, 1)")
+        for name, low, high, what in (("lr", 0.0, None, "a positive learning rate"),
+                                      ("grad_clip", 0.0, None, "a positive norm, or 0 = off"),
+                                      ("weight_decay", 0.0, None, "a finite number >= 0"),
+                                      ("time_std", 0.0, None, "a positive standard deviation"),
+                                      ("time_mean", None, None, "a finite number")):
+            value = getattr(self, name)
+            bad = not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or \
+                (low is not None and (value < low or (value == low and name in ("lr", "time_std"))))
+            if bad:
+                raise ValueError(f"{name}={value!r}: expected {what}")
+        if not (isinstance(self.ema_decay, (int, float)) and 0.0 <= self.ema_decay < 1.0):
+            raise ValueError(f"ema_decay={self.ema_decay!r}: expected a value in [0, 1)")
+        if not isinstance(self.warmup_steps, int) or isinstance(self.warmup_steps, bool) or self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps={self.warmup_steps!r}: expected an integer >= 0")
+        for name in ("compile", "ema_warmup"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r}: expected True or False")
         if not 0.0 <= self.class_dropout <= 1.0:
             raise ValueError(f"class_dropout={self.class_dropout}: expected a probability in [0, 1]")
         for spec in fields(self):

@@ -17,6 +17,26 @@ class MetricsLog:
             except ImportError:  # optional
                 pass
 
+    def keep_until(self, step: int) -> None:
+        """Drop the records past `step` (and the final ones), so that a run resumed from its
+        checkpoint at `step` logs each step once; rewritten atomically."""
+        if not self.enabled or not os.path.exists(self.path):
+            return
+        with open(self.path) as f:
+            lines = [line for line in f if line.strip()]
+        kept = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a torn last line from a killed run
+                continue
+            if record.get("step", 0) <= step and not record.get("final"):
+                kept.append(line if line.endswith("\n") else line + "\n")
+        tmp = f"{self.path}.tmp-{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.writelines(kept)
+        os.replace(tmp, self.path)
+
     def write(self, record: dict) -> None:
         if not self.enabled:
             return

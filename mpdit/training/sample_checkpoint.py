@@ -4,16 +4,30 @@ Writes an .npz of uint8 (N, H, W, C) images under arr_0 (the ADM evaluator's lay
 PNG grid beside it. Under torchrun each rank samples its share; rank 0 writes the files.
 """
 import os
+import tempfile
 
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
 from mpdit.loading import build, read
+from mpdit.diffusion.guidance import check_guidance
 from mpdit.diffusion.sampling import SAMPLERS, sample
 from mpdit.training.images import save_grid, to_uint8
 from mpdit.training.latents import decode, load_vae
 from mpdit.training.distributed import init_world
+
+
+def check_writable(out: str) -> None:
+    """ValueError now, not after all the sampling, when `out` cannot be written (tried for real:
+    permission bits do not tell for root or special file systems)."""
+    folder = os.path.dirname(os.path.abspath(out))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ValueError(f"out={out!r}: cannot write in {folder} ({error.strerror or type(error).__name__})") from None
 
 
 def sample_checkpoint(path: str, out: str, classes=None, per_class: int = 1, cfg_scale: float = 1.0,
@@ -33,6 +47,8 @@ def sample_checkpoint(path: str, out: str, classes=None, per_class: int = 1, cfg
         raise ValueError(f"batch_size={batch_size}: expected a positive integer")
     if num_samples is not None and num_samples < 1:
         raise ValueError(f"num_samples={num_samples}: expected a positive integer")
+    check_guidance(cfg_scale, None, guidance_interval)  # before any loading: a NaN scale would sample all black
+    check_writable(out)
     if cuda_graph and not torch.cuda.is_available():
         raise ValueError("--cuda-graph: CUDA graphs need a CUDA GPU; none is visible here")
     saved = read(path, "ema" if use_ema else "model")  # a training checkpoint or an EMA export

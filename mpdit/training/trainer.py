@@ -67,6 +67,7 @@ def fit(config: TrainConfig, world: World) -> tuple:
     run = build(config, world, dataset)
     batches = iter(data_loader(dataset, micro, run))
     log = MetricsLog(config.run_dir, world.main)
+    log.keep_until(run.step)  # a resumed run logs the steps after its checkpoint again: once each
     progress = _progress(config.steps, run.step, world.main)
     record, skipped, window_start, window_images = {}, 0, time.perf_counter(), 0
     while run.step < config.steps:
@@ -119,14 +120,30 @@ def dataset_overrides(config: TrainConfig, dataset) -> dict:
     return overrides
 
 
+def newest_readable(run_dir: str, warn: bool = True) -> tuple:
+    """(path, state) of the newest checkpoint in run_dir that loads, or (None, None); an
+    unreadable newer one (cut short by a full disk, say) is named and passed over."""
+    for path in reversed(checkpoint.paths(run_dir)):
+        try:
+            return path, checkpoint.load(path)
+        except checkpoint.CheckpointError as error:
+            if warn:
+                print(f"mpdit train: warning: skipping {error}", file=sys.stderr)
+    return None, None
+
+
 def resume_state(config: TrainConfig, world: World, model_config: dict):
     """The checkpoint to resume from (checked against this model and world), or None."""
-    path = checkpoint.latest(config.run_dir) if config.resume == "auto" else config.resume
-    if not path:
-        if config.resume == "auto" and world.main:  # said aloud: a mistyped --run-dir starts afresh
-            print(f"mpdit train: no checkpoint in {config.run_dir}; starting from step 0", file=sys.stderr)
+    if not config.resume:
         return None
-    state = checkpoint.load(path)
+    if config.resume == "auto":
+        path, state = newest_readable(config.run_dir, warn=world.main)
+        if state is None:
+            if world.main:  # said aloud: a mistyped --run-dir starts afresh
+                print(f"mpdit train: no checkpoint in {config.run_dir}; starting from step 0", file=sys.stderr)
+            return None
+    else:
+        path, state = config.resume, checkpoint.load(config.resume)
     checkpoint.check_same_model(state, path, model_config)
     saved_world = len(state["rng"]["generators"])
     if saved_world != world.size:  # the data order and random streams are per process

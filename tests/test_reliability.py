@@ -1,0 +1,77 @@
+"""Reliability (CPU): bad settings refused before any work, metrics logged once per step across
+resumes, an unreadable newest checkpoint passed over."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mpdit import create_model
+from mpdit.training import checkpoint
+from mpdit.training.config import TrainConfig
+from mpdit.training.trainer import train
+
+TINY = {"stages": ((4, 1), (2, 1))}
+
+
+def config(run_dir, steps, **kwargs):
+    return TrainConfig(model="MPDiT-S", dataset="digits", steps=steps, global_batch_size=8, run_dir=str(run_dir),
+                       checkpoint_every=2, log_every=1, sample_every=0, num_workers=0, overrides=dict(TINY), **kwargs)
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "mpdit", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--grad-clip=-1"], "grad_clip=-1.0: expected a positive norm, or 0 = off"),
+    (["--lr", "nan"], "lr=nan: expected a positive learning rate"),
+    (["--time-std", "0"], "time_std=0.0: expected a positive standard deviation"),
+])
+def test_bad_training_settings_stop_before_any_work(tmp_path, args, message):
+    result = run_cli("train", "--model", "MPDiT-S", "--dataset", "digits", "--steps", "1", "--global-batch-size", "4",
+                     "--run-dir", str(tmp_path / "run"), *args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr == f"mpdit train: error: {message}\n"
+    assert not (tmp_path / "run").exists()
+
+
+def test_sample_refuses_a_nan_guidance_scale_and_an_unwritable_out_before_sampling(tmp_path):
+    (tmp_path / "file").write_text("")
+    for args, message in ((["--cfg-scale", "nan"], "cfg_scale=nan: expected a finite number >= 0"),
+                          (["--out", str(tmp_path / "file" / "s.npz")], "cannot write in")):
+        result = run_cli("sample", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "s.npz"),
+                         *args)
+        assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"learn_sigma": "no"}, "learn_sigma='no': expected True or False"),
+    ({"mlp_ratio": 0}, "mlp_ratio=0: expected a positive finite number"),
+    ({"skip": 1}, "skip=1: expected True or False"),
+])
+def test_create_model_takes_only_real_booleans_and_ratios(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        create_model("MPDiT-S", **overrides)
+
+
+def steps_logged(run_dir) -> list:
+    return [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_resume_logs_each_step_once_and_passes_over_an_unreadable_checkpoint(tmp_path, capsys):
+    train(config(tmp_path, steps=4))  # checkpoints at 2 and 4; metrics 1, 2, 3, 4 and a final record
+    newest = checkpoint.latest(str(tmp_path))
+    data = open(newest, "rb").read()
+    with open(newest, "wb") as f:  # cut short, as a full disk leaves it
+        f.write(data[: len(data) // 3])
+    capsys.readouterr()
+    train(config(tmp_path, steps=4, resume="auto"))
+    err = capsys.readouterr().err
+    assert f"mpdit train: warning: skipping checkpoint={newest!r}: unreadable" in err
+    assert f"resuming from {tmp_path / 'ckpt-00000002.pt'} at step 2" in err
+    assert steps_logged(tmp_path) == [1, 2, 3, 4, 4]  # steps 3 and 4 once more, then one final record
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("final", False) for r in records] == [False, False, False, False, True]
+    train(config(tmp_path, steps=4, resume="auto"))  # a finished run, run again: still one final record
+    assert steps_logged(tmp_path) == [1, 2, 3, 4, 4]
