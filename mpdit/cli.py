@@ -142,11 +142,14 @@ def _int_list(text: str) -> list:
 def run_train(args: argparse.Namespace) -> int:
     from mpdit.training.checkpoint import CheckpointError
     from mpdit.training.config import TrainConfig
-    from mpdit.training.trainer import TrainingError, train
+    from mpdit.training.trainer import TrainingError, TrainingStopped, train
 
     config = config_from_args(TrainConfig, args, model=args.model, overrides=overrides_from_args(args))
     try:
         final = train(config)
+    except TrainingStopped as stop:  # the checkpoint is written; 128 + signal, as a shell reports it
+        print(f"mpdit train: {stop}", file=sys.stderr)
+        return 128 + stop.signum
     except (TrainingError, CheckpointError) as error:
         raise ValueError(str(error)) from None
     print(json.dumps(final))

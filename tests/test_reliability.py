@@ -75,3 +75,35 @@ def test_resume_logs_each_step_once_and_passes_over_an_unreadable_checkpoint(tmp
     assert [r.get("final", False) for r in records] == [False, False, False, False, True]
     train(config(tmp_path, steps=4, resume="auto"))  # a finished run, run again: still one final record
     assert steps_logged(tmp_path) == [1, 2, 3, 4, 4]
+
+
+def test_sigterm_saves_the_step_reached_and_resume_equals_an_uninterrupted_run(tmp_path):
+    import signal
+    import time
+
+    import torch
+
+    base = ["train", "--model", "MPDiT-S", "--stages", "4:1,2:1", "--dataset", "digits", "--global-batch-size", "8",
+            "--num-workers", "0", "--checkpoint-every", "1000", "--sample-every", "0", "--log-every", "1"]
+    stopped = tmp_path / "stopped"
+    process = subprocess.Popen([sys.executable, "-m", "mpdit", *base, "--steps", "200", "--run-dir", str(stopped)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if (stopped / "metrics.jsonl").exists() and len((stopped / "metrics.jsonl").read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err[-2000:]
+    path = checkpoint.latest(str(stopped))
+    step = checkpoint.load(path)["step"]
+    assert 2 <= step < 200 and f"mpdit train: stopped at step {step}; checkpoint {path}" in err
+    assert "Traceback" not in err
+    end = str(step + 2)
+    resumed = run_cli(*base, "--steps", end, "--run-dir", str(stopped), "--resume", "auto")
+    straight = run_cli(*base, "--steps", end, "--run-dir", str(tmp_path / "straight"))
+    assert resumed.returncode == straight.returncode == 0, resumed.stderr[-2000:] + straight.stderr[-2000:]
+    a, b = (checkpoint.load(checkpoint.latest(str(d))) for d in (stopped, tmp_path / "straight"))
+    for key in ("model", "ema"):
+        assert all(torch.equal(a[key][name], tensor) for name, tensor in b[key].items()), key

@@ -8,7 +8,9 @@ import contextlib
 import dataclasses
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -29,6 +31,45 @@ from mpdit.training.metrics import MetricsLog
 
 class TrainingError(RuntimeError):
     """Training cannot go on (a non-finite loss); the message names the step."""
+
+
+class TrainingStopped(Exception):
+    """SIGINT / SIGTERM: the run finished its step and wrote a checkpoint; `--resume auto` continues."""
+
+    def __init__(self, signum: int, step: int, path: str):
+        super().__init__(f"stopped at step {step}; checkpoint {path}")
+        self.signum, self.step, self.path = signum, step, path
+
+
+class _StopRequests:
+    """SIGINT / SIGTERM set a flag instead of killing the process; the loop stops after the
+    optimizer step in progress. Under torchrun the ranks agree (a MAX all-reduce each step), so
+    every rank saves the same step. Handlers restored on exit."""
+
+    def __init__(self, world: World):
+        self.world, self.signum, self.previous = world, 0, {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.previous[signum] = signal.signal(signum, self._request)
+        return self
+
+    def _request(self, signum, frame):
+        self.signum = self.signum or signum
+
+    def agreed(self) -> int:
+        """The signal to stop for (0: go on), the same on every rank."""
+        if self.world.size == 1:
+            return self.signum
+        flag = torch.tensor([self.signum], device=self.world.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return int(flag.item())
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        return False
 
 
 @dataclass
@@ -69,6 +110,12 @@ def fit(config: TrainConfig, world: World) -> tuple:
     log = MetricsLog(config.run_dir, world.main)
     log.keep_until(run.step)  # a resumed run logs the steps after its checkpoint again: once each
     progress = _progress(config.steps, run.step, world.main)
+    with _StopRequests(world) as stop:
+        return _loop(run, config, world, batches, accumulation, log, progress, stop)
+
+
+def _loop(run, config, world, batches, accumulation, log, progress, stop) -> tuple:
+    """The steps up to config.steps: log, checkpoint, sample; on a stop request, save and stop."""
     record, skipped, window_start, window_images = {}, 0, time.perf_counter(), 0
     while run.step < config.steps:
         loss, grad_norm, applied = train_step(run, batches, accumulation)
@@ -90,6 +137,12 @@ def fit(config: TrainConfig, world: World) -> tuple:
         if config.sample_every and (run.step % config.sample_every == 0 or last):
             if world.main or run.sharded:  # a sharded EMA samples with every rank; rank 0 writes
                 _sample_grid(run.ema, config, run.step, write=world.main)
+        signum = stop.agreed()
+        if signum and not last:
+            if run.step % config.checkpoint_every:  # not saved at this step yet
+                save(run)
+            progress.close()
+            raise TrainingStopped(signum, run.step, checkpoint.checkpoint_path(config.run_dir, run.step))
     progress.close()
     final = {**record, "step": run.step, "final": True}
     log.write(final)
