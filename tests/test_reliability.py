@@ -15,8 +15,9 @@ TINY = {"stages": ((4, 1), (2, 1))}
 
 
 def config(run_dir, steps, **kwargs):
-    return TrainConfig(model="MPDiT-S", dataset="digits", steps=steps, global_batch_size=8, run_dir=str(run_dir),
-                       checkpoint_every=2, log_every=1, sample_every=0, num_workers=0, overrides=dict(TINY), **kwargs)
+    settings = dict(model="MPDiT-S", dataset="digits", global_batch_size=8, checkpoint_every=2, log_every=1,
+                    sample_every=0, num_workers=0, overrides=dict(TINY))
+    return TrainConfig(steps=steps, run_dir=str(run_dir), **{**settings, **kwargs})
 
 
 def run_cli(*args):
@@ -107,3 +108,17 @@ def test_sigterm_saves_the_step_reached_and_resume_equals_an_uninterrupted_run(t
     a, b = (checkpoint.load(checkpoint.latest(str(d))) for d in (stopped, tmp_path / "straight"))
     for key in ("model", "ema"):
         assert all(torch.equal(a[key][name], tensor) for name, tensor in b[key].items()), key
+
+
+def test_resume_refuses_a_changed_data_order_and_warns_of_other_changes(tmp_path, capsys):
+    from mpdit.training.checkpoint import CheckpointError
+
+    train(config(tmp_path, steps=2))
+    for change, message in (({"seed": 1}, "seed was 0, now 1"), ({"global_batch_size": 4}, "global_batch_size was 8"),
+                            ({"micro_batch_size": 4}, "micro_batch_size was None, now 4")):
+        with pytest.raises(CheckpointError, match=message):
+            train(config(tmp_path, steps=3, resume="auto", **change))
+    capsys.readouterr()
+    train(config(tmp_path, steps=3, resume="auto", lr=2e-4, grad_clip=0.5))
+    assert "warning: resuming with changed settings: lr: 0.0001 -> 0.0002; grad_clip: 1.0 -> 0.5" in \
+        capsys.readouterr().err

@@ -80,6 +80,26 @@ def check_same_model(state: dict, path: str, model_config: dict) -> None:
                               f"differs in {', '.join(diff)}); resume with the same --model and overrides")
 
 
+# Settings that fix the data order and what a step is: a resumed run must keep them.
+FIXED_ON_RESUME = ("model", "dataset", "global_batch_size", "micro_batch_size", "seed", "image_size")
+# Settings a resumed run may change (said in one warning line); the others (steps, logging,
+# checkpoint cadence, workers, compile, kernel backend) change nothing a checkpoint records.
+WARNED_ON_RESUME = ("lr", "weight_decay", "warmup_steps", "grad_clip", "ema_decay", "ema_warmup", "time_sampler",
+                    "time_mean", "time_std", "class_dropout", "precision", "on_nonfinite", "parallel")
+
+
+def check_same_run(state: dict, path: str, config: dict) -> list:
+    """CheckpointError if `config` (the new run's TrainConfig as a dict) changes a setting the
+    checkpoint's run must keep; else the changed other settings, as 'name: old -> new'."""
+    saved = state["train_config"]
+    for name in FIXED_ON_RESUME:
+        if name in saved and saved[name] != config[name]:
+            raise CheckpointError(f"checkpoint={path!r}: {name} was {saved[name]!r}, now {config[name]!r}; a resumed "
+                                  f"run keeps its {name} (the data order depends on it)")
+    return [f"{name}: {saved[name]!r} -> {config[name]!r}" for name in WARNED_ON_RESUME
+            if name in saved and saved[name] != config[name]]
+
+
 def export_ema_safetensors(state: dict, path: str) -> str:
     """The EMA weights alone, as safetensors, with the model's whole config in the metadata:
     `mpdit.load(path)` and `mpdit sample --checkpoint path` rebuild the model from it."""

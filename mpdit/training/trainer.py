@@ -198,6 +198,9 @@ def resume_state(config: TrainConfig, world: World, model_config: dict):
     else:
         path, state = config.resume, checkpoint.load(config.resume)
     checkpoint.check_same_model(state, path, model_config)
+    changed = checkpoint.check_same_run(state, path, dataclasses.asdict(config))
+    if changed and world.main:
+        print(f"mpdit train: warning: resuming with changed settings: {'; '.join(changed)}", file=sys.stderr)
     saved_world = len(state["rng"]["generators"])
     if saved_world != world.size:  # the data order and random streams are per process
         raise checkpoint.CheckpointError(
