@@ -108,13 +108,14 @@ class ClassEmbedding(nn.Module):
     """A table of `tokens` learned D-vectors per class; row num_classes is the null class.
 
     tokens = 0 gives DiT's single vector (added to the time embedding); tokens = m gives
-    MPDiT's m class tokens, prepended to the image tokens.
+    MPDiT's m class tokens, prepended to the image tokens. null_class=False: no null row (DiT
+    built with class_dropout_prob=0, mpdit.compat).
     """
 
-    def __init__(self, num_classes: int, hidden_size: int, tokens: int):
+    def __init__(self, num_classes: int, hidden_size: int, tokens: int, null_class: bool = True):
         super().__init__()
         self.tokens = max(tokens, 1)
-        self.embedding_table = nn.Embedding(num_classes + 1, self.tokens * hidden_size)
+        self.embedding_table = nn.Embedding(num_classes + int(null_class), self.tokens * hidden_size)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return self.embedding_table(y).view(y.shape[0], self.tokens, -1)  # (B, tokens, D)

@@ -123,6 +123,8 @@ class MultiPatchTransformer(nn.Module):
         # When False, forward checks only shapes (no device sync): for callers that
         # validated their data already, such as the trainer and the benchmarks.
         self.check_values = True
+        # The times forward accepts; None = any (the official DiT/SiT layouts, mpdit.compat).
+        self.time_range = (0.0, 1.0)
 
         # Step 1: coarse patch embedding + fixed position table (a frozen Parameter, as DiT).
         self.x_embedder = PatchEmbed(patches[0], config.in_channels, D)
@@ -209,10 +211,13 @@ class MultiPatchTransformer(nn.Module):
             return
         if x.is_cuda and torch.cuda.is_current_stream_capturing():  # a CUDA graph: no host sync (checked in warm-up)
             return
-        if ((t < 0) | (t > 1) | t.isnan()).any():
-            raise ValueError(f"t: expected times in [0, 1], got values in [{t.min().item()}, {t.max().item()}]")
-        if ((y < 0) | (y > cfg.num_classes)).any():
-            raise ValueError(f"y: expected labels in [0, {cfg.num_classes}] ({cfg.num_classes} = null class), "
+        low, high = self.time_range or (None, None)
+        if low is not None and ((t < low) | (t > high) | t.isnan()).any():
+            raise ValueError(f"t: expected times in [{low:g}, {high:g}], got values in [{t.min().item()}, {t.max().item()}]")
+        top = self.y_embedder.embedding_table.num_embeddings - 1  # num_classes: the null class, where there is one
+        if ((y < 0) | (y > top)).any():
+            null = f" ({top} = null class)" if top == cfg.num_classes else ""
+            raise ValueError(f"y: expected labels in [0, {top}]{null}, "
                              f"got values in [{y.min().item()}, {y.max().item()}]")
 
     # ----------------------------------------------------------------------- forward
@@ -233,6 +238,10 @@ class MultiPatchTransformer(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """x (B, C, H, W), t (B,) in [0, 1] with t = 1 noise, y (B,) int in [0, num_classes] -> velocity (B, C, H, W)."""
         self.check_inputs(x, t, y)
+        return self.network(x, t, y)[:, : self.config.in_channels]  # flow matching: the velocity channels (as SiT)
+
+    def network(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The network's whole output (B, out_channels, H, W), learned-sigma channels included; no input checks."""
         cfg = self.config
         m = cfg.class_tokens
         B, _, H, W = x.shape
@@ -266,5 +275,4 @@ class MultiPatchTransformer(nn.Module):
 
         image_branch = Branch(branch.output[:, m:], branch.gate)
         out = self.final_layer(tokens[:, m:], cond, image_branch)  # (B, h*w, p*p*out_channels)
-        out = self.unpatchify(out, H, W)  # (B, out_channels, H, W)
-        return out[:, : cfg.in_channels]  # flow matching uses the velocity channels only (as SiT)
+        return self.unpatchify(out, H, W)  # (B, out_channels, H, W)
