@@ -175,6 +175,19 @@ def run_export_ema(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_convert(args: argparse.Namespace) -> int:
+    from mpdit.compat.convert import convert_to_native, convert_to_official
+
+    if args.source:
+        if args.model is None:
+            raise ValueError("--model: --from needs the official model name (e.g. DiT-XL/2, MPDiT-XL/4x)")
+        result = convert_to_native(args.checkpoint, args.source, args.model, args.out, weights=args.weights)
+    else:
+        result = convert_to_official(args.checkpoint, args.target, args.out, name=args.model)
+    print(json.dumps(result))
+    return 0
+
+
 def run_sample(args: argparse.Namespace) -> int:
     from mpdit.training.sample_checkpoint import sample_checkpoint
 
@@ -190,7 +203,8 @@ def run_sample(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mpdit", description="MPDiT engine: flops (FLOP audit against the paper), bench (speed, "
                                               "memory, profiles), train (flow matching, one GPU to many), sample, "
-                                              "export-ema, extract-latents.")
+                                              "export-ema, extract-latents, convert (official DiT/SiT/MPDiT "
+                                              "checkpoints).")
     # every subcommand's help shows its defaults
     commands = parser.add_subparsers(dest="command", metavar="COMMAND",
                                      parser_class=lambda **kw: _Parser(formatter_class=_DefaultsHelp, **kw))
@@ -241,7 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--batch-size", type=int, default=64, help="samples per model call (per process)")
     sample.add_argument("--cfg-scale", type=float, default=1.0)
     sample.add_argument("--steps", type=int, default=50)
-    sample.add_argument("--method", default="euler", choices=("euler", "heun", "dopri5", "euler_maruyama"))
+    sample.add_argument("--method", choices=("euler", "heun", "dopri5", "euler_maruyama", "ddpm"),
+                        help="default: euler; ddpm (DiT's sampler, --steps respaced steps, e.g. 250) for a file "
+                             "converted from DiT")
     sample.add_argument("--guidance-low", type=float, default=0.0)
     sample.add_argument("--guidance-high", type=float, default=1.0)
     sample.add_argument("--seed", type=int, default=0)
@@ -250,6 +266,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="euler / heun: replay each model evaluation from a CUDA graph (GPU only)")
     sample.add_argument("--vae", help="latent runs: decode with this VAE (default: the one in latents.json)")
     sample.set_defaults(handler=run_sample)
+
+    from mpdit.compat.layouts import FAMILIES
+
+    convert = commands.add_parser("convert", help="official DiT / SiT / reference-MPDiT checkpoints to the "
+                                                  "engine's .safetensors (--from) and back (--to)")
+    convert.add_argument("checkpoint", metavar="CKPT", help="--from: an official .pt (bare, or train.py's "
+                         "model/ema); --to: an engine .safetensors or training checkpoint")
+    direction = convert.add_mutually_exclusive_group(required=True)
+    direction.add_argument("--from", dest="source", choices=FAMILIES)
+    direction.add_argument("--to", dest="target", choices=FAMILIES)
+    convert.add_argument("--model", metavar="NAME", help="the official name: DiT-XL/2, SiT-XL/2, MPDiT-XL/4x, "
+                         "MPDiTv2-XL, ... (--to: default, the one --from recorded)")
+    convert.add_argument("--out", required=True, metavar="FILE", help="--from: FILE.safetensors; --to: FILE.pt")
+    convert.add_argument("--weights", default="ema", choices=("ema", "model"),
+                         help="--from a training checkpoint: which weights")
+    convert.set_defaults(handler=run_convert)
 
     export = commands.add_parser("export-ema", help="a checkpoint's EMA weights as safetensors")
     export.add_argument("--checkpoint", required=True)

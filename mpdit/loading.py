@@ -24,16 +24,24 @@ def export_metadata(name: str, step: int, model_config: dict, latents) -> dict:
 
 
 def read(path: str, weights: str = "ema") -> dict:
-    """{'model', 'step', 'model_config', 'latents', 'state_dict'} of an export or a checkpoint."""
+    """{'model', 'step', 'model_config', 'latents', 'state_dict', 'origin'} of an export or a
+    checkpoint; origin: the official family, name and constructor arguments of a file made by
+    `mpdit convert` (mpdit.compat.convert), else None."""
     if weights not in ("ema", "model"):
         raise ValueError(f"weights={weights!r}: expected 'ema' or 'model'")
     if path.endswith(".safetensors"):
         return _read_export(path, weights)
     from mpdit.training import checkpoint
 
-    state = checkpoint.load(path)
+    try:
+        state = checkpoint.load(path)
+    except checkpoint.CheckpointError as error:
+        if "not an mpdit training checkpoint" in str(error):  # an official DiT / SiT / MPDiT file, say
+            raise checkpoint.CheckpointError(f"{error}; an official DiT, SiT or MPDiT checkpoint: "
+                                             "`mpdit convert --from dit|sit|mpdit-ref` it first") from None
+        raise
     return {"model": state["train_config"]["model"], "step": state["step"], "model_config": state["model_config"],
-            "latents": state.get("latents"), "state_dict": state[weights]}
+            "latents": state.get("latents"), "state_dict": state[weights], "origin": None}
 
 
 def _read_export(path: str, weights: str) -> dict:
@@ -51,7 +59,8 @@ def _read_export(path: str, weights: str) -> dict:
     if weights != "ema":
         raise ValueError(f"checkpoint={path!r}: an export holds the EMA weights only")
     return {"model": meta["model"], "step": int(meta["step"]), "model_config": json.loads(meta["model_config"]),
-            "latents": json.loads(meta["latents"]), "state_dict": load_file(path)}
+            "latents": json.loads(meta["latents"]), "state_dict": load_file(path),
+            "origin": json.loads(meta["origin"]) if "origin" in meta else None}
 
 
 def load(path: str, weights: str = "ema", kernel_backend: str = "torch", device="cpu") -> torch.nn.Module:

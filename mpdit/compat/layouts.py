@@ -123,14 +123,14 @@ def strip_prefixes(state: dict) -> dict:
     return out
 
 
-def guess_family(keys) -> str:
-    """Which layout a set of keys looks like: 'mpdit-ref', 'dit/sit' (the same keys), 'engine' or 'unknown'."""
-    keys = set(keys)
+def guess_family(state: dict) -> str:
+    """Which layout a state dict looks like: 'mpdit-ref', 'dit/sit' (the same keys), 'engine' or 'unknown'."""
+    keys = set(state)
     if "downsample_blocks.0.attn.qkv.weight" in keys or "time_modulation.1.weight" in keys:
         return "mpdit-ref"
-    if "upsamplers.0.expand.weight" in keys or "t_embedder.spectral_weight" in keys or "adaLN_modulation.1.weight" \
-            in keys:
-        return "engine"
+    engine_keys = ("upsamplers.0.expand.weight", "t_embedder.spectral_weight", "adaLN_modulation.1.weight")
+    if any(key in keys for key in engine_keys) or ("pos_embed" in keys and state["pos_embed"].dim() == 2):
+        return "engine"  # (the engine's DiT has DiT's keys, but a [L, D] position table)
     if "blocks.0.adaLN_modulation.1.weight" in keys:
         return "dit/sit"
     return "unknown"
@@ -142,7 +142,8 @@ def check_layout(given: dict, expected: dict, family: str, what: str = "checkpoi
     shape = lambda s: list(s)  # noqa: E731 - [a, b] prints as the layouts file writes shapes
     family_hint = ""
     seen = guess_family(given)
-    if seen not in ("unknown", family) and not (seen == "dit/sit" and family in ("dit", "sit")):
+    same = seen == family or (seen == "dit/sit" and family in ("dit", "sit", "engine"))  # DiT's keys are the engine's
+    if seen != "unknown" and not same:
         family_hint = f" (its keys are those of a {seen} checkpoint, not {family})"
     for key, want in expected.items():
         if key not in given:

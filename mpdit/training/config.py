@@ -6,6 +6,7 @@ the help text and choices live in each field's metadata. Defaults follow the pap
 logit-normal times, class dropout 0.1, EMA 0.9999, bf16 on GPU.
 """
 import math
+import os
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
@@ -36,6 +37,9 @@ class TrainConfig:
     run_dir: str = required("folder for checkpoints, metrics.jsonl and sample grids")
     resume: Optional[str] = option(None, "'auto': the latest checkpoint in --run-dir; or a checkpoint path",
                                    metavar="auto|PATH")
+    init: Optional[str] = option(None, "start from these weights (model and EMA; optimizer fresh): an engine "
+                                       ".safetensors from `mpdit convert` or export-ema, or a checkpoint; a resumed "
+                                       "run ignores it", metavar="FILE")
     image_size: int = option(16, "digits: the image side in pixels", choices=(8, 16, 32))
     micro_batch_size: Optional[int] = option(None, "per process; accumulates gradients up to the global batch")
     lr: float = option(1e-4, "AdamW learning rate")
@@ -91,6 +95,8 @@ class TrainConfig:
         for name in ("compile", "ema_warmup"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected True or False")
+        if self.init is not None and not os.path.isfile(self.init):
+            raise ValueError(f"init={self.init!r}: no such file")
         if not 0.0 <= self.class_dropout <= 1.0:
             raise ValueError(f"class_dropout={self.class_dropout}: expected a probability in [0, 1]")
         for spec in fields(self):

@@ -10,9 +10,11 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from mpdit.loading import build, read
+from mpdit.compat.sampling import sampling_model
+from mpdit.diffusion.ddpm import ddpm_sample
 from mpdit.diffusion.guidance import check_guidance
 from mpdit.diffusion.sampling import SAMPLERS, sample
+from mpdit.loading import build, read
 from mpdit.training.images import save_grid, to_uint8
 from mpdit.training.latents import decode, load_vae
 from mpdit.training.distributed import init_world
@@ -30,17 +32,36 @@ def check_writable(out: str) -> None:
         raise ValueError(f"out={out!r}: cannot write in {folder} ({error.strerror or type(error).__name__})") from None
 
 
+METHODS = SAMPLERS + ("ddpm",)  # ddpm: DiT's eps models (mpdit convert --from dit)
+
+
+def check_method(method, saved: dict, path: str, guidance_interval, cuda_graph: bool) -> str:
+    """The sampler for this file: DDPM for a converted DiT (its weights are an eps model), a flow
+    sampler for everything else; ValueError for a mismatch."""
+    dit = (saved.get("origin") or {}).get("family") == "dit"
+    method = method or ("ddpm" if dit else "euler")
+    if dit and method != "ddpm":
+        raise ValueError(f"method={method!r}: {path} holds a DiT (DDPM eps) model; use --method ddpm")
+    if method == "ddpm" and not dit:
+        raise ValueError(f"method='ddpm': for DiT's DDPM models (mpdit convert --from dit); {path} holds a flow "
+                         "model")
+    if method == "ddpm" and (tuple(guidance_interval) != (0.0, 1.0) or cuda_graph):
+        raise ValueError("method='ddpm': guidance intervals and CUDA graphs are for the flow samplers")
+    return method
+
+
 def sample_checkpoint(path: str, out: str, classes=None, per_class: int = 1, cfg_scale: float = 1.0,
-                      steps: int = 50, method: str = "euler", guidance_interval=(0.0, 1.0), seed: int = 0,
+                      steps: int = 50, method: str = None, guidance_interval=(0.0, 1.0), seed: int = 0,
                       use_ema: bool = True, batch_size: int = 64, vae: str = None, cuda_graph: bool = False,
                       num_samples: int = None, progress: bool = True) -> dict:
     """Samples of a checkpoint into an .npz (the ADM evaluator's layout: arr_0 uint8 NHWC, labels)
     and a PNG grid. Labels: `per_class` of each of `classes` (default 10 random classes), or
-    num_samples balanced over `classes` (default every class), e.g. 50 of each of 1000 for FID-50K."""
+    num_samples balanced over `classes` (default every class), e.g. 50 of each of 1000 for FID-50K.
+    method: default euler, or ddpm for a converted DiT (a DDPM model; `steps` respaced steps)."""
     if not out.endswith(".npz"):
         raise ValueError(f"out={out!r}: expected a path ending in .npz")
-    if method not in SAMPLERS:
-        raise ValueError(f"method={method!r}: expected one of {SAMPLERS}")
+    if method is not None and method not in METHODS:
+        raise ValueError(f"method={method!r}: expected one of {METHODS}")
     if per_class < 1:
         raise ValueError(f"per_class={per_class}: expected a positive integer")
     if batch_size < 1:
@@ -52,6 +73,7 @@ def sample_checkpoint(path: str, out: str, classes=None, per_class: int = 1, cfg
     if cuda_graph and not torch.cuda.is_available():
         raise ValueError("--cuda-graph: CUDA graphs need a CUDA GPU; none is visible here")
     saved = read(path, "ema" if use_ema else "model")  # a training checkpoint or an EMA export
+    method = check_method(method, saved, path, guidance_interval, cuda_graph)
     model_config = saved["model_config"]
     latent_info = saved["latents"]
     if latent_info is None and model_config["in_channels"] not in (1, 3):
@@ -70,7 +92,7 @@ def sample_checkpoint(path: str, out: str, classes=None, per_class: int = 1, cfg
         raise ValueError(f"classes={bad}: expected labels in [0, {num_classes - 1}] for this checkpoint")
     world = init_world()
     try:
-        model = build(saved, device=world.device)
+        model = sampling_model(saved, build(saved, device=world.device))
         decoder = load_vae(latent_info["vae"], world.device) if latent_info is not None else None
         if num_samples is not None:  # balanced: class i % len(classes), sorted so that the grid has a row per class
             labels = torch.tensor(classes)[torch.arange(num_samples) % len(classes)].sort(stable=True).values
@@ -88,8 +110,13 @@ def sample_checkpoint(path: str, out: str, classes=None, per_class: int = 1, cfg
             noise = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + int(i)))
                                  for i in index]).to(world.device)
             generator = torch.Generator(device=world.device).manual_seed(seed * 1_000_003 + int(index[0]))
-            x = sample(model, labels[index].to(world.device), method=method, steps=steps, cfg_scale=cfg_scale,
-                       guidance_interval=guidance_interval, noise=noise, generator=generator, cuda_graph=cuda_graph)
+            if method == "ddpm":
+                x = ddpm_sample(model, labels[index].to(world.device), steps=steps, cfg_scale=cfg_scale, noise=noise,
+                                generator=generator)
+            else:
+                x = sample(model, labels[index].to(world.device), method=method, steps=steps, cfg_scale=cfg_scale,
+                           guidance_interval=guidance_interval, noise=noise, generator=generator,
+                           cuda_graph=cuda_graph)
             if decoder is not None:
                 x = decode(x, latent_info, decoder)
             images.append((index, to_uint8(x)))

@@ -211,6 +211,25 @@ def resume_state(config: TrainConfig, world: World, model_config: dict):
     return state
 
 
+def load_init(model, path: str, say: bool) -> None:
+    """Weights only (fine-tuning): an engine file whose tensors match this model key for key."""
+    from mpdit.compat.layouts import check_layout
+    from mpdit.loading import read
+
+    saved = read(path)
+    expected = {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
+    check_layout(saved["state_dict"], expected, "engine", what=f"init={path!r}")
+    model.load_state_dict(saved["state_dict"])
+    family = (saved.get("origin") or {}).get("family")
+    if say:
+        print(f"mpdit train: initial weights from {path}", file=sys.stderr)
+    if say and family in ("dit", "sit"):  # the weights run, but were trained for another objective
+        print(f"mpdit train: warning: {path} holds {family} weights trained with "
+              + ("DDPM eps prediction" if family == "dit" else "t = 0 noise and velocity data - noise")
+              + "; they are fine-tuned here with the engine's flow matching (t = 1 noise, velocity noise - data)",
+              file=sys.stderr)
+
+
 def build(config: TrainConfig, world: World, dataset) -> TrainingRun:
     """Model, EMA, optimizer and random streams: fresh, or as the checkpoint to resume left them."""
     overrides = dataset_overrides(config, dataset)
@@ -219,6 +238,8 @@ def build(config: TrainConfig, world: World, dataset) -> TrainingRun:
 
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     model = create_model(config.model, kernel_backend=config.kernel_backend, **overrides).to(world.device)
+    if config.init and state is None:
+        load_init(model, config.init, world.main)
     if config.precision == "fp8":  # before the EMA copy and sharding; the weights' names are unchanged
         convert_blocks_to_float8(model, world.device)
     ema = create_model(config.model, **overrides).to(world.device).requires_grad_(False)

@@ -1,0 +1,189 @@
+"""mpdit convert (official <-> engine, bit-exact), mpdit sample and train --init on converted files,
+and every bad checkpoint case as one line."""
+import argparse
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import mpdit
+from mpdit.cli import main
+from mpdit.compat import DiT_models, MPDiT_models, SiT_models
+from mpdit.compat.sampling import SiTVelocity
+from mpdit.diffusion.sampling import sample
+from mpdit.training.config import TrainConfig
+from mpdit.training.trainer import train
+
+
+def official_state(factory, std=0.05, **kwargs):
+    """Random values in an official model's layout, and the model's shapes come from the module."""
+    with torch.device("meta"):
+        shapes = {key: t.shape for key, t in factory(**kwargs).state_dict().items()}
+    return {key: torch.randn(shape) * std for key, shape in shapes.items()}
+
+
+def train_py_checkpoint(path, ema, prefix=""):
+    """What the official train.py scripts save: model, ema, opt, args (a Namespace)."""
+    model = {prefix + key: value + 1 for key, value in ema.items()}
+    torch.save({"model": model, "ema": {prefix + k: v for k, v in ema.items()}, "opt": {},
+                "args": argparse.Namespace(model="x", epochs=1)}, path)
+    return path
+
+
+def cli(capsys, *args):
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+CASES = [
+    ("dit", "DiT-S/8", DiT_models["DiT-S/8"], {"input_size": 16}, ""),
+    ("sit", "SiT-S/8", SiT_models["SiT-S/8"], {"input_size": 16, "learn_sigma": True}, ""),
+    ("mpdit-ref", "MPDiT-B/4x", MPDiT_models["MPDiT-B/4x"], {"input_size": 16}, "_orig_mod."),
+    ("mpdit-ref", "MPDiTv2-B", MPDiT_models["MPDiTv2-B"], {"input_size": 16, "time_emb": "mlp"}, ""),
+]
+
+
+@pytest.mark.parametrize("family, name, factory, kwargs, prefix", CASES, ids=[c[1] for c in CASES])
+def test_convert_there_and_back_is_bit_exact(tmp_path, capsys, family, name, factory, kwargs, prefix):
+    ema = official_state(factory, **kwargs)
+    ckpt = train_py_checkpoint(tmp_path / "0001000.pt", ema, prefix)
+    engine = tmp_path / "engine.safetensors"
+    code, out, err = cli(capsys, "convert", "--from", family, "--model", name, str(ckpt), "--out", str(engine))
+    assert code == 0, err
+    code, out, err = cli(capsys, "convert", "--to", family, str(engine), "--out", str(tmp_path / "back.pt"))
+    assert code == 0, err
+    back = torch.load(tmp_path / "back.pt", weights_only=True)
+    assert list(back) == list(factory(**kwargs).state_dict())  # the official keys, in the official order
+    assert all(torch.equal(back[key], ema[key]) for key in ema)
+    # the official module loads it strictly
+    factory(**kwargs).load_state_dict(back, strict=True)
+
+
+def test_converted_reference_mpdit_runs_the_same_function_in_the_engine(tmp_path, capsys):
+    """The reference MPDiT's convention is the engine's: mpdit.load gives the same velocity."""
+    factory = MPDiT_models["MPDiT-B/4x"]
+    state = official_state(factory, input_size=16, std=0.03)
+    torch.save(state, tmp_path / "ref.pt")
+    cli(capsys, "convert", "--from", "mpdit-ref", "--model", "MPDiT-B/4x", str(tmp_path / "ref.pt"), "--out",
+        str(tmp_path / "e.safetensors"))
+    engine = mpdit.load(str(tmp_path / "e.safetensors"))
+    official = factory(input_size=16)
+    official.load_state_dict(state)
+    x, t, y = torch.randn(2, 4, 16, 16), torch.rand(2), torch.tensor([3, 1000])
+    with torch.no_grad():
+        torch.testing.assert_close(engine(x, t, y), official.eval()(x, t, y), rtol=0, atol=0)
+
+
+def test_sit_weights_sample_in_the_engine_as_sit_integrates_them():
+    """Engine Euler (t 1 -> 0) on SiTVelocity = SiT's own Euler from noise at 0 to data at 1."""
+    sit = SiT_models["SiT-S/8"](input_size=16, hidden_size=64, num_heads=4, depth=2)
+    sit.load_state_dict(official_state(SiT_models["SiT-S/8"], input_size=16, hidden_size=64, num_heads=4, depth=2))
+    sit.eval()
+    noise, y = torch.randn(2, 4, 16, 16), torch.tensor([1, 2])
+    ours = sample(SiTVelocity(sit), y, method="euler", steps=8, noise=noise)
+    x, grid = noise, torch.linspace(0, 1, 9)
+    with torch.no_grad():
+        for t, t_next in zip(grid[:-1], grid[1:]):
+            x = x + (t_next - t) * sit(x, t.repeat(2), y)
+    torch.testing.assert_close(ours, x, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("family, name, method", [("sit", "SiT-S/8", "euler"), ("dit", "DiT-S/8", "ddpm")])
+def test_sample_takes_a_converted_file(tmp_path, capsys, family, name, method):
+    """Pixel-space (3-channel) official models: no VAE needed; DiT's file samples with DDPM by default."""
+    registry = {"dit": DiT_models, "sit": SiT_models}[family]
+    torch.save(official_state(registry[name], input_size=16, in_channels=3, num_classes=10), tmp_path / "o.pt")
+    cli(capsys, "convert", "--from", family, "--model", name, str(tmp_path / "o.pt"), "--out",
+        str(tmp_path / "c.safetensors"))
+    code, out, err = cli(capsys, "sample", "--checkpoint", str(tmp_path / "c.safetensors"), "--out",
+                         str(tmp_path / "s.npz"), "--classes", "1,2", "--steps", "4", "--cfg-scale", "2")
+    assert code == 0, err
+    import numpy as np
+
+    assert np.load(tmp_path / "s.npz")["arr_0"].shape == (2, 16, 16, 3)
+    if family == "dit":  # a flow sampler on DiT's eps model is refused
+        code, _, err = cli(capsys, "sample", "--checkpoint", str(tmp_path / "c.safetensors"), "--out",
+                           str(tmp_path / "s.npz"), "--method", "euler")
+        assert code == 2 and "holds a DiT (DDPM eps) model; use --method ddpm" in err
+
+
+def test_train_init_starts_from_converted_weights(tmp_path, capsys):
+    state = official_state(DiT_models["DiT-S/8"], input_size=8, in_channels=1, num_classes=10)
+    torch.save({"ema": state}, tmp_path / "dit.pt")
+    cli(capsys, "convert", "--from", "dit", "--model", "DiT-S/8", str(tmp_path / "dit.pt"), "--out",
+        str(tmp_path / "dit.safetensors"))
+    config = TrainConfig(model="DiT-S/8", dataset="digits", image_size=8, steps=1, global_batch_size=4,
+                         run_dir=str(tmp_path / "run"), sample_every=0, num_workers=0, lr=1e-12,
+                         init=str(tmp_path / "dit.safetensors"))
+    train(config)
+    trained = mpdit.load(str(tmp_path / "run" / "ckpt-00000001.pt"), weights="model").state_dict()
+    assert capsys.readouterr().err.count("holds dit weights trained with DDPM eps prediction") == 1
+    torch.testing.assert_close(trained["blocks.3.mlp.fc1.weight"], state["blocks.3.mlp.fc1.weight"], rtol=0,
+                               atol=1e-9)
+    # a file for another network: one line naming the key and both shapes
+    other = TrainConfig(**{**config.__dict__, "model": "DiT-S/4", "run_dir": str(tmp_path / "run2")})
+    with pytest.raises(ValueError, match=r"dit.safetensors': 'pos_embed' has shape \[1, 384\], the model expects "
+                                         r"\[4, 384\]$"):
+        train(other)
+
+
+# --------------------------------------------------------------------------- bad checkpoints
+@pytest.fixture(scope="module")
+def dit_state():
+    return official_state(DiT_models["DiT-S/8"], input_size=16)
+
+
+def bad_cases(dit_state):
+    missing = dict(dit_state)
+    del missing["blocks.5.mlp.fc2.bias"]
+    extra = {**dit_state, "blocks.12.attn.qkv.weight": torch.zeros(3)}
+    reference = official_state(MPDiT_models["MPDiT-B/4x"], input_size=16)
+    return [
+        ("missing", missing, "dit", "DiT-S/8", "missing key 'blocks.5.mlp.fc2.bias' (expected shape [384])"),
+        ("unexpected", extra, "dit", "DiT-S/8", "unexpected key 'blocks.12.attn.qkv.weight' (shape [3])"),
+        ("wrong size", dit_state, "dit", "DiT-B/8",
+         "'pos_embed' has shape [1, 4, 384], the model expects [1, 4, 768]"),
+        ("wrong family", reference, "dit", "DiT-S/8", "(its keys are those of a mpdit-ref checkpoint, not dit)"),
+        ("wrong family back", dit_state, "mpdit-ref", "MPDiT-B/4x", "(its keys are those of a dit/sit checkpoint"),
+        ("unknown name", dit_state, "dit", "DiT-XXL/2", "model='DiT-XXL/2': not a dit model"),
+    ]
+
+
+def test_every_bad_checkpoint_is_one_line_naming_the_first_offending_key(tmp_path, capsys, dit_state):
+    for label, state, family, name, message in bad_cases(dit_state):
+        torch.save(state, tmp_path / "bad.pt")
+        code, out, err = cli(capsys, "convert", "--from", family, "--model", name, str(tmp_path / "bad.pt"), "--out",
+                             str(tmp_path / "x.safetensors"))
+        assert code == 2 and message in err and err.count("\n") == 1, (label, err)
+        assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_unreadable_or_engine_files_and_wrong_direction(tmp_path, capsys, dit_state):
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    torch.save({"step": 3}, tmp_path / "nostate.pt")
+    torch.save(dit_state, tmp_path / "dit.pt")
+    cli(capsys, "convert", "--from", "dit", "--model", "DiT-S/8", str(tmp_path / "dit.pt"), "--out",
+        str(tmp_path / "e.safetensors"))
+    export = mpdit.loading.read(str(tmp_path / "e.safetensors"))
+    torch.save(export["state_dict"], tmp_path / "engine.pt")
+    for args, message in [
+        (["--from", "dit", "--model", "DiT-S/8", str(tmp_path / "junk.pt")], "unreadable as a checkpoint"),
+        (["--from", "dit", "--model", "DiT-S/8", str(tmp_path / "nostate.pt")], "holds no state dict"),
+        (["--from", "dit", "--model", "DiT-S/8", str(tmp_path / "gone.pt")], "no such file"),
+        (["--from", "sit", "--model", "SiT-S/8", str(tmp_path / "engine.pt")], "already in the engine's layout"),
+        (["--from", "dit", str(tmp_path / "dit.pt")], "--model: --from needs the official model name"),
+        (["--to", "mpdit-ref", str(tmp_path / "e.safetensors")], "holds a dit model (DiT-S/8)"),
+    ]:
+        code, _, err = cli(capsys, "convert", *args, "--out", str(tmp_path / "o.safetensors"))
+        assert code == 2 and message in err and err.count("\n") == 1, (args, err)
+
+
+def test_cli_error_has_no_traceback(tmp_path):
+    torch.save({"blocks.0.adaLN_modulation.1.weight": torch.zeros(2)}, tmp_path / "bad.pt")
+    result = subprocess.run([sys.executable, "-m", "mpdit", "convert", "--from", "dit", "--model", "DiT-S/8",
+                             str(tmp_path / "bad.pt"), "--out", str(tmp_path / "x.safetensors")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("mpdit convert: error: checkpoint=") and result.stderr.count("\n") == 1
