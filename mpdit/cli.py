@@ -1,4 +1,5 @@
-"""The `mpdit` command line. Errors print one line on stderr and exit 2, never a traceback.
+"""The `mpdit` command line. Errors print one line on stderr and exit 2, never a traceback
+(MPDIT_DEBUG=1 shows it).
 
 Process-wide settings are chosen here, once, at the entry: TF32 matrix products on GPU
 (the library functions leave such settings as they find them).
@@ -6,6 +7,7 @@ Process-wide settings are chosen here, once, at the entry: TF32 matrix products 
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import typing
 
@@ -312,5 +314,12 @@ def main(argv=None) -> int:
     torch.backends.cudnn.allow_tf32 = True
     try:
         return args.handler(args)
-    except ValueError as error:
-        return _fail(f"mpdit {args.command}", str(error))
+    except (ValueError, OSError) as error:  # bad input, or a file system that said no: one line
+        if os.environ.get("MPDIT_DEBUG") == "1":  # the traceback, for a bug report
+            raise
+        return _fail(f"mpdit {args.command}", str(error) or type(error).__name__)
+    except KeyboardInterrupt:  # train handles its own signals; elsewhere nothing is half-written
+        if os.environ.get("MPDIT_DEBUG") == "1":
+            raise
+        print(f"mpdit {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -5,6 +5,8 @@ model and ema (state dicts of the unwrapped model: no DDP or torch.compile prefi
 optimizer, step, rng, data (batches consumed), train_config and model_config. It is written to
 a temporary file, flushed to disk and renamed, so a crash mid-write leaves the last good one.
 """
+import contextlib
+import errno
 import glob
 import os
 import re
@@ -23,15 +25,62 @@ def checkpoint_path(run_dir: str, step: int) -> str:
     return os.path.join(run_dir, f"ckpt-{step:08d}.pt")
 
 
+class _RecordingFile:
+    """A file for torch.save that keeps the OSError of a failed write: torch reports a full disk
+    as an opaque RuntimeError from its zip writer."""
+
+    def __init__(self, file):
+        self.file, self.error = file, None
+
+    def write(self, data):
+        try:
+            return self.file.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self):
+        return self.file.flush()
+
+
 def save(state: dict, run_dir: str, step: int) -> str:
+    """Write the checkpoint of `step` atomically; a failed write (a full disk, an I/O error)
+    removes its partial file and raises CheckpointError naming the intact previous checkpoint."""
     path = checkpoint_path(run_dir, step)
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        torch.save({"format": FORMAT, **state}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)  # atomic on POSIX: readers see the old set of files or the new one
+    previous = latest(run_dir)
+    recording = None
+    try:
+        with open(tmp, "wb") as f:
+            recording = _RecordingFile(f)
+            torch.save({"format": FORMAT, **state}, recording)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic on POSIX: readers see the old set of files or the new one
+    except (OSError, RuntimeError) as error:
+        cause = recording.error if recording is not None and recording.error is not None else error
+        if not isinstance(cause, OSError):
+            raise
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        what = "no space left" if cause.errno == errno.ENOSPC else (cause.strerror or type(cause).__name__).lower()
+        kept = f"{previous} is intact" if previous else "no earlier checkpoint in the run folder"
+        raise CheckpointError(f"{what} writing {path}; {kept}") from None
     return path
+
+
+def remove_stale_partials(run_dir: str) -> list:
+    """Remove the partial checkpoints (`*.tmp-<pid>`) of writers that are no longer running (a
+    SIGKILL or a crash mid-save); called by the run that holds the folder's lock. Returns them."""
+    from mpdit.training.run_lock import _alive
+
+    removed = []
+    for tmp in glob.glob(os.path.join(run_dir, "ckpt-*.pt.tmp-*")):
+        pid = tmp.rsplit("-", 1)[-1]
+        if not pid.isdigit() or not _alive(int(pid)):
+            os.remove(tmp)
+            removed.append(tmp)
+    return removed
 
 
 def _checkpoints(run_dir: str) -> list:

@@ -45,6 +45,15 @@ def gather(world: World, value) -> list:
     return values
 
 
+def broadcast(world: World, value):
+    """Rank 0's `value` on every rank."""
+    if world.size == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 # FSDP2: parameters are sharded DTensors; checkpoints hold full (unsharded) state dicts.
 def shard(model: torch.nn.Module) -> None:
     from torch.distributed.fsdp import fully_shard

@@ -24,9 +24,10 @@ from mpdit.models.float8 import convert_blocks_to_float8
 from mpdit.training import checkpoint
 from mpdit.training.config import TrainConfig
 from mpdit.training.data import ResumableSampler, latents_info, open_dataset
-from mpdit.training.distributed import (World, close_world, full_state, gather, init_world, load_full_state,
-                                        shard)
+from mpdit.training.distributed import (World, broadcast, close_world, full_state, gather, init_world,
+                                        load_full_state, shard)
 from mpdit.training.metrics import MetricsLog
+from mpdit.training.run_lock import RunDirInUse, RunLock
 
 
 class TrainingError(RuntimeError):
@@ -103,7 +104,34 @@ def train(config: TrainConfig) -> dict:
 def fit(config: TrainConfig, world: World) -> tuple:
     """Train up to config.steps; returns (the run, its last metrics record)."""
     micro, accumulation = batch_split(config, world)
-    os.makedirs(config.run_dir, exist_ok=True)
+    make_run_dir(config.run_dir)
+    lock = RunLock(config.run_dir)  # rank 0 holds it for the whole job
+    refusal = None
+    if world.main:
+        try:
+            lock.acquire()
+        except RunDirInUse as error:
+            refusal = str(error)
+    refusal = broadcast(world, refusal)  # every rank stops, not only rank 0
+    if refusal:
+        raise RunDirInUse(refusal)
+    try:
+        if world.main:
+            for path in checkpoint.remove_stale_partials(config.run_dir):
+                print(f"mpdit train: removed {path}, the partial checkpoint of a writer that is gone", file=sys.stderr)
+        return _fit(config, world, micro, accumulation)
+    finally:
+        lock.release()
+
+
+def make_run_dir(run_dir: str) -> None:
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+    except OSError as error:  # a file, or a folder under a file, or no permission
+        raise ValueError(f"run_dir={run_dir!r}: cannot be a folder here ({error.strerror})") from None
+
+
+def _fit(config: TrainConfig, world: World, micro: int, accumulation: int) -> tuple:
     dataset = open_dataset(config.dataset, config.image_size)
     run = build(config, world, dataset)
     batches = iter(data_loader(dataset, micro, run))

@@ -1,0 +1,95 @@
+"""One training run per run folder: a lock file naming its holder (PID, host, start time).
+
+A second `mpdit train` on a folder in use stops at once, naming the holder; a lock left by a
+process that is gone (same host, PID no longer running) is taken over with a warning. The file
+is created with O_EXCL, so of two processes starting together exactly one wins. On another host
+liveness cannot be checked: the message says which file to remove if that run is gone.
+"""
+import json
+import os
+import socket
+import sys
+import time
+
+LOCK_NAME = "train.lock"
+
+
+class RunDirInUse(ValueError):
+    """The run folder belongs to a live run."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def _read(path: str) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}  # vanished, or cut short by a crash mid-write: no holder to name
+
+
+class RunLock:
+    """Context manager holding `<run_dir>/train.lock` for this process."""
+
+    def __init__(self, run_dir: str):
+        self.path = os.path.join(run_dir, LOCK_NAME)
+        self.mine = {"pid": os.getpid(), "host": socket.gethostname(),
+                     "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        self.held = False
+
+    def _create(self) -> bool:
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.mine, f)
+        return True
+
+    def acquire(self) -> None:
+        for _ in range(3):  # a stale lock removed by a racer: try again, once or twice
+            if self._create():
+                self.held = True
+                return
+            holder = _read(self.path)
+            pid, host = holder.get("pid"), holder.get("host")
+            if isinstance(pid, int) and host == self.mine["host"] and not _alive(pid):
+                print(f"mpdit train: warning: taking over {self.path} from PID {pid} on {host}, which is no longer "
+                      "running", file=sys.stderr)
+                try:
+                    os.remove(self.path)
+                except FileNotFoundError:
+                    pass
+                continue
+            if not holder:  # unreadable: a holder that crashed while writing it, or a racer mid-write
+                time.sleep(0.1)
+                holder = _read(self.path)
+                if not holder:
+                    raise RunDirInUse(f"run_dir={os.path.dirname(self.path)!r}: locked by an unreadable "
+                                      f"{self.path}; remove it if no run uses this folder")
+                continue
+            raise RunDirInUse(f"run_dir={os.path.dirname(self.path)!r}: in use by PID {pid} on {host} (since "
+                              f"{holder.get('started')}); stop that run or use another --run-dir (a run that is gone "
+                              f"from another host leaves {self.path}: remove it)")
+        raise RunDirInUse(f"run_dir={os.path.dirname(self.path)!r}: could not take {self.path}")
+
+    def release(self) -> None:
+        if self.held and _read(self.path).get("pid") == self.mine["pid"]:
+            os.remove(self.path)
+        self.held = False
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
