@@ -136,9 +136,12 @@ def run_bench(args: argparse.Namespace) -> int:
 
 def _int_list(text: str) -> list:
     try:
-        return [int(item) for item in text.split(",") if item]
+        values = [int(item) for item in text.split(",") if item.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers such as 0,1,2") from None
+        values = []
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers such as 0,1,2")
+    return values
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -165,7 +168,8 @@ def run_extract(args: argparse.Namespace) -> int:
     world = init_world()
     result = extract_latents(args.images, args.out, vae=args.vae, image_size=args.image_size,
                              normalisation=args.normalisation, flip=args.flip, batch_size=args.batch_size,
-                             rank=world.rank, world=world.size, device=world.device, seed=args.seed)
+                             rank=world.rank, world=world.size, device=world.device, seed=args.seed,
+                             strict=args.strict)
     print(json.dumps({k: v for k, v in result.items() if k != "classes"}))
     return 0
 
@@ -173,6 +177,7 @@ def run_extract(args: argparse.Namespace) -> int:
 def run_export_ema(args: argparse.Namespace) -> int:
     from mpdit.training import checkpoint
 
+    checkpoint.check_writable(args.out)  # before reading a multi-GB checkpoint
     print(checkpoint.export_ema_safetensors(checkpoint.load(args.checkpoint), args.out))
     return 0
 
@@ -300,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--flip", action="store_true", help="also store horizontally flipped copies")
     extract.add_argument("--batch-size", type=int, default=32)
     extract.add_argument("--seed", type=int, default=0)
+    extract.add_argument("--strict", action="store_true", help="stop at an unreadable image (default: skip it with a "
+                         "warning and list it in <out>/bad_images.txt)")
     extract.set_defaults(handler=run_extract)
     return parser
 

@@ -50,3 +50,15 @@ def assert_same_function(torch_model, fused_model, x, t, y):
         if p_torch.requires_grad:
             assert p_fused.grad is not None, name
             torch.testing.assert_close(p_fused.grad, p_torch.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def tiny_vae(path):
+    """A small randomly initialised AutoencoderKL saved locally: nothing is downloaded."""
+    from diffusers.models import AutoencoderKL
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8),
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                        layers_per_block=1, norm_num_groups=4, sample_size=16)
+    vae.save_pretrained(str(path))
+    return str(path)

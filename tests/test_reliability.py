@@ -40,7 +40,7 @@ def test_bad_training_settings_stop_before_any_work(tmp_path, args, message):
 def test_sample_refuses_a_nan_guidance_scale_and_an_unwritable_out_before_sampling(tmp_path):
     (tmp_path / "file").write_text("")
     for args, message in ((["--cfg-scale", "nan"], "cfg_scale=nan: expected a finite number >= 0"),
-                          (["--out", str(tmp_path / "file" / "s.npz")], "cannot write in")):
+                          (["--out", str(tmp_path / "file" / "s.npz")], "a file stands where the folder")):
         result = run_cli("sample", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "s.npz"),
                          *args)
         assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1

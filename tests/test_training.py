@@ -15,6 +15,7 @@ from mpdit.training.checkpoint import CheckpointError
 from mpdit.training.data import DigitsDataset, LatentShards, ResumableSampler
 from mpdit.training.config import TrainConfig
 from mpdit.training.trainer import train
+from model_utils import tiny_vae
 
 TINY = {"stages": ((4, 1), (2, 1))}  # MPDiT-S width, two blocks: quick on a CPU
 
@@ -200,18 +201,6 @@ def test_sample_command_writes_npz_and_grid(tmp_path):
     assert (tmp_path / "samples.png").stat().st_size > 0
     bad = run_cli("sample", "--checkpoint", checkpoint.latest(str(tmp_path)), "--classes", "12", "--out", str(out))
     assert bad.returncode == 2 and "classes=[12]" in bad.stderr
-
-
-def tiny_vae(path):
-    """A small randomly initialised AutoencoderKL saved locally: nothing is downloaded."""
-    from diffusers.models import AutoencoderKL
-
-    torch.manual_seed(0)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8),
-                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                        layers_per_block=1, norm_num_groups=4, sample_size=16)
-    vae.save_pretrained(str(path))
-    return str(path)
 
 
 def test_extract_train_and_decode_latents(tmp_path):

@@ -185,9 +185,9 @@ def _save_safetensors(tensors: dict, path: str, metadata: dict) -> None:
 
 def _atomic_write(out: str, write) -> None:
     """write(tmp) then rename: an existing `out` is replaced only by a complete file."""
-    folder = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(folder):
-        raise ValueError(f"out={out!r}: no folder {folder}")
+    from mpdit.training.checkpoint import check_writable
+
+    check_writable(out)
     tmp = f"{out}.tmp-{os.getpid()}"
     try:
         write(tmp)

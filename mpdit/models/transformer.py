@@ -192,6 +192,8 @@ class MultiPatchTransformer(nn.Module):
             raise ValueError(f"x: expected a (B, C, H, W) tensor, got "
                              f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
         B, C, H, W = x.shape
+        if B == 0:
+            raise ValueError(f"x: an empty batch (shape {tuple(x.shape)}); expected at least one sample")
         if C != cfg.in_channels:
             raise ValueError(f"x: got {C} channels (shape {tuple(x.shape)}), expected in_channels={cfg.in_channels}")
         coarsest = cfg.stages[0][0]
@@ -245,6 +247,8 @@ class MultiPatchTransformer(nn.Module):
         cfg = self.config
         m = cfg.class_tokens
         B, _, H, W = x.shape
+        if y.dtype not in (torch.int32, torch.int64):  # uint8 / int16 labels: the embedding takes int32 / int64
+            y = y.long()
         patches = [patch for patch, _ in cfg.stages]
 
         c = self.t_embedder(t).to(x.dtype)  # (B, D)

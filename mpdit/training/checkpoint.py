@@ -10,6 +10,7 @@ import errno
 import glob
 import os
 import re
+import tempfile
 
 import torch
 
@@ -149,6 +150,20 @@ def check_same_run(state: dict, path: str, config: dict) -> list:
             if name in saved and saved[name] != config[name]]
 
 
+def check_writable(out: str) -> None:
+    """ValueError now, not after all the sampling, when `out` cannot be written (tried for real:
+    permission bits do not tell for root or special file systems)."""
+    folder = os.path.dirname(os.path.abspath(out))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(f"out={out!r}: a file stands where the folder {folder} should be") from None
+    except OSError as error:
+        raise ValueError(f"out={out!r}: cannot write in {folder} ({error.strerror or type(error).__name__})") from None
+
+
 def export_ema_safetensors(state: dict, path: str) -> str:
     """The EMA weights alone, as safetensors, with the model's whole config in the metadata:
     `mpdit.load(path)` and `mpdit sample --checkpoint path` rebuild the model from it."""
@@ -156,6 +171,7 @@ def export_ema_safetensors(state: dict, path: str) -> str:
 
     if not path.endswith(".safetensors"):
         raise ValueError(f"out={path!r}: expected a path ending in .safetensors")
+    check_writable(path)
     from mpdit.loading import export_metadata
 
     tensors = {name: tensor.contiguous() for name, tensor in state["ema"].items()}

@@ -38,29 +38,26 @@ class DigitsDataset(Dataset):
 
 
 class LatentShards(Dataset):
-    """All shards of a folder, checked once: same latent shape, labels in [0, num_classes)."""
+    """All shards of a folder, checked once when opened, each problem naming its shard: readable,
+    floating-point square latents of one shape (latents.json's, where it records one), all finite;
+    integer labels in [0, num_classes)."""
 
-    def __init__(self, folder: str, num_classes: int = 1000):
-        from safetensors.torch import load_file
-
+    def __init__(self, folder: str, num_classes: int = 1000, latent_shape=None):
         if not os.path.isdir(folder):
             raise ValueError(f"dataset={folder!r}: no such folder (expected 'digits' or a folder of latent shards)")
         paths = sorted(glob.glob(os.path.join(folder, "*.safetensors")))
         if not paths:
             raise ValueError(f"dataset={folder!r}: no *.safetensors shards in the folder")
         latents, labels = [], []
+        expected = tuple(latent_shape) if latent_shape else None
         for path in paths:
-            shard = load_file(path)
-            if "latents" not in shard or "labels" not in shard:
-                raise ValueError(f"dataset shard {path!r}: expected tensors 'latents' and 'labels', "
-                                 f"got {sorted(shard)}")
-            lat, lab = shard["latents"], shard["labels"]
-            if lat.dim() != 4 or lab.shape != (lat.shape[0],):
-                raise ValueError(f"dataset shard {path!r}: latents {tuple(lat.shape)} and labels {tuple(lab.shape)}; "
-                                 "expected (N, C, H, W) and (N,)")
-            if latents and lat.shape[1:] != latents[0].shape[1:]:
+            lat, lab = _read_shard(path)
+            if expected is None:
+                expected, first = tuple(lat.shape[1:]), path
+            elif tuple(lat.shape[1:]) != expected:
+                source = f"{first!r}" if latent_shape is None else "latents.json"
                 raise ValueError(f"dataset shard {path!r}: latent shape {tuple(lat.shape[1:])} differs from "
-                                 f"{tuple(latents[0].shape[1:])} in {paths[0]!r}")
+                                 f"{expected} in {source}")
             if lab.numel() and (lab.min() < 0 or lab.max() >= num_classes):
                 raise ValueError(f"dataset shard {path!r}: labels in [{lab.min().item()}, {lab.max().item()}], "
                                  f"expected [0, {num_classes - 1}]")
@@ -69,12 +66,42 @@ class LatentShards(Dataset):
         self.latents = torch.cat(latents)
         self.labels = torch.cat(labels)
         self.num_classes = num_classes
-
     def __len__(self):
         return len(self.labels)
 
     def __getitem__(self, index):
         return self.latents[index], self.labels[index]
+
+
+def _read_shard(path: str) -> tuple:
+    """(latents, labels) of one shard, or a ValueError naming it and what is wrong."""
+    from safetensors.torch import load_file
+
+    try:
+        shard = load_file(path)
+    except Exception as error:  # truncated, random bytes, not safetensors
+        raise ValueError(f"dataset shard {path!r}: unreadable as safetensors ({type(error).__name__}); "
+                         "re-extract it or move it out of the folder") from None
+    if "latents" not in shard or "labels" not in shard:
+        raise ValueError(f"dataset shard {path!r}: expected tensors 'latents' and 'labels', got {sorted(shard)}")
+    lat, lab = shard["latents"], shard["labels"]
+    if lat.dim() != 4 or lab.shape != (lat.shape[0],):
+        raise ValueError(f"dataset shard {path!r}: latents {tuple(lat.shape)} and labels {tuple(lab.shape)}; "
+                         "expected (N, C, H, W) and (N,)")
+    if not lat.is_floating_point():
+        raise ValueError(f"dataset shard {path!r}: latents of dtype {lat.dtype}; expected floating point")
+    if lat.shape[-1] != lat.shape[-2]:
+        raise ValueError(f"dataset shard {path!r}: latents {lat.shape[-2]} x {lat.shape[-1]}; the models take "
+                         "square latents")
+    if lab.is_floating_point() or lab.is_complex() or lab.dtype == torch.bool:
+        raise ValueError(f"dataset shard {path!r}: labels of dtype {lab.dtype}; expected integers (they would be "
+                         "truncated)")
+    finite = torch.isfinite(lat.reshape(lat.shape[0], -1)).all(dim=1)
+    if not finite.all():
+        bad = (~finite).nonzero().flatten()
+        raise ValueError(f"dataset shard {path!r}: non-finite values in {len(bad)} of its {lat.shape[0]} latents "
+                         f"(first: item {bad[0].item()})")
+    return lat, lab
 
 
 def latents_info(folder: str):
@@ -84,15 +111,23 @@ def latents_info(folder: str):
         return None
     import json
 
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            info = json.load(f)
+    except ValueError as error:
+        raise ValueError(f"dataset: {path} is not valid JSON ({error})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("num_classes"), int) or info["num_classes"] < 1:
+        raise ValueError(f"dataset: {path} has no positive integer 'num_classes' (written by mpdit extract-latents)")
+    return info
 
 
 def open_dataset(name: str, image_size: int = 16) -> Dataset:
     if name == "digits":
         return DigitsDataset(image_size)
     info = latents_info(name) if os.path.isdir(name) else None
-    return LatentShards(name, info["num_classes"] if info else 1000)
+    if info is None:
+        return LatentShards(name)
+    return LatentShards(name, info["num_classes"], info.get("latent_shape"))
 
 
 class ResumableSampler(Sampler):

@@ -8,6 +8,7 @@ encodes every world-th image into its own shards.
 """
 import json
 import os
+import sys
 
 import torch
 
@@ -71,20 +72,29 @@ def denormalise(latents: torch.Tensor, normalisation: str) -> torch.Tensor:
 def load_vae(name_or_path: str, device):
     from diffusers.models import AutoencoderKL  # optional: only extraction and latent decoding need it
 
-    return AutoencoderKL.from_pretrained(name_or_path).to(device).eval().requires_grad_(False)
+    try:
+        vae = AutoencoderKL.from_pretrained(name_or_path)
+    except (OSError, ValueError) as error:  # offline hub, a wrong name, a folder without a VAE
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"vae={name_or_path!r}: cannot load an AutoencoderKL ({first})") from None
+    return vae.to(device).eval().requires_grad_(False)
 
 
 @torch.no_grad()
 def extract_latents(images: str, out: str, vae="stabilityai/sd-vae-ft-ema", image_size: int = 256,
                     normalisation: str = "scale", flip: bool = False, batch_size: int = 32, shard_size: int = 4096,
-                    rank: int = 0, world: int = 1, device="cpu", seed: int = 0) -> dict:
-    """Encode the folder; `vae` is a hub name, a local path, or an AutoencoderKL already built."""
+                    rank: int = 0, world: int = 1, device="cpu", seed: int = 0, strict: bool = False) -> dict:
+    """Encode the folder; `vae` is a hub name, a local path, or an AutoencoderKL already built.
+    An unreadable image is skipped with a warning naming it and listed in bad_images.txt
+    (bad_images-r<rank>.txt under torchrun); strict=True stops at the first instead."""
     from safetensors.torch import save_file
 
     if normalisation not in NORMALISATIONS:
         raise ValueError(f"normalisation={normalisation!r}: expected one of {NORMALISATIONS}")
-    if image_size % 8:
-        raise ValueError(f"image_size={image_size}: expected a multiple of 8")
+    if not isinstance(image_size, int) or image_size < 8 or image_size % 8:
+        raise ValueError(f"image_size={image_size}: expected a positive multiple of 8")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}: expected a positive integer")
     items, classes = list_image_folder(images)
     vae_name = vae if isinstance(vae, str) else getattr(vae, "name_or_path", None) or "in-memory AutoencoderKL"
     model = load_vae(vae, device) if isinstance(vae, str) else vae.to(device).eval()
@@ -95,6 +105,7 @@ def extract_latents(images: str, out: str, vae="stabilityai/sd-vae-ft-ema", imag
     mine = items[rank::world]
     generator = torch.Generator(device=device).manual_seed(seed + rank)
     latents, labels, shards = [], [], 0
+    latent_shape = None
 
     def write_shard():
         nonlocal latents, labels, shards
@@ -104,25 +115,42 @@ def extract_latents(images: str, out: str, vae="stabilityai/sd-vae-ft-ema", imag
             shards += 1
             latents, labels = [], []
 
+    bad_images = []
     for start in range(0, len(mine), batch_size):
-        batch = mine[start:start + batch_size]
-        pixels = torch.stack([load_image(path, image_size) for path, _ in batch]).to(device)
+        batch, images_read = [], []
+        for path, label in mine[start:start + batch_size]:
+            try:
+                images_read.append(load_image(path, image_size))
+                batch.append((path, label))
+            except (OSError, ValueError, SyntaxError) as error:  # PIL: corrupt, truncated, not an image
+                if strict:
+                    raise ValueError(f"image {path!r}: unreadable ({error}); without --strict it is skipped") from None
+                print(f"mpdit extract-latents: warning: skipping unreadable image {path} ({error})", file=sys.stderr)
+                bad_images.append(path)
+        if not batch:
+            continue
+        pixels = torch.stack(images_read).to(device)
         views = [pixels, pixels.flip(-1)] if flip else [pixels]  # flipped copies: the paper's flip at extraction
         for view in views:
             posterior = model.encode(view).latent_dist
             sample = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator,
                                                                   device=device)
             latents.append(normalise(sample.float(), normalisation))
+            latent_shape = list(sample.shape[1:])
             labels += [label for _, label in batch]
         if sum(len(x) for x in latents) >= shard_size:
             write_shard()
     write_shard()
+    if bad_images:
+        name = "bad_images.txt" if world == 1 else f"bad_images-r{rank:03d}.txt"
+        with open(os.path.join(out, name), "w") as f:
+            f.write("".join(path + "\n" for path in bad_images))
     info = {"vae": vae_name, "normalisation": normalisation, "image_size": image_size, "classes": classes,
-            "num_classes": len(classes), "flip": flip}
+            "num_classes": len(classes), "flip": flip, "latent_shape": latent_shape}
     if rank == 0:
         with open(os.path.join(out, "latents.json"), "w") as f:
             json.dump(info, f, indent=1)
-    return {**info, "images": len(mine), "shards": shards}
+    return {**info, "images": len(mine) - len(bad_images), "bad_images": len(bad_images), "shards": shards}
 
 
 @torch.no_grad()

@@ -4,7 +4,6 @@ Writes an .npz of uint8 (N, H, W, C) images under arr_0 (the ADM evaluator's lay
 PNG grid beside it. Under torchrun each rank samples its share; rank 0 writes the files.
 """
 import os
-import tempfile
 
 import torch
 import torch.distributed as dist
@@ -15,21 +14,10 @@ from mpdit.diffusion.ddpm import ddpm_sample
 from mpdit.diffusion.guidance import check_guidance
 from mpdit.diffusion.sampling import SAMPLERS, sample
 from mpdit.loading import build, read
+from mpdit.training.checkpoint import check_writable
 from mpdit.training.images import save_grid, to_uint8
 from mpdit.training.latents import decode, load_vae
 from mpdit.training.distributed import init_world
-
-
-def check_writable(out: str) -> None:
-    """ValueError now, not after all the sampling, when `out` cannot be written (tried for real:
-    permission bits do not tell for root or special file systems)."""
-    folder = os.path.dirname(os.path.abspath(out))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise ValueError(f"out={out!r}: cannot write in {folder} ({error.strerror or type(error).__name__})") from None
 
 
 METHODS = SAMPLERS + ("ddpm",)  # ddpm: DiT's eps models (mpdit convert --from dit)
