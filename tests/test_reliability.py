@@ -122,3 +122,57 @@ def test_resume_refuses_a_changed_data_order_and_warns_of_other_changes(tmp_path
     train(config(tmp_path, steps=3, resume="auto", lr=2e-4, grad_clip=0.5))
     assert "warning: resuming with changed settings: lr: 0.0001 -> 0.0002; grad_clip: 1.0 -> 0.5" in \
         capsys.readouterr().err
+
+
+def _children_by_rank(parent: int) -> dict:
+    """{RANK: pid} of torchrun's worker processes (Linux /proc)."""
+    import os
+
+    workers = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid != parent:
+                continue
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
+        except (OSError, ValueError, IndexError):
+            continue
+        if b"RANK" in env:
+            workers[int(env[b"RANK"])] = int(entry)
+    return workers
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads torchrun's workers from /proc")
+def test_torchrun_ranks_agree_on_the_step_when_one_rank_is_signalled(tmp_path):
+    """SIGTERM to rank 1 only: both ranks stop after the same step, rank 0 writes its checkpoint."""
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    agent = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                              "--master_port=29523", "-m", "mpdit", "train", "--model", "MPDiT-S", "--stages",
+                              "4:1,2:1", "--dataset", "digits", "--global-batch-size", "8", "--num-workers", "0",
+                              "--checkpoint-every", "1000", "--sample-every", "0", "--log-every", "1", "--steps",
+                              "500", "--run-dir", str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and agent.poll() is None:
+        metrics = run_dir / "metrics.jsonl"
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.1)
+    workers = _children_by_rank(agent.pid)
+    assert set(workers) == {0, 1}, workers
+    import os
+
+    os.kill(workers[1], signal.SIGTERM)
+    _, err = agent.communicate(timeout=180)
+    path = checkpoint.latest(str(run_dir))
+    assert path is not None, err[-3000:]
+    step = checkpoint.load(path)["step"]
+    assert 2 <= step < 500
+    assert err.count(f"mpdit train: stopped at step {step}; checkpoint {path}") == 2, err[-3000:]  # both ranks
