@@ -1,6 +1,7 @@
 """Reliability (CPU): bad settings refused before any work, metrics logged once per step across
 resumes, an unreadable newest checkpoint passed over."""
 import json
+import os
 import subprocess
 import sys
 
@@ -126,8 +127,6 @@ def test_resume_refuses_a_changed_data_order_and_warns_of_other_changes(tmp_path
 
 def _children_by_rank(parent: int) -> dict:
     """{RANK: pid} of torchrun's worker processes (Linux /proc)."""
-    import os
-
     workers = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -153,24 +152,28 @@ def test_torchrun_ranks_agree_on_the_step_when_one_rank_is_signalled(tmp_path):
     import time
 
     run_dir = tmp_path / "run"
-    agent = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                              "--master_port=29523", "-m", "mpdit", "train", "--model", "MPDiT-S", "--stages",
-                              "4:1,2:1", "--dataset", "digits", "--global-batch-size", "8", "--num-workers", "0",
-                              "--checkpoint-every", "1000", "--sample-every", "0", "--log-every", "1", "--steps",
-                              "500", "--run-dir", str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-    deadline = time.time() + 240
-    while time.time() < deadline and agent.poll() is None:
-        metrics = run_dir / "metrics.jsonl"
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.1)
-    workers = _children_by_rank(agent.pid)
-    assert set(workers) == {0, 1}, workers
-    import os
-
-    os.kill(workers[1], signal.SIGTERM)
-    _, err = agent.communicate(timeout=180)
+    # --standalone: a free rendezvous port, so a leftover job elsewhere cannot block this one
+    agent = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                              "-m", "mpdit", "train", "--model", "MPDiT-S", "--stages", "4:1,2:1", "--dataset",
+                              "digits", "--global-batch-size", "8", "--num-workers", "0", "--checkpoint-every", "1000",
+                              "--sample-every", "0", "--log-every", "1", "--steps", "500", "--run-dir", str(run_dir)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and agent.poll() is None:
+            metrics = run_dir / "metrics.jsonl"
+            if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.1)
+        workers = _children_by_rank(agent.pid)
+        if set(workers) != {0, 1}:
+            pytest.fail(f"torchrun workers not found: {workers}; its stderr: {agent.communicate(timeout=60)[1][-3000:]}")
+        os.kill(workers[1], signal.SIGTERM)
+        _, err = agent.communicate(timeout=180)
+    finally:  # a hung job (ranks that disagree) must not outlive the test
+        if agent.poll() is None:
+            os.killpg(agent.pid, signal.SIGKILL)
+            agent.wait()
     path = checkpoint.latest(str(run_dir))
     assert path is not None, err[-3000:]
     step = checkpoint.load(path)["step"]

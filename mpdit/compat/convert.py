@@ -135,8 +135,11 @@ def convert_to_native(checkpoint: str, family: str, name: str, out: str, weights
     metadata["origin"] = json.dumps({"family": family, "model": name, "kwargs": kwargs,
                                      "source": os.path.basename(checkpoint)})
     _atomic_write(out, lambda tmp: _save_safetensors(native, tmp, metadata))
+    # what was read from the shapes, said aloud: a class table of N rows is N - 1 classes + the null
+    # class (class_dropout_prob > 0, as every released checkpoint; a table without a null row is not supported)
     return {"out": out, "family": family, "model": name, "engine_model": metadata["model"], "tensors": len(native),
-            "parameters": sum(t.numel() for t in native.values())}
+            "parameters": sum(t.numel() for t in native.values()), "input_size": config.latent_size,
+            "num_classes": config.num_classes, "learned_channels": config.out_channels}
 
 
 def official_kwargs_of(config) -> dict:
