@@ -12,7 +12,8 @@
 #      copy measured in the same run;
 #   5. MPDiT-XL triton+compile+fp8 (torchao float8) with its profile (compiling it takes ~2 min);
 #   6. MPDiT-XL eager torch and triton with their profiles; inference and guided sampling (eager
-#      and CUDA graph, 50 and 250 steps); SiT-XL/2 eager, if time is left.
+#      and CUDA graph, 50 and 250 steps); SiT-XL/2 eager; the official-layout DiT-XL/2 and
+#      MPDiT-XL/4x (mpdit.compat) eager torch vs triton, if time is left.
 # Timings of the 2026-11-27 run (H200): install 16 s, tests 48 s, compile + triton+compile
 # 190 s (compiling: 78 s and 57 s), kernels 26 s, fp8 train alone 180 s, eager pair ~80 s.
 # Everything streams into $OUT: perf.log (all output), rows.jsonl (every result row, synced
@@ -80,6 +81,9 @@ bench xl-fp8 230 --models "$XL" --sections train,profile --providers triton+comp
 bench xl-eager 80 --models "$XL" --sections train,profile --providers torch,triton
 bench xl-sampling 60 --models "$XL" --sections inference,sampling --providers triton
 bench sit-eager 60 --models "$SIT" --sections train --providers torch,triton
+# issue 14: the official-layout modules (mpdit.compat) per backend, batch 64 to keep it short
+run_step "compat: official-layout training step" 60 python benchmarks/compat_train_step.py --device cuda \
+  --batch 64 --models DiT-XL/2,MPDiT-XL/4x --providers torch,triton --warmup 2 --steps 5
 
 kill $syncer 2> /dev/null
 cat "$WORK"/*/bench.jsonl > "$OUT/rows.jsonl" 2> /dev/null
@@ -88,7 +92,7 @@ cat "$WORK"/*/bench.jsonl > "$OUT/rows.jsonl" 2> /dev/null
 (cd "$WORK" && ls -rS */trace_*.json.gz 2> /dev/null | awk -v limit=15000000 \
    '{ cmd = "stat -c %s " $0; cmd | getline size; close(cmd); total += size; if (total < limit) print }' \
    | xargs -r tar cf "$OUT/traces.tar")
-grep -E '^(## mpdit bench|Where a|\||Training|Fused|Longest|attention|note|measured|torch |FAILED|== |device copy|Triton autotuning)' "$LOG" \
+grep -E '^(\{"model"|## mpdit bench|Where a|\||Training|Fused|Longest|attention|note|measured|torch |FAILED|== |device copy|Triton autotuning)' "$LOG" \
   > "$OUT/tables.md"
 echo
 echo "== done in $(( $(date +%s) - start )) s; GPU tests rc=$tests_rc =="
