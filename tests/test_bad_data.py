@@ -113,7 +113,8 @@ def test_model_takes_small_integer_labels_and_refuses_an_empty_batch():
     model = create_model("MPDiT-S", stages=((4, 1), (2, 1)), latent_size=16).eval()
     x, t = torch.randn(2, 4, 16, 16), torch.rand(2)
     with torch.no_grad():
-        torch.testing.assert_close(model(x, t, torch.tensor([3, 7], dtype=torch.uint8)), model(x, t, torch.tensor([3, 7])))
+        small = torch.tensor([3, 7], dtype=torch.uint8)
+        torch.testing.assert_close(model(x, t, small), model(x, t, torch.tensor([3, 7])))
     with pytest.raises(ValueError, match=r"x: an empty batch \(shape \(0, 4, 16, 16\)\)"):
         model(x[:0], t[:0], torch.zeros(0, dtype=torch.long))
 

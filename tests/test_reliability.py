@@ -167,7 +167,8 @@ def test_torchrun_ranks_agree_on_the_step_when_one_rank_is_signalled(tmp_path):
             time.sleep(0.1)
         workers = _children_by_rank(agent.pid)
         if set(workers) != {0, 1}:
-            pytest.fail(f"torchrun workers not found: {workers}; its stderr: {agent.communicate(timeout=60)[1][-3000:]}")
+            err = agent.communicate(timeout=60)[1]
+            pytest.fail(f"torchrun workers not found: {workers}; its stderr: {err[-3000:]}")
         os.kill(workers[1], signal.SIGTERM)
         _, err = agent.communicate(timeout=180)
     finally:  # a hung job (ranks that disagree) must not outlive the test

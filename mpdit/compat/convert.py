@@ -170,7 +170,8 @@ def convert_to_official(path: str, family: str, out: str, name: str = None) -> d
     kwargs = origin.get("kwargs") if origin.get("model") == name else official_kwargs_of(config)
     model = _meta_model(family, name, kwargs)
     if model.config != config:
-        differs = [f.name for f in dataclasses.fields(config) if getattr(config, f.name) != getattr(model.config, f.name)]
+        differs = [f.name for f in dataclasses.fields(config)
+                   if getattr(config, f.name) != getattr(model.config, f.name)]
         raise ValueError(f"model={name!r}: {path} holds a different network (differs in {', '.join(differs)})")
     official = to_official(saved["state_dict"], config, family)
     expected = {key: tuple(t.shape) for key, t in model.state_dict().items()}

@@ -215,7 +215,8 @@ class MultiPatchTransformer(nn.Module):
             return
         low, high = self.time_range or (None, None)
         if low is not None and ((t < low) | (t > high) | t.isnan()).any():
-            raise ValueError(f"t: expected times in [{low:g}, {high:g}], got values in [{t.min().item()}, {t.max().item()}]")
+            raise ValueError(f"t: expected times in [{low:g}, {high:g}], got values in "
+                             f"[{t.min().item()}, {t.max().item()}]")
         top = self.y_embedder.embedding_table.num_embeddings - 1  # num_classes: the null class, where there is one
         if ((y < 0) | (y > top)).any():
             null = f" ({top} = null class)" if top == cfg.num_classes else ""
@@ -240,7 +241,7 @@ class MultiPatchTransformer(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """x (B, C, H, W), t (B,) in [0, 1] with t = 1 noise, y (B,) int in [0, num_classes] -> velocity (B, C, H, W)."""
         self.check_inputs(x, t, y)
-        return self.network(x, t, y)[:, : self.config.in_channels]  # flow matching: the velocity channels (as SiT)
+        return self.network(x, t, y)[:, : self.config.in_channels]  # flow matching: the velocity channels, as SiT
 
     def network(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The network's whole output (B, out_channels, H, W), learned-sigma channels included; no input checks."""
