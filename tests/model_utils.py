@@ -6,6 +6,15 @@ import torch
 from mpdit import MultiPatchTransformer, get_config
 
 
+def digits_config(run_dir, steps: int, **settings):
+    """A TrainConfig for a two-block MPDiT-S on scikit-learn's digits: seconds per run on a CPU."""
+    from mpdit.training.config import TrainConfig
+
+    base = dict(model="MPDiT-S", dataset="digits", global_batch_size=8, checkpoint_every=1, log_every=1,
+                sample_every=0, num_workers=0, overrides={"stages": ((4, 1), (2, 1))})
+    return TrainConfig(steps=steps, run_dir=str(run_dir), **{**base, **settings})
+
+
 def tiny_model(name: str = "MPDiT-S", width: int = 64, heads: int = 4, **overrides) -> MultiPatchTransformer:
     """The registered network `name` with its depth and schedule but a small width."""
     config = replace(get_config(name, **overrides), hidden_size=width, num_heads=heads)

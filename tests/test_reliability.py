@@ -9,17 +9,12 @@ import pytest
 
 from mpdit import create_model
 from mpdit.training import checkpoint
-from mpdit.training.config import TrainConfig
 from mpdit.training.trainer import train
+from model_utils import digits_config
 
-TINY = {"stages": ((4, 1), (2, 1))}
 
-
-def config(run_dir, steps, **kwargs):
-    settings = dict(model="MPDiT-S", dataset="digits", global_batch_size=8, checkpoint_every=2, log_every=1,
-                    sample_every=0, num_workers=0, overrides=dict(TINY))
-    return TrainConfig(steps=steps, run_dir=str(run_dir), **{**settings, **kwargs})
-
+def config(run_dir, steps, **settings):
+    return digits_config(run_dir, steps, **{"checkpoint_every": 2, **settings})
 
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "mpdit", *args], capture_output=True, text=True, timeout=300)

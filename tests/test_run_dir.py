@@ -14,17 +14,9 @@ import torch
 
 from mpdit.cli import main
 from mpdit.training import checkpoint
-from mpdit.training.config import TrainConfig
 from mpdit.training.run_lock import RunDirInUse, RunLock
 from mpdit.training.trainer import train
-
-TINY = {"stages": ((4, 1), (2, 1))}
-
-
-def config(run_dir, steps, **kwargs):
-    return TrainConfig(model="MPDiT-S", dataset="digits", steps=steps, global_batch_size=8, run_dir=str(run_dir),
-                       checkpoint_every=1, log_every=1, sample_every=0, num_workers=0, overrides=dict(TINY), **kwargs)
-
+from model_utils import digits_config as config
 
 def dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])

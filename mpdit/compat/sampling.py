@@ -9,6 +9,7 @@ import torch
 
 from mpdit.compat.layouts import to_official
 from mpdit.compat.models import official_model
+from mpdit.loading import build
 
 
 class SiTVelocity(torch.nn.Module):
@@ -23,16 +24,14 @@ class SiTVelocity(torch.nn.Module):
         return -self.sit(x, 1 - t, y)
 
 
-def sampling_model(saved: dict, native: torch.nn.Module) -> torch.nn.Module:
-    """What the samplers run for a file read by mpdit.loading.read: the native model, a SiT
-    velocity wrapper, or (DiT) the official module for mpdit.diffusion.ddpm."""
+def sampling_model(saved: dict, device) -> torch.nn.Module:
+    """What the samplers run for a file read by mpdit.loading.read, in eval mode on `device`: the
+    engine's model, a SiT velocity wrapper, or (DiT) the official module for mpdit.diffusion.ddpm."""
     origin = saved.get("origin")
     family = origin["family"] if origin else None
-    if family == "sit":
-        return SiTVelocity(native)
     if family != "dit":
-        return native
-    param = next(native.parameters())
-    dit = official_model("dit", origin["model"], **origin["kwargs"], kernel_backend=native.kernel_backend)
-    dit.load_state_dict(to_official(native.state_dict(), native.config, "dit"))
-    return dit.to(param.device).eval()
+        native = build(saved, device=device)
+        return SiTVelocity(native) if family == "sit" else native
+    dit = official_model("dit", origin["model"], **origin["kwargs"])
+    dit.load_state_dict(to_official(saved["state_dict"], dit.config, "dit"))
+    return dit.to(device).eval()

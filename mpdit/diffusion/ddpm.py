@@ -12,6 +12,8 @@ import math
 
 import torch
 
+from mpdit.diffusion.guidance import check_guidance
+
 
 def linear_betas(num_steps: int = 1000) -> list:
     """DiT's linear schedule, scaled so that other step counts keep the same total noise."""
@@ -48,7 +50,6 @@ class DDPMSchedule:
         self.alpha_bar = [alpha_bar[t] for t in self.timesteps]
         previous = [1.0] + self.alpha_bar[:-1]
         self.betas = [1.0 - a / p for a, p in zip(self.alpha_bar, previous)]
-        self.alpha_bar_prev = previous
         self.posterior_variance = [b * (1 - p) / (1 - a) for b, a, p in zip(self.betas, self.alpha_bar, previous)]
         # log of the posterior variance, its 0 at the first step replaced by the next one's (N&D's clip)
         clipped = [self.posterior_variance[1] if len(self.betas) > 1 else self.betas[0]] + self.posterior_variance[1:]
@@ -84,8 +85,6 @@ def ddpm_sample(model, y, *, steps: int = 250, cfg_scale: float = 1.0, noise: to
     the original integer step, forward_with_cfg for guidance), by ancestral sampling over `steps`
     respaced steps (DiT's default 250). cfg_scale > 1 guides as DiT's sample.py: the doubled
     batch through forward_with_cfg, labels [y ; null], the first half kept."""
-    from mpdit.diffusion.guidance import check_guidance
-
     check_guidance(cfg_scale)
     param = next(model.parameters())
     if not isinstance(y, torch.Tensor):

@@ -73,12 +73,12 @@ def save(state: dict, run_dir: str, step: int) -> str:
 def remove_stale_partials(run_dir: str) -> list:
     """Remove the partial checkpoints (`*.tmp-<pid>`) of writers that are no longer running (a
     SIGKILL or a crash mid-save); called by the run that holds the folder's lock. Returns them."""
-    from mpdit.training.run_lock import _alive
+    from mpdit.training.run_lock import process_alive
 
     removed = []
     for tmp in glob.glob(os.path.join(run_dir, "ckpt-*.pt.tmp-*")):
         pid = tmp.rsplit("-", 1)[-1]
-        if not pid.isdigit() or not _alive(int(pid)):
+        if not pid.isdigit() or not process_alive(int(pid)):
             os.remove(tmp)
             removed.append(tmp)
     return removed

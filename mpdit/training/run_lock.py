@@ -18,7 +18,8 @@ class RunDirInUse(ValueError):
     """The run folder belongs to a live run."""
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this id runs on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -61,7 +62,7 @@ class RunLock:
                 return
             holder = _read(self.path)
             pid, host = holder.get("pid"), holder.get("host")
-            if isinstance(pid, int) and host == self.mine["host"] and not _alive(pid):
+            if isinstance(pid, int) and host == self.mine["host"] and not process_alive(pid):
                 print(f"mpdit train: warning: taking over {self.path} from PID {pid} on {host}, which is no longer "
                       "running", file=sys.stderr)
                 try:

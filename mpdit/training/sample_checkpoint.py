@@ -13,7 +13,7 @@ from mpdit.compat.sampling import sampling_model
 from mpdit.diffusion.ddpm import ddpm_sample
 from mpdit.diffusion.guidance import check_guidance
 from mpdit.diffusion.sampling import SAMPLERS, sample
-from mpdit.loading import build, read
+from mpdit.loading import read
 from mpdit.training.checkpoint import check_writable
 from mpdit.training.images import save_grid, to_uint8
 from mpdit.training.latents import decode, load_vae
@@ -80,7 +80,7 @@ def sample_checkpoint(path: str, out: str, classes=None, per_class: int = 1, cfg
         raise ValueError(f"classes={bad}: expected labels in [0, {num_classes - 1}] for this checkpoint")
     world = init_world()
     try:
-        model = sampling_model(saved, build(saved, device=world.device))
+        model = sampling_model(saved, world.device)
         decoder = load_vae(latent_info["vae"], world.device) if latent_info is not None else None
         if num_samples is not None:  # balanced: class i % len(classes), sorted so that the grid has a row per class
             labels = torch.tensor(classes)[torch.arange(num_samples) % len(classes)].sort(stable=True).values
