@@ -106,3 +106,15 @@ def test_bad_arguments_are_one_line(args, message):
                             text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
+
+
+def test_paper_slices_are_parts_of_the_paper_preset():
+    paper = PRESETS["paper"]
+    labels = {spec.label for spec in paper.models}
+    for name in ("paper-train", "paper-sample", "paper-kernels"):
+        part = PRESETS[name]
+        assert {spec.label for spec in part.models} <= labels
+        assert set(part.providers) <= set(paper.providers) and set(part.sections) <= set(paper.sections)
+        assert (part.train_batch, part.inference_batches, part.sample_batches, part.sample_steps) == \
+            (paper.train_batch, paper.inference_batches, paper.sample_batches, paper.sample_steps)
+    assert "compile" in PRESETS["paper-train"].providers and PRESETS["paper-sample"].sample_batches == (1, 16)

@@ -148,31 +148,37 @@ def bench_inference(results, spec, provider, device, dtype, batches_to_time, rep
 
 
 @torch.inference_mode()
-def bench_sampling(results, spec, provider, device, dtype, batch, steps_list, reps, warmup, cfg_scale=1.5,
+def bench_sampling(results, spec, provider, device, dtype, batches, steps_list, reps, warmup, cfg_scale=1.5,
                    graphs=False):
-    """Guided Euler sampling: one full run per step count (timed once, after a warm-up step),
-    one guided step timed `reps` times, and on CUDA the same with every evaluation replayed
-    from a CUDA graph (sample(..., cuda_graph=True)'s GraphedVelocity)."""
+    """Guided Euler sampling at each batch size: one full run per step count (timed once, after a
+    warm-up step), one guided step timed `reps` times, and on CUDA the same with every evaluation
+    replayed from a CUDA graph (sample(..., cuda_graph=True)'s GraphedVelocity, one per batch size)."""
     model, _ = build(spec, provider, device)  # the runner sends eager providers only
     cfg = model.config
-    labels = torch.randint(0, cfg.num_classes, (batch,), device=device)
-    noise = torch.randn(batch, cfg.in_channels, cfg.latent_size, cfg.latent_size, device=device)
-    x_label = f"B={batch} cfg={cfg_scale} {str(dtype).replace('torch.', '')}"
-    velocities = {"eager": GuidedVelocity(model, labels, cfg_scale=cfg_scale)}
-    if graphs and device == "cuda":
-        with autocast_for(device, dtype):
-            velocities["graph"] = graphed_velocity(model, labels, noise, cfg_scale, None, (0.0, 1.0))
-    for kind, velocity in velocities.items():
-        def one_step(x):
+    for batch in batches:
+        labels = torch.randint(0, cfg.num_classes, (batch,), device=device)
+        noise = torch.randn(batch, cfg.in_channels, cfg.latent_size, cfg.latent_size, device=device)
+        x_label = f"B={batch} cfg={cfg_scale} {str(dtype).replace('torch.', '')}"
+        velocities = {"eager": GuidedVelocity(model, labels, cfg_scale=cfg_scale)}
+        if graphs and device == "cuda":
             with autocast_for(device, dtype):
-                return x - 0.02 * velocity(x, 0.5)
+                velocities["graph"] = graphed_velocity(model, labels, noise, cfg_scale, None, (0.0, 1.0))
+        for kind, velocity in velocities.items():
+            _time_sampler(results, spec.label, provider, device, dtype, velocity, noise, steps_list, reps, warmup,
+                          x_label, prefix="" if kind == "eager" else "graph_")
+        del velocities  # the graph's static buffers, before the next batch size captures its own
 
-        step = time_steps(lambda: one_step(noise), device, reps=reps, warmup=warmup)
-        prefix = "" if kind == "eager" else "graph_"
-        for metric in ("median_ms", "p20_ms", "p80_ms"):
-            results.add(spec.label, provider, "sample_step", prefix + metric, "ms", x_label, step[metric])
-        for steps in steps_list:
-            with autocast_for(device, dtype):
-                run = time_steps(lambda: euler(velocity, noise, steps), device, reps=1, warmup=0)
-            results.add(spec.label, provider, f"sample_{steps}_steps", prefix + "run_ms", "ms", x_label,
-                        run["median_ms"])
+
+def _time_sampler(results, label, provider, device, dtype, velocity, noise, steps_list, reps, warmup, x_label,
+                  prefix):
+    def one_step(x):
+        with autocast_for(device, dtype):
+            return x - 0.02 * velocity(x, 0.5)
+
+    step = time_steps(lambda: one_step(noise), device, reps=reps, warmup=warmup)
+    for metric in ("median_ms", "p20_ms", "p80_ms"):
+        results.add(label, provider, "sample_step", prefix + metric, "ms", x_label, step[metric])
+    for steps in steps_list:
+        with autocast_for(device, dtype):
+            run = time_steps(lambda: euler(velocity, noise, steps), device, reps=1, warmup=0)
+        results.add(label, provider, f"sample_{steps}_steps", prefix + "run_ms", "ms", x_label, run["median_ms"])

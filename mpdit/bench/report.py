@@ -57,6 +57,21 @@ def _best(results, label, mode, metric, x=None, lowest=False):
     return min(found) if lowest else max(found)
 
 
+def _batch(x: str) -> int:
+    return int(x.split()[0][2:])  # "B=16 ..." -> 16
+
+
+def _xs(results, mode) -> list:
+    """The batch labels of a mode's rows, smallest batch first."""
+    return sorted({r["x"] for r in results.rows if r["mode"] == mode}, key=_batch)
+
+
+def _sampling_runs(results) -> list:
+    """The full-run modes (sample_<steps>_steps), fewest steps first."""
+    return sorted({r["mode"] for r in results.rows if r["mode"].startswith("sample_") and r["mode"].endswith("_steps")},
+                  key=lambda m: int(m.split("_")[1]))
+
+
 def headline(results, meta) -> list:
     """Per model the best provider's figures, then each MPDiT against its baseline, best against
     best, next to the GFLOP ratio: does half the compute give twice the speed?"""
@@ -65,17 +80,16 @@ def headline(results, meta) -> list:
     labels = list(dict.fromkeys(labels))
     if not labels:
         return []
-    xs = sorted({r["x"] for r in results.rows if r["mode"] == "inference"}, key=lambda x: int(x.split()[0][2:]))
-    runs = sorted({r["mode"] for r in results.rows if r["mode"].startswith("sample_") and r["mode"].endswith("_steps")},
-                  key=lambda m: int(m.split("_")[1]))
+    xs, runs, sample_xs = _xs(results, "inference"), _sampling_runs(results), _xs(results, "sample_step")
     figures = {}
     for label in labels:
         figures[label] = {
             "train": _best(results, label, "train", "throughput"),
             "inference": _best(results, label, "inference", "throughput", xs[-1]) if xs else (None, None),
-            "latency": _best(results, label, "inference", "median_ms", xs[0], lowest=True) if xs else (None, None),
-            "sampling": _best(results, label, runs[-1], "run_ms", lowest=True) if runs else (None, None),
-            "graph": _best(results, label, runs[-1], "graph_run_ms", lowest=True) if runs else (None, None)}
+            "latency": _best(results, label, "inference", "median_ms", xs[0], lowest=True) if xs else (None, None)}
+        for x in sample_xs if runs else ():
+            for kind, metric in (("sampling", "run_ms"), ("graph", "graph_run_ms")):
+                figures[label][kind, x] = _best(results, label, runs[-1], metric, x, lowest=True)
 
     def cell(value_provider, spec=".1f", scale=1.0):
         value, provider = value_provider
@@ -84,17 +98,22 @@ def headline(results, meta) -> list:
     big = xs[-1].split()[0] if xs else "-"
     one = xs[0].split()[0] if xs else "-"
     steps = runs[-1].split("_")[1] if runs else "-"
+    sampled = sample_xs if runs else []
+    header = "".join(f" {steps}-step guided sampling s at {x.split()[0]} | the same, CUDA graph |" for x in sampled)
     lines = ["Headline: each model's best provider", "",
-             f"| model | training images/s | inference images/s at {big} | latency ms at {one} | "
-             f"{steps}-step guided sampling s | the same, CUDA graph s |", "|---|---|---|---|---|---|"]
+             f"| model | training images/s | inference images/s at {big} | latency ms at {one} |{header}",
+             "|---|---|---|---|" + "---|---|" * len(sampled)]
     for label, f in figures.items():
-        lines.append(f"| {label} | {cell(f['train'])} | {cell(f['inference'])} | {cell(f['latency'], '.2f')} | "
-                     f"{cell(f['sampling'], '.2f', 1e-3)} | {cell(f['graph'], '.2f', 1e-3)} |")
+        cells = "".join(f" {cell(f['sampling', x], '.2f', 1e-3)} | {cell(f['graph', x], '.2f', 1e-3)} |"
+                        for x in sampled)
+        lines.append(f"| {label} | {cell(f['train'])} | {cell(f['inference'])} | {cell(f['latency'], '.2f')} |"
+                     + cells)
     pairs = [(label, base) for label, base in meta.get("baselines", {}).items()
              if label in figures and base in figures]
     if pairs:
         lines += ["", "| MPDiT vs baseline (best vs best) | GFLOPs ratio (paper conv.) | training | inference | "
-                      "latency | sampling |", "|---|---|---|---|---|---|"]
+                      "latency |" + "".join(f" sampling {x.split()[0]} |" for x in sampled),
+                  "|---|---|---|---|---|" + "---|" * len(sampled)]
         for label, base in pairs:
             def ratio(kind, lower_is_better=False):
                 mine, theirs = figures[label][kind][0], figures[base][kind][0]
@@ -105,7 +124,7 @@ def headline(results, meta) -> list:
             flops = [_get(results, name, "-", "audit", "gflops_paper") for name in (label, base)]
             gflops = f"{flops[1] / flops[0]:.2f}x fewer" if None not in flops else "-"
             lines.append(f"| {label} vs {base} | {gflops} | {ratio('train')} | {ratio('inference')} | "
-                         f"{ratio('latency', True)} | {ratio('sampling', True)} |")
+                         f"{ratio('latency', True)} |" + "".join(f" {ratio(('sampling', x), True)} |" for x in sampled))
     return lines + [""]
 
 
@@ -164,7 +183,7 @@ def markdown(results, meta, kernel_providers) -> str:
                       + "; ".join(f"{name[:70]} {ms:.2f}" for name, ms in top[:8])]
 
     if _labels(results, "inference"):
-        xs = sorted({r["x"] for r in results.rows if r["mode"] == "inference"}, key=lambda x: int(x.split()[0][2:]))
+        xs = _xs(results, "inference")
         lines += ["", "Inference forward:", "",
                   "| model | provider | " + " | ".join(f"{x}: ms | images/s" for x in xs) + " |",
                   "|---|---|" + "---|---|" * len(xs)]
@@ -179,24 +198,25 @@ def markdown(results, meta, kernel_providers) -> str:
                     lines.append(f"| {label} | {provider} | " + " | ".join(cells) + " |")
 
     if _labels(results, "sample_step"):
-        runs = sorted({r["mode"] for r in results.rows if r["mode"].startswith("sample_") and r["mode"].endswith(
-            "_steps")}, key=lambda m: int(m.split("_")[1]))
+        runs = _sampling_runs(results)
         lines += ["", "Guided Euler sampling (one step timed over the repetitions; each full run timed once; "
                       "graph: every evaluation replayed from a CUDA graph):", "",
-                  "| model | provider | step ms | graph step ms | "
+                  "| model | provider | batch | step ms | graph step ms | "
                   + " | ".join(f"{m.split('_')[1]}-step run s | graph s" for m in runs) + " |",
-                  "|---|---|---|---|" + "---|---|" * len(runs)]
+                  "|---|---|---|---|---|" + "---|---|" * len(runs)]
         for label in _labels(results, "sample_step"):
             for provider in _providers(results, "sample_step"):
-                step = _get(results, label, provider, "sample_step", "median_ms")
-                if step is None:
-                    continue
-                cells = [f"{step:.2f}", _fmt(_get(results, label, provider, "sample_step", "graph_median_ms"), ".2f")]
-                for mode in runs:
-                    for metric in ("run_ms", "graph_run_ms"):
-                        value = _get(results, label, provider, mode, metric)
-                        cells.append(_fmt(value / 1e3 if value is not None else None, ".2f"))
-                lines.append(f"| {label} | {provider} | " + " | ".join(cells) + " |")
+                for x in _xs(results, "sample_step"):
+                    step = _get(results, label, provider, "sample_step", "median_ms", x)
+                    if step is None:
+                        continue
+                    cells = [x.split()[0], f"{step:.2f}" + _noisy(results, label, provider, "sample_step", x),
+                             _fmt(_get(results, label, provider, "sample_step", "graph_median_ms", x), ".2f")]
+                    for mode in runs:
+                        for metric in ("run_ms", "graph_run_ms"):
+                            value = _get(results, label, provider, mode, metric, x)
+                            cells.append(_fmt(value / 1e3 if value is not None else None, ".2f"))
+                    lines.append(f"| {label} | {provider} | " + " | ".join(cells) + " |")
 
     if any(r["case"] in kernel_cases.CASES for r in results.rows):
         lines += ["", "Fused ops (time, GB/s and % of the device copy measured above):", "",

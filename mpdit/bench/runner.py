@@ -287,7 +287,7 @@ def _run_model_case(results, case, preset, device, dtype, context, profile_to=No
         model_cases.bench_inference(results, spec, provider, device, dtype, preset.inference_batches, preset.reps,
                                     preset.warmup, macs, peak)
     else:
-        model_cases.bench_sampling(results, spec, provider, device, dtype, preset.sample_batch, preset.sample_steps,
+        model_cases.bench_sampling(results, spec, provider, device, dtype, preset.sample_batches, preset.sample_steps,
                                    preset.reps, preset.warmup, graphs=device == "cuda")
 
 

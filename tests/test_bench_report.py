@@ -1,0 +1,52 @@
+"""bench.md's headline and sampling table from hand-made rows: each figure is taken at its own
+batch size and from the best provider; MPDiT against its baseline, best against best."""
+from mpdit.bench.report import headline, markdown
+from mpdit.bench.timing import Results
+
+B1, B16 = "B=1 cfg=1.5 bfloat16", "B=16 cfg=1.5 bfloat16"
+
+
+def sampling_rows(results, label, provider, run_ms_b1, run_ms_b16, graph_scale=0.5, step_spread=(0.9, 1.1)):
+    for x, run_ms in ((B1, run_ms_b1), (B16, run_ms_b16)):
+        step = run_ms / 250
+        for metric, value in (("median_ms", step), ("p20_ms", step * step_spread[0]), ("p80_ms", step * step_spread[1]),
+                              ("graph_median_ms", step * graph_scale)):
+            results.add(label, provider, "sample_step", metric, "ms", x, value)
+        results.add(label, provider, "sample_50_steps", "run_ms", "ms", x, run_ms / 5)
+        results.add(label, provider, "sample_250_steps", "run_ms", "ms", x, run_ms)
+        results.add(label, provider, "sample_250_steps", "graph_run_ms", "ms", x, run_ms * graph_scale)
+
+
+def made_up_results():
+    results = Results("cuda")
+    # MPDiT: triton fastest at batch 1, torch fastest at batch 16; SiT: one provider
+    sampling_rows(results, "MPDiT-XL", "torch", run_ms_b1=3000.0, run_ms_b16=8000.0)
+    sampling_rows(results, "MPDiT-XL", "triton", run_ms_b1=2000.0, run_ms_b16=9000.0, step_spread=(0.5, 1.5))
+    sampling_rows(results, "SiT-XL/2", "torch", run_ms_b1=4000.0, run_ms_b16=24000.0)
+    for label, gflops in (("MPDiT-XL", 59.0), ("SiT-XL/2", 118.6)):
+        results.add(label, "-", "audit", "gflops_paper", "GMAC", "per image", gflops)
+    return results
+
+
+def test_headline_quotes_each_sampling_batch_from_its_own_rows():
+    lines = headline(made_up_results(), {"baselines": {"MPDiT-XL": "SiT-XL/2"}})
+    table = "\n".join(lines)
+    assert "250-step guided sampling s at B=1 | the same, CUDA graph | 250-step guided sampling s at B=16 |" in table
+    mpdit = next(line for line in lines if line.startswith("| MPDiT-XL |"))
+    # best provider per batch: triton 2.00 s at B=1 (graph 1.00), torch 8.00 s at B=16 (graph 4.00)
+    assert "| 2.00 (triton) | 1.00 (triton) | 8.00 (torch) | 4.00 (torch) |" in mpdit
+    ratios = next(line for line in lines if line.startswith("| MPDiT-XL vs SiT-XL/2 |"))
+    assert "2.01x fewer" in ratios  # 118.6 / 59.0
+    assert ratios.endswith("| 2.00x | 3.00x |")  # 4.0 / 2.0 at B=1, 24.0 / 8.0 at B=16
+
+
+def test_sampling_table_has_a_row_per_batch_and_marks_noisy_steps():
+    meta = {"environment": {"gpu": "test GPU", "torch": "-"}, "preset": "test", "dtype": "bfloat16", "notes": [],
+            "baselines": {}}
+    text = markdown(made_up_results(), meta, kernel_providers=())
+    rows = [line for line in text.splitlines() if line.startswith("| MPDiT-XL | triton | B=")]
+    assert [row.split(" | ")[2] for row in rows] == ["B=1", "B=16"]
+    assert all("noisy: p20-p80 100% of the median" in row for row in rows)  # 0.5-1.5 of the median
+    steady = [line for line in text.splitlines() if line.startswith("| MPDiT-XL | torch | B=")]
+    assert len(steady) == 2 and not any("noisy" in row for row in steady)
+    assert "| MPDiT-XL | torch | B=16 | 32.00 | 16.00 | 1.60 | - | 8.00 | 4.00 |" in text
