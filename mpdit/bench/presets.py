@@ -44,7 +44,8 @@ PAPER = Preset(
     name="paper",
     description="the GPU set: B and XL models against SiT and DiT + upgrades, batch 256, bf16, every provider; "
                 "longer than 10 minutes on one GPU (the parts timed on an H200, MPDiT-XL's training on five providers, "
-                "SiT-XL/2's on two and the fused ops, took about 9 with profiles): the paper-* slices each aim at 10 (not timed on a GPU yet)",
+                "SiT-XL/2's on two and the fused ops, took about 9 with profiles): the paper-* slices each aim at 10 "
+                "(not timed on a GPU yet)",
     dtype="bfloat16", models=B_MODELS + XL_MODELS,
     providers=("torch", "compile", "triton", "triton+compile", "native", "triton+compile+fp8"),
     compile_models=("MPDiT-XL", "SiT-XL/2"), train_batch=256, inference_batches=(1, 256), sample_batches=(1, 16),
@@ -55,11 +56,11 @@ PAPER_SLICES = (
     replace(PAPER, name="paper-train",
             description="paper's training step for MPDiT-XL and SiT-XL/2, eager and compiled (torch, compile, triton, "
                         "triton+compile; fp8 on request: --providers triton+compile+fp8), with the FLOP audit",
-            models=XL_MODELS[:2], providers=("torch", "compile", "triton", "triton+compile"), sections=("flops", "train"),
-            baselines={"MPDiT-XL": "SiT-XL/2"}),
+            models=XL_MODELS[:2], providers=("torch", "compile", "triton", "triton+compile"),
+            sections=("flops", "train"), baselines={"MPDiT-XL": "SiT-XL/2"}),
     replace(PAPER, name="paper-sample",
-            description="paper's inference (batch 1 and 256) and 50- and 250-step guided sampling (batch 1 and 16, eager and "
-                        "CUDA graph) of the XL models, eager providers",
+            description="paper's inference (batch 1 and 256) and 50- and 250-step guided sampling (batch 1 and 16, "
+                        "eager and CUDA graph) of the XL models, eager providers",
             models=XL_MODELS, providers=("torch", "triton", "native"), sections=("flops", "inference", "sampling"),
             baselines={"MPDiT-XL": "SiT-XL/2"}),
     replace(PAPER, name="paper-kernels",
