@@ -24,6 +24,10 @@ def run_cli(*args):
     (["--grad-clip=-1"], "grad_clip=-1.0: expected a positive norm, or 0 = off"),
     (["--lr", "nan"], "lr=nan: expected a positive learning rate"),
     (["--time-std", "0"], "time_std=0.0: expected a positive standard deviation"),
+    (["--compile-mode", "max-autotune-no-cudagraphs"],
+     "compile_mode='max-autotune-no-cudagraphs': applies only with compile=True (--compile)"),
+    (["--compile", "--compile-mode", "max-autotune-no-cudagraphs"], "compile_mode='max-autotune-no-cudagraphs': "
+     "max-autotune tunes Triton templates for a GPU's matrix products: CUDA only; got device cpu"),
 ])
 def test_bad_training_settings_stop_before_any_work(tmp_path, args, message):
     result = run_cli("train", "--model", "MPDiT-S", "--dataset", "digits", "--steps", "1", "--global-batch-size", "4",

@@ -357,3 +357,16 @@ def test_train_options_are_generated_from_train_config():
 
     fields = {spec.name for spec in dataclasses.fields(TrainConfig)}
     assert fields - set(vars(args)) == {"overrides"}  # model comes from the shared --model option
+
+
+@pytest.mark.parametrize("mode", ["default", "max-autotune-no-cudagraphs"])
+def test_compile_mode_reaches_torch_compile(tmp_path, monkeypatch, mode):
+    from mpdit.training.data import open_dataset
+    from mpdit.training.distributed import World
+    from mpdit.training.trainer import build
+
+    modes = []
+    monkeypatch.setattr(torch, "compile", lambda forward, mode: modes.append(mode) or forward)
+    settings = config(tmp_path, steps=1, compile=True, compile_mode=mode)
+    build(settings, World(), open_dataset("digits", settings.image_size))  # fit() refuses autotune on a CPU first
+    assert modes == [mode]

@@ -38,7 +38,7 @@ def build(spec: ModelSpec, provider: str, device: str):
         from mpdit.models.float8 import convert_blocks_to_float8
 
         convert_blocks_to_float8(model, device)
-    forward = torch.compile(model) if parts.compiled else model
+    forward = torch.compile(model, mode=parts.compile_mode) if parts.compiled else model
     return model, forward
 
 

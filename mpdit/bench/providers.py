@@ -6,30 +6,41 @@ optionally with float8 matrix products.
     triton              the Triton kernels           triton+compile: and torch.compile around them
     triton+compile+fp8  and the blocks' linear layers in float8 (torchao; mpdit.models.float8)
     native              the C++/CUDA extension (its C++ loops on a CPU)
+    compile+autotune, triton+compile+autotune
+                        torch.compile(mode="max-autotune-no-cudagraphs"): Inductor times its Triton
+                        templates against cuBLAS for every matrix product and can fuse an epilogue
+                        (fc1's bias + GELU) into a template; compiling takes minutes longer (GPU only)
 """
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 
+from mpdit.training.config import AUTOTUNE_ON_CPU, COMPILE_MODES
 from mpdit_kernels import BACKENDS
 
-PROVIDERS = ("torch", "compile", "triton", "triton+compile", "native", "triton+compile+fp8")
+PROVIDERS = ("torch", "compile", "triton", "triton+compile", "native", "triton+compile+fp8", "compile+autotune",
+             "triton+compile+autotune")
+AUTOTUNE_MODE = COMPILE_MODES[1]  # max-autotune without CUDA-graph trees: the training step's graphs stay plain
 
 
 class Provider(NamedTuple):
     backend: str
-    compiled: bool
+    compile_mode: Optional[str]  # torch.compile's mode; None = eager
     float8: bool
+
+    @property
+    def compiled(self) -> bool:
+        return self.compile_mode is not None
 
 
 def split(provider: str) -> Provider:
-    """(backend name, compiled, float8) of a provider."""
+    """(backend name, compile mode or None, float8) of a provider."""
     if provider not in PROVIDERS:
         raise ValueError(f"provider={provider!r}: expected one of {', '.join(PROVIDERS)}")
-    if provider == "compile":
-        return Provider("torch", True, False)
-    name, *modifiers = provider.split("+")
-    return Provider(name, "compile" in modifiers, "fp8" in modifiers)
+    parts = provider.split("+")
+    backend, modifiers = ("torch", parts) if parts[0] == "compile" else (parts[0], parts[1:])
+    mode = (AUTOTUNE_MODE if "autotune" in modifiers else "default") if "compile" in modifiers else None
+    return Provider(backend, mode, "fp8" in modifiers)
 
 
 def unavailable_reason(provider: str, device: str):
@@ -38,6 +49,8 @@ def unavailable_reason(provider: str, device: str):
     TRITON_INTERPRET=1 (tests)."""
     parts = split(provider)
     reason = BACKENDS[parts.backend].unavailable_reason(torch.device(device), None)
+    if reason is None and parts.compile_mode == AUTOTUNE_MODE and device != "cuda":
+        reason = AUTOTUNE_ON_CPU
     if reason is None and parts.float8:
         from mpdit.models.float8 import float8_unavailable_reason
 
@@ -50,4 +63,4 @@ def on_backend(provider: str, op):
     parts = split(provider)
     backend = BACKENDS[parts.backend]
     run = lambda *args: op(*args, backend=backend)
-    return torch.compile(run) if parts.compiled else run
+    return torch.compile(run, mode=parts.compile_mode) if parts.compiled else run

@@ -16,6 +16,11 @@ from mpdit_kernels import BACKEND_NAMES
 PRECISIONS = ("auto", "fp32", "bf16", "fp8")
 PARALLEL = ("ddp", "fsdp")
 ON_NONFINITE = ("stop", "skip")
+# torch.compile modes. max-autotune-no-cudagraphs: Inductor times its Triton templates against cuBLAS for every
+# matrix product and can fuse an epilogue (fc1's bias + GELU) into one; minutes more compiling. CUDA only: its CPU
+# templates failed on these models (torch 2.13, an AssertionError in ir.indexer).
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
+AUTOTUNE_ON_CPU = "max-autotune tunes Triton templates for a GPU's matrix products: CUDA only"
 
 
 def option(default=None, help=None, **cli):
@@ -55,6 +60,9 @@ class TrainConfig:
     class_dropout: float = option(0.1, "probability of the null label (classifier-free guidance)")
     seed: int = option(0, "initial weights, data order and per-process random streams")
     compile: bool = option(False, "torch.compile the model")
+    compile_mode: str = option("default", "torch.compile's mode with --compile (max-autotune-no-cudagraphs: tuned "
+                                          "matrix-product templates with fused epilogues; CUDA; minutes more compiling)",
+                               choices=COMPILE_MODES)
     parallel: str = option("ddp", "under torchrun: DDP, or FSDP2 (fully_shard of each block and the model)",
                            choices=PARALLEL)
     kernel_backend: str = option("auto", "who runs the fused ops (mpdit_kernels.backend)", choices=BACKEND_NAMES)
@@ -95,6 +103,8 @@ class TrainConfig:
         for name in ("compile", "ema_warmup"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected True or False")
+        if self.compile_mode != "default" and not self.compile:
+            raise ValueError(f"compile_mode={self.compile_mode!r}: applies only with compile=True (--compile)")
         if self.init is not None and not os.path.isfile(self.init):
             raise ValueError(f"init={self.init!r}: no such file")
         if not 0.0 <= self.class_dropout <= 1.0:

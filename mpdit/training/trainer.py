@@ -22,7 +22,7 @@ from mpdit.diffusion.flow import flow_matching_loss
 from mpdit.models import create_model, get_config
 from mpdit.models.float8 import convert_blocks_to_float8
 from mpdit.training import checkpoint
-from mpdit.training.config import TrainConfig
+from mpdit.training.config import AUTOTUNE_ON_CPU, TrainConfig
 from mpdit.training.data import ResumableSampler, latents_info, open_dataset
 from mpdit.training.distributed import (World, broadcast, close_world, full_state, gather, init_world,
                                         load_full_state, shard)
@@ -104,6 +104,8 @@ def train(config: TrainConfig) -> dict:
 def fit(config: TrainConfig, world: World) -> tuple:
     """Train up to config.steps; returns (the run, its last metrics record)."""
     micro, accumulation = batch_split(config, world)
+    if config.compile and config.compile_mode != "default" and world.device.type != "cuda":
+        raise ValueError(f"compile_mode={config.compile_mode!r}: {AUTOTUNE_ON_CPU}; got device {world.device}")
     make_run_dir(config.run_dir)
     lock = RunLock(config.run_dir)  # rank 0 holds it for the whole job
     refusal = None
@@ -294,7 +296,7 @@ def build(config: TrainConfig, world: World, dataset) -> TrainingRun:
         run.forward = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[world.local_rank] if world.device.type == "cuda" else None)
     if config.compile:
-        run.forward = torch.compile(run.forward)
+        run.forward = torch.compile(run.forward, mode=config.compile_mode)
     return run
 
 
