@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# The performance run (issue 11), in one call of under 10 minutes on one H100 / H200, most
-# important figures first; each step gets what is left of the time and stops at its share:
+# The performance run (issues 11 and 12), in one call of under 10 minutes on one H100 / H200,
+# most important figures first; each step gets what is left of the time and stops at its share:
 #   1. install without the native extension (gpu_check.sh covers it) and torchao from a
 #      carried wheel (.whl/torchao-*.whl) when there;
 #   2. the GPU tests of what this run relies on: the adaLN kernels under every tuning config,
-#      the FNO reference, the float8 transform;
-#   3. MPDiT-XL training step, batch 256, bf16, compile (the baseline every user gets) and
-#      triton+compile in ONE process, each with its profile (where the step's time goes) and
-#      the SDPA backends timed at the model's attention shapes;
-#   4. each fused op at MPDiT-XL's shapes (device time: CUDA-graph replays), % of the device
+#      the FNO reference, the float8 transform, CUDA-graph sampling against eager;
+#   3. MPDiT-XL training step, batch 256, bf16, in ONE process: compile (the baseline every
+#      user gets), triton+compile, then compile+autotune (max-autotune-no-cudagraphs: tuned
+#      GEMM templates with fused epilogues; its compile time is unknown, so it goes last and
+#      the two before it stream first), each with its profile, and the SDPA backends;
+#   4. MPDiT-XL and SiT-XL/2 inference and guided sampling on triton (50 and 250 steps, batch 1
+#      and 16, eager and CUDA graph): issue 12's <= 1.0 s target and the headline's ratios;
+#   5. each fused op at MPDiT-XL's shapes (device time: CUDA-graph replays), % of the device
 #      copy measured in the same run;
-#   5. MPDiT-XL triton+compile+fp8 (torchao float8) with its profile (compiling it takes ~2 min);
-#   6. MPDiT-XL eager torch and triton with their profiles; inference and guided sampling (eager
-#      and CUDA graph, 50 and 250 steps); SiT-XL/2 eager; the official-layout DiT-XL/2 and
-#      MPDiT-XL/4x (mpdit.compat) eager torch vs triton, if time is left.
+#   6. the FP8 loss gate (benchmarks/fp8_quality.py: bf16 vs fp8, 500 steps, batch 64, eager);
+#   7. if time is left: MPDiT-XL triton+compile+fp8 with its profile (compiling it takes ~2 min);
+#      MPDiT-XL eager torch and triton with profiles; SiT-XL/2 eager; the official-layout
+#      DiT-XL/2 and MPDiT-XL/4x (mpdit.compat) eager torch vs triton.
 # Timings of the 2026-11-27 run (H200): install 16 s, tests 48 s, compile + triton+compile
 # 190 s (compiling: 78 s and 57 s), kernels 26 s, fp8 train alone 180 s, eager pair ~80 s.
 # Everything streams into $OUT: perf.log (all output), rows.jsonl (every result row, synced
@@ -25,8 +28,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results/gpu-perf-$(date +%F)}
 BUDGET=${BUDGET:-550}  # seconds for the whole script
-# A dry run on a CPU: PRESET=tiny XL=MPDiT-S/8px SIT=SiT-S/2/8px TRITON_INTERPRET=1 bash benchmarks/gpu_perf.sh
-PRESET=${PRESET:-paper} XL=${XL:-MPDiT-XL} SIT=${SIT:-SiT-XL/2}
+# A dry run on a CPU: PRESET=tiny XL=MPDiT-S/8px SIT=SiT-S/2/8px TRITON_INTERPRET=1 GATE_ARGS="--model MPDiT-S
+#   --image-size 8 --steps 4 --batch 4 --window 2 --precisions fp32,bf16 --kernel-backend torch --device cpu" \
+#   bash benchmarks/gpu_perf.sh
+PRESET=${PRESET:-paper} XL=${XL:-MPDiT-XL} SIT=${SIT:-SiT-XL/2} GATE_ARGS=${GATE_ARGS:-}
 WORK=/tmp/mpdit-perf
 mkdir -p "$OUT" "$WORK"
 LOG="$OUT/perf.log"
@@ -75,11 +80,13 @@ MPDIT_TRITON_CONFIG=-1 run_step "GPU tests" 90 python -m pytest -q -x -p no:cach
   -k "not native and (not test_backends or one_graph)"
 tests_rc=$?
 
-bench xl-compile 270 --models "$XL" --sections flops,train,profile --providers compile,triton+compile
-bench kernels 80 --models "$XL" --sections kernels --providers torch,triton
+bench xl-compile 330 --models "$XL" --sections flops,train,profile --providers compile,triton+compile,compile+autotune
+bench sampling 120 --models "$XL,$SIT" --sections inference,sampling --providers triton
+bench kernels 60 --models "$XL" --sections kernels --providers torch,triton
+run_step "fp8 loss gate: benchmarks/fp8_quality.py" 200 python benchmarks/fp8_quality.py --model MPDiT-XL \
+  --kernel-backend triton --out "$OUT/fp8-gate" $GATE_ARGS
 bench xl-fp8 230 --models "$XL" --sections train,profile --providers triton+compile+fp8
 bench xl-eager 80 --models "$XL" --sections train,profile --providers torch,triton
-bench xl-sampling 60 --models "$XL" --sections inference,sampling --providers triton
 bench sit-eager 60 --models "$SIT" --sections train --providers torch,triton
 # issue 14: the official-layout modules (mpdit.compat) per backend, batch 64 to keep it short
 run_step "compat: official-layout training step" 60 python benchmarks/compat_train_step.py --device cuda \
