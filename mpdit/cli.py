@@ -124,7 +124,8 @@ def run_bench(args: argparse.Namespace) -> int:
     try:
         outcome = run(args.preset, device=args.device, out=args.out, models=args.models, providers=args.providers,
                       sections=args.sections, progress=not args.no_progress, plots=not args.no_plots,
-                      resume=args.resume, time_limit=args.time_limit, case_timeout=args.case_timeout)
+                      resume=args.resume, time_limit=args.time_limit, case_timeout=args.case_timeout,
+                      isolate=args.isolate)
     except BenchInterrupted as stop:  # the files are written; 128 + signal, as a shell reports it
         print(f"mpdit bench: {stop}", file=sys.stderr)
         return 128 + stop.signum
@@ -236,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="skip (and list) the cases that would start after this many seconds")
     bench.add_argument("--case-timeout", type=float, default=300.0, metavar="SECONDS",
                        help="a case running longer is recorded as an error and the run goes on")
+    bench.add_argument("--isolate", action="store_true",
+                       help="each case in its own process, killed at --case-timeout even inside a hung CUDA call "
+                            "(a process start per case)")
     bench.add_argument("--models", type=_csv_list, metavar="A,B", help="a subset of the preset's models")
     bench.add_argument("--providers", type=_csv_list, metavar="A,B", help=", ".join(PROVIDERS))
     bench.add_argument("--sections", type=_csv_list, metavar="A,B", help=", ".join(SECTIONS))

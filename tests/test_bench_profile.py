@@ -108,3 +108,7 @@ def test_profile_section_streams_rows_and_writes_a_trace(tmp_path):
                                                                      ["train", "MPDiT-S/8px", "torch"]]
     trace = json.loads(gzip.decompress((tmp_path / "trace_MPDiT-S-8px_torch.json.gz").read_bytes()))
     assert trace["traceEvents"]
+    longest = next(line for line in result["markdown"].splitlines() if line.startswith("Longest kernels"))
+    resumed = run("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
+                  sections=["profile"], progress=False, plots=False, resume=True)  # nothing left to run
+    assert longest in resumed["markdown"]  # the longest kernels are rows: a resumed or isolated run keeps them

@@ -120,7 +120,8 @@ def bench_train(results, spec, provider, device, dtype, batch, reps, warmup, x_l
         for category, value in breakdown.items():
             if category != "top":
                 results.add(spec.label, provider, "profile", category, "ms", x_label, value)
-        results.top_kernels[f"{spec.label} {provider}"] = breakdown["top"]
+        for kernel, ms in breakdown["top"]:  # rows, so that a resumed or isolated run keeps them
+            results.add(spec.label, provider, "top_kernel", kernel, "ms", x_label, ms)
 
 
 @torch.inference_mode()

@@ -178,7 +178,7 @@ def markdown(results, meta, kernel_providers) -> str:
                        for provider in _providers(results, "attention")]
             lines += ["", f"{case}, forward + backward ms: "
                       + "; ".join(f"{provider} {ms:.3f}" for provider, ms in timings if ms is not None)]
-        for case, top in results.top_kernels.items():
+        for case, top in results.top_kernels().items():
             lines += ["", f"Longest kernels, {case} (ms per step): "
                       + "; ".join(f"{name[:70]} {ms:.2f}" for name, ms in top[:8])]
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch._functorch.config
 
-from mpdit.bench import attention_cases, kernel_cases, model_cases, providers as bench_providers
+from mpdit.bench import attention_cases, isolation, kernel_cases, model_cases, providers as bench_providers
 from mpdit.bench.environment import environment
 from mpdit.bench.presets import PRESETS, SECTIONS
 from mpdit.bench.report import markdown, write_plots
@@ -109,7 +109,11 @@ def kernel_providers_of(chosen) -> tuple:
 
 
 def run(preset_name="default", device=None, out=None, models=None, providers=None, sections=None,
-        progress=True, plots=True, resume=False, time_limit=None, case_timeout=300.0, echo=print) -> dict:
+        progress=True, plots=True, resume=False, time_limit=None, case_timeout=300.0, echo=print, isolate=False,
+        only=None) -> dict:
+    """Run a preset's cases; returns the written files' paths, the results and the Markdown.
+    isolate: each case in its own process (mpdit.bench.isolation); only: run just the case with
+    this key (what an isolated case's process does), writing no files but bench.jsonl."""
     if preset_name not in PRESETS:
         raise ValueError(f"preset={preset_name!r}: expected one of {', '.join(PRESETS)}")
     preset = PRESETS[preset_name]
@@ -138,23 +142,23 @@ def run(preset_name="default", device=None, out=None, models=None, providers=Non
         raise ValueError(f"resume: no {stream} to continue; run without --resume first")
     # Backward of a kernel is timed on a retained graph; compiled graphs refuse one while they
     # donate buffers (a memory saving, not a speed one). Restored on the way out.
+    worker = {"preset": preset.name, "device": device, "out": out, "models": [spec.label for spec in specs],
+              "providers": list(requested), "sections": list(sections), "case_timeout": case_timeout}
     with torch._functorch.config.patch(donated_buffer=False):
         return _run(preset, device, out, specs, requested, chosen, sections, dtype, progress, plots, resume,
-                    time_limit, case_timeout, echo)
+                    time_limit, case_timeout, echo, worker if isolate else None, only)
 
 
 def _run(preset, device, out, specs, requested, chosen, sections, dtype, progress, plots, resume, time_limit,
-         case_timeout, echo) -> dict:
+         case_timeout, echo, worker, only) -> dict:
     torch.manual_seed(0)
     stream = os.path.join(out, "bench.jsonl")
     done = read_stream(stream) if resume else {}
     if not resume and os.path.exists(stream):
         os.remove(stream)
     results = Results(device, stream=stream)
-    for rows, error in done.values():
-        results.rows.extend(rows)
-        results.errors += [error] if error else []
-    results.flushed = len(results.rows)
+    open(stream, "a").close()  # exists from the start: an isolated case's process resumes from it
+    _hold(results, done)
     cases = cases_of(preset, device, specs, chosen, sections)
     notes = [f"{provider} not run on {device}: {bench_providers.unavailable_reason(provider, device)}"
              for provider in requested if provider not in chosen]
@@ -175,6 +179,8 @@ def _run(preset, device, out, specs, requested, chosen, sections, dtype, progres
                     finished += 1
                     bar.update(1)
                     continue
+                if only is not None and case.key != only:
+                    continue  # an isolated case's process runs that case alone
                 late = time_limit is not None and time.monotonic() - started > time_limit
                 if late and case.section != "setup":  # the ceilings every other case is quoted against
                     skipped.append(case.label)
@@ -182,13 +188,22 @@ def _run(preset, device, out, specs, requested, chosen, sections, dtype, progres
                     continue
                 bar.set_description(case.label)
                 begin = time.monotonic()
-                error = _run_case(case, results, context, preset, device, dtype, sections, out, chosen,
-                                  case_timeout)
+                if worker:
+                    error = isolation.run_case(worker, case.key, stream, case_timeout)
+                    done = read_stream(stream)
+                    _hold(results, done)
+                    error = done[key][1] if key in done else {"case": case.key, **error}
+                else:
+                    error = _run_case(case, results, context, preset, device, dtype, sections, out, chosen,
+                                      case_timeout)
+                    error = {"case": case.key, **error} if error else None
+                    for path in attention_paths() if only is not None else ():  # for the parent's record
+                        results.add("-", "-", "attention_path", path, "-", "-", 1.0)
                 seconds = time.monotonic() - begin
-                error = {"case": case.key, **error} if error else None
-                results.errors += [error] if error else []
-                results.add(case.model, case.provider, "duration", case.section, "s", "-", seconds)
-                results.flush(case.key, error)
+                if not worker or key not in done:  # else the case's process wrote its rows and done line
+                    results.errors += [error] if error else []
+                    results.add(case.model, case.provider, "duration", case.section, "s", "-", seconds)
+                    results.flush(case.key, error)
                 finished += 1
                 line = f"[{index}/{len(cases)}] {case.label}: {seconds:.1f} s" + (
                     f", FAILED: {error['error']}" if error else "")
@@ -200,10 +215,18 @@ def _run(preset, device, out, specs, requested, chosen, sections, dtype, progres
                 bar.update(1)
         finally:
             bar.close()
-            outcome = _write(results, out, preset, device, dtype, chosen, sections, notes, skipped, plots)
+            if only is None:  # else the parent writes them
+                outcome = _write(results, out, preset, device, dtype, chosen, sections, notes, skipped, plots)
     if interrupted:
         raise BenchInterrupted(interrupted[0], finished, len(cases), out)
-    return outcome
+    return outcome if only is None else {"results": results}
+
+
+def _hold(results, done: dict) -> None:
+    """Make `results` hold exactly the rows and errors of the done cases (as read from the stream)."""
+    results.rows = [row for rows, _ in done.values() for row in rows]
+    results.errors = [error for _, error in done.values() if error]
+    results.flushed = len(results.rows)
 
 
 def read_stream(path: str) -> dict:
@@ -216,8 +239,8 @@ def read_stream(path: str) -> dict:
                 continue
             try:
                 item = json.loads(line)
-            except json.JSONDecodeError:  # a torn last line
-                break
+            except json.JSONDecodeError:  # a torn line: a write cut short by a kill
+                continue
             if "done" in item:
                 done[json.dumps(item["done"])] = (pending, item.get("error"))
                 pending = []
@@ -294,7 +317,8 @@ def _run_model_case(results, case, preset, device, dtype, context, profile_to=No
 def _write(results, out, preset, device, dtype, chosen, sections, notes, skipped, plots) -> dict:
     """bench.json, bench.csv, bench.md and the plots, from the rows held (also after an interrupt)."""
     env = environment(device)
-    env["attention_paths"] = attention_paths()
+    env["attention_paths"] = sorted(set(attention_paths()) | {row["metric"] for row in results.rows
+                                                               if row["mode"] == "attention_path"})
     env["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
     meta = {"environment": env, "preset": preset.name, "description": preset.description,
             "dtype": str(dtype).replace("torch.", ""), "providers": list(chosen), "sections": list(sections),

@@ -109,7 +109,6 @@ class Results:
         self.device = device
         self.rows = []
         self.errors = []
-        self.top_kernels = {}  # "<model> <provider>" -> [(kernel, ms per step)], from the profile
         self.sha = git_sha()
         self.stream = stream
         self.flushed = 0
@@ -133,6 +132,14 @@ class Results:
             f.flush()
         self.flushed = len(self.rows)
 
+    def top_kernels(self) -> dict:
+        """{"<model> <provider>": [(kernel, ms per step)], longest first}, from the profile's rows."""
+        top = {}
+        for row in self.rows:
+            if row["mode"] == "top_kernel":
+                top.setdefault(f"{row['case']} {row['provider']}", []).append((row["metric"], row["value"]))
+        return top
+
     def value(self, case, provider, mode, metric):
         """The last value recorded for this key, or None."""
         for row in reversed(self.rows):
@@ -147,7 +154,7 @@ class Results:
         env = (extra or {}).pop("environment", None) or environment(self.device)
         with open(path, "w") as f:
             json.dump({"environment": env, **(extra or {}), "rows": self.rows, "errors": self.errors,
-                       "top_kernels": self.top_kernels}, f, indent=1)
+                       "top_kernels": self.top_kernels()}, f, indent=1)
         with open(os.path.join(folder, f"{name}.csv"), "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=ROW_FIELDS)
             writer.writeheader()

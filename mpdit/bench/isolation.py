@@ -1,0 +1,75 @@
+"""`mpdit bench --isolate`: each case in its own process, killed at --case-timeout.
+
+In one process a case is stopped by an interval timer, which Python only acts on between two
+bytecodes: a hang inside one C or CUDA call (a kernel that never returns, a stuck collective)
+holds the whole run. Isolated, the parent starts `python -m mpdit.bench.isolation SETTINGS`
+per case; the child runs that one case as `--resume` would (the setup case's ceilings read
+back from bench.jsonl) and appends its rows and done line itself. A child that outlives the
+timeout (plus a grace period for its own timer) is killed with its process group, and the
+parent writes the case's done line with the error. The cost: a process start per case.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+GRACE_S = 30.0  # the child's own timer fires at the timeout; the kill only when it cannot
+
+
+def run_case(settings: dict, key: list, stream: str, timeout: float) -> dict | None:
+    """Run the case `key` in a child process; None when the child wrote the case's done line,
+    else the error for the parent to record (the child was killed, or died without one)."""
+    child = subprocess.Popen([sys.executable, "-m", "mpdit.bench.isolation", json.dumps({**settings, "only": key})],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, stderr = child.communicate(timeout=timeout + GRACE_S)
+        error = None if child.returncode == 0 else _died(child.returncode, stderr)
+    except subprocess.TimeoutExpired:
+        kill(child)
+        error = {"error": f"timed out after {timeout:.0f} s (--case-timeout; its process was killed)",
+                 "traceback": ""}
+    except BaseException:  # SIGINT / SIGTERM of the parent: the child goes with it
+        kill(child)
+        raise
+    end_with_newline(stream)  # a killed child's torn last line must not join the next line
+    return error
+
+
+def _died(code: int, stderr: str) -> dict:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    how = f"signal {-code}" if code < 0 else f"exit code {code}"
+    return {"error": f"its process ended with {how}" + (f": {lines[-1]}" if lines else ""),
+            "traceback": "\n".join(lines[-20:])}
+
+
+def kill(child: subprocess.Popen) -> None:
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    child.wait()
+
+
+def end_with_newline(path: str) -> None:
+    with open(path, "rb+") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell():
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+
+
+def main(argv) -> int:
+    """The child: one case, its rows appended to the parent's bench.jsonl."""
+    from mpdit.bench.runner import run
+
+    settings = json.loads(argv[0])
+    run(settings["preset"], device=settings["device"], out=settings["out"], models=settings["models"],
+        providers=settings["providers"], sections=settings["sections"], progress=False, plots=False, resume=True,
+        case_timeout=settings["case_timeout"], only=settings["only"], echo=lambda *_: None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,89 @@
+"""`mpdit bench --isolate`: each case in its own process. A case stuck where the in-process timer
+cannot reach it (signals blocked, as inside one long C / CUDA call) is killed at --case-timeout,
+a case whose process crashes is recorded, and the other cases run (CPU, tiny preset)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from mpdit.bench import isolation
+from mpdit.bench.runner import read_stream, run
+
+# Loaded by every Python process started with this folder on PYTHONPATH: the cases' processes.
+SITE = textwrap.dedent("""
+    import os, signal, time
+    if os.environ.get("BENCH_CASE_FAULT"):
+        import mpdit.bench.model_cases as cases
+
+        def stuck(*args, **kwargs):  # deaf to the case's own timer, like a hung kernel launch
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM, signal.SIGTERM, signal.SIGINT})
+            time.sleep(600)
+
+        def crash(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGSEGV)
+
+        cases.bench_sampling, cases.bench_inference = stuck, crash
+""")
+CASES = [["setup", "-", "-"], ["train", "MPDiT-S/8px", "torch"], ["inference", "MPDiT-S/8px", "torch"],
+         ["sampling", "MPDiT-S/8px", "torch"]]
+
+
+def case_processes(out) -> list:
+    """The case processes of the run into `out` still alive."""
+    ps = subprocess.run(["ps", "-eww", "-o", "args="], capture_output=True, text=True).stdout  # whole lines
+    return [line for line in ps.splitlines() if "mpdit.bench.isolation" in line and str(out) in line]
+
+
+@pytest.fixture
+def faulty_cases(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITE)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("BENCH_CASE_FAULT", "1")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.setattr(isolation, "GRACE_S", 1.0)
+    return tmp_path / "out"
+
+
+def test_a_stuck_and_a_crashing_case_are_recorded_and_the_rest_run(faulty_cases):
+    out = faulty_cases
+    started = time.monotonic()
+    outcome = run("tiny", device="cpu", out=str(out), models=["MPDiT-S/8px"], providers=["torch"],
+                  sections=["train", "inference", "sampling"], progress=False, plots=False, case_timeout=3,
+                  isolate=True)
+    assert time.monotonic() - started < 90
+    errors = {tuple(error["case"]): error["error"] for error in outcome["results"].errors}
+    assert errors == {("inference", "MPDiT-S/8px", "torch"): "its process ended with signal 11",
+                      ("sampling", "MPDiT-S/8px", "torch"): "timed out after 3 s (--case-timeout; its process was "
+                                                            "killed)"}
+    assert outcome["results"].value("MPDiT-S/8px", "torch", "train", "throughput") > 0  # ran in its own process
+    streamed = read_stream(str(out / "bench.jsonl"))
+    assert list(streamed) == [json.dumps(key) for key in CASES]
+    written = json.loads((out / "bench.json").read_text())
+    assert len(written["errors"]) == 2 and any(row["mode"] == "train" for row in written["rows"])
+    assert "sdpa-cpu" in written["environment"]["attention_paths"]  # recorded by the cases' processes
+    assert case_processes(out) == []  # the stuck one was killed, not left behind
+
+
+def test_sigterm_stops_the_run_and_its_case_process(faulty_cases):
+    out = faulty_cases
+    bench = subprocess.Popen([sys.executable, "-m", "mpdit", "bench", "--preset", "tiny", "--models", "MPDiT-S/8px",
+                              "--providers", "torch", "--sections", "train,sampling", "--isolate", "--out", str(out),
+                              "--no-plots", "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    deadline = time.time() + 120
+    while (out / "bench.jsonl").exists() is False or len(read_stream(str(out / "bench.jsonl"))) < 2:
+        assert time.time() < deadline and bench.poll() is None
+        time.sleep(0.2)
+    time.sleep(3)  # the sampling case's process is started and stuck
+    bench.send_signal(signal.SIGTERM)
+    _, stderr = bench.communicate(timeout=60)
+    assert bench.returncode == 143 and "interrupted after 2 of 3 cases" in stderr
+    assert json.loads((out / "bench.json").read_text())["rows"]
+    assert case_processes(out) == []  # the stuck case's process went with the run
