@@ -61,7 +61,7 @@ class TrainConfig:
     seed: int = option(0, "initial weights, data order and per-process random streams")
     compile: bool = option(False, "torch.compile the model")
     compile_mode: str = option("default", "torch.compile's mode with --compile (max-autotune-no-cudagraphs: tuned "
-                                          "matrix-product templates with fused epilogues; CUDA; minutes more compiling)",
+                                          "matrix-product templates, fused epilogues; CUDA; minutes more compiling)",
                                choices=COMPILE_MODES)
     parallel: str = option("ddp", "under torchrun: DDP, or FSDP2 (fully_shard of each block and the model)",
                            choices=PARALLEL)
