@@ -14,9 +14,10 @@ DTYPES = [torch.float32, torch.bfloat16]
 # the interpreter is slow and the per-row code is the same.
 ADALN_SHAPES = [(1, 1, 72), (3, 17, 72), (1, 80, 384), (3, 272, 72), (3, 17, 1152)]
 # (B, grid_h, grid_w, D, class tokens, ratio): MPDiT-S's real 8x8 -> 16x16 with 16 tokens
-# (272 rows out), a non-square grid, no class tokens (the m = 0 ablation), XL's width, ratio 4.
+# (272 rows out), a non-square grid, no class tokens (the m = 0 ablation), XL's width, ratio 3
+# (9 sub-positions: the Triton tile's padded path), ratio 4.
 UPSAMPLE_CASES = [(1, 8, 8, 384, 16, 2), (3, 2, 3, 72, 16, 2), (3, 3, 2, 72, 0, 2), (1, 2, 2, 1152, 1, 2),
-                  (1, 2, 2, 72, 3, 4)]
+                  (2, 2, 3, 72, 2, 3), (1, 2, 2, 72, 3, 4)]
 # (B, class tokens, image tokens, D)
 FINE_CASES = [(1, 16, 64, 72), (3, 16, 17, 384), (3, 0, 1, 1152), (2, 1, 256, 72)]
 
