@@ -153,7 +153,8 @@ def bench_sampling(results, spec, provider, device, dtype, batches, steps_list, 
                    graphs=False):
     """Guided Euler sampling at each batch size: one full run per step count (timed once, after a
     warm-up step), one guided step timed `reps` times, and on CUDA the same with every evaluation
-    replayed from a CUDA graph (sample(..., cuda_graph=True)'s GraphedVelocity, one per batch size)."""
+    replayed from a CUDA graph (sample(..., cuda_graph=True)'s GraphedVelocity, captured per batch size
+    and kept with the model until the case ends)."""
     model, _ = build(spec, provider, device)  # the runner sends eager providers only
     cfg = model.config
     for batch in batches:
@@ -167,7 +168,6 @@ def bench_sampling(results, spec, provider, device, dtype, batches, steps_list, 
         for kind, velocity in velocities.items():
             _time_sampler(results, spec.label, provider, device, dtype, velocity, noise, steps_list, reps, warmup,
                           x_label, prefix="" if kind == "eager" else "graph_")
-        del velocities  # the graph's static buffers, before the next batch size captures its own
 
 
 def _time_sampler(results, label, provider, device, dtype, velocity, noise, steps_list, reps, warmup, x_label,
