@@ -182,7 +182,9 @@ def _fine_entry_kernel(
 
 # --------------------------------------------------------------------------- launchers
 def _tile(op: str, D: int, ratio: int) -> tuple:
-    """(BLOCK_D, RR_BLOCK, num_warps) for one coarse token's (D, ratio^2) tile."""
+    """(BLOCK_D, RR_BLOCK, num_warps) for one coarse token's (D, ratio^2) tile. Ratio 2 (every
+    registered model) compiles for sm_90 without spills up to D = 4096; ratio 4 at D = 1152
+    spills in the backward (correct, slower)."""
     block = row_width(op, D)
     rr_block = triton.next_power_of_2(ratio * ratio)
     return block, rr_block, min(max(block * rr_block // 512, 1), 16)
