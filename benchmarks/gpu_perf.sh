@@ -15,7 +15,9 @@
 #   5. each fused op at MPDiT-XL's shapes (device time: CUDA-graph replays), % of the device
 #      copy measured in the same run;
 #   6. the FP8 loss gate (benchmarks/fp8_quality.py: bf16 vs fp8, 500 steps, batch 64, eager);
-#   7. if time is left: MPDiT-XL triton+compile+fp8 with its profile (compiling it takes ~2 min);
+#   7. if time is left: MPDiT-XL compile+fp8, then triton+compile+fp8, with profiles (compiling
+#      each takes ~2 min; compile+fp8 first: there Inductor can fuse torchao's amax and casts
+#      into the LayerNorm + modulation, which the opaque Triton ops keep apart);
 #      MPDiT-XL eager torch and triton with profiles; SiT-XL/2 eager; the official-layout
 #      DiT-XL/2 and MPDiT-XL/4x (mpdit.compat) eager torch vs triton.
 # Timings of the 2026-11-27 run (H200): install 16 s, tests 48 s, compile + triton+compile
@@ -86,7 +88,7 @@ bench sampling 120 --models "$XL,$SIT" --sections inference,sampling --providers
 bench kernels 60 --models "$XL" --sections kernels --providers torch,triton
 run_step "fp8 loss gate: benchmarks/fp8_quality.py" 200 python benchmarks/fp8_quality.py --model MPDiT-XL \
   --kernel-backend triton --out "$OUT/fp8-gate" $GATE_ARGS
-bench xl-fp8 230 --models "$XL" --sections train,profile --providers triton+compile+fp8
+bench xl-fp8 230 --models "$XL" --sections train,profile --providers compile+fp8,triton+compile+fp8
 bench xl-eager 80 --models "$XL" --sections train,profile --providers torch,triton
 bench sit-eager 60 --models "$SIT" --sections train --providers torch,triton
 # issue 14: the official-layout modules (mpdit.compat) per backend, batch 64 to keep it short

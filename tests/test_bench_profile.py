@@ -64,6 +64,7 @@ def test_providers_parse_into_backend_compile_mode_and_float8():
     assert split("compile") == Provider("torch", "default", False)
     assert split("triton") == Provider("triton", None, False) and not split("triton").compiled
     assert split("triton+compile+fp8") == Provider("triton", "default", True)
+    assert split("compile+fp8") == Provider("torch", "default", True)
     assert split("compile+autotune") == Provider("torch", AUTOTUNE_MODE, False)
     assert split("triton+compile+autotune") == Provider("triton", AUTOTUNE_MODE, False)
     with pytest.raises(ValueError, match="provider='fp8': expected one of"):
@@ -89,8 +90,9 @@ def test_the_bench_compiles_with_its_providers_mode(monkeypatch, provider, mode)
 
 def test_fp8_provider_says_why_it_cannot_run_on_a_cpu(monkeypatch):
     monkeypatch.setattr("mpdit_kernels.triton.runtime.INTERPRET", True)
-    reason = unavailable_reason("triton+compile+fp8", "cpu")
-    assert "torchao" in reason or "compute capability 8.9" in reason
+    for provider in ("compile+fp8", "triton+compile+fp8"):
+        reason = unavailable_reason(provider, "cpu")
+        assert "torchao" in reason or "compute capability 8.9" in reason
 
 
 def test_profile_section_streams_rows_and_writes_a_trace(tmp_path):

@@ -47,7 +47,7 @@ PAPER = Preset(
                 "SiT-XL/2's on two and the fused ops, took about 9 with profiles): the paper-* slices each aim at 10 "
                 "(not timed on a GPU yet)",
     dtype="bfloat16", models=B_MODELS + XL_MODELS,
-    providers=("torch", "compile", "triton", "triton+compile", "native", "triton+compile+fp8"),
+    providers=("torch", "compile", "triton", "triton+compile", "native", "compile+fp8", "triton+compile+fp8"),
     compile_models=("MPDiT-XL", "SiT-XL/2"), train_batch=256, inference_batches=(1, 256), sample_batches=(1, 16),
     sample_steps=(50, 250), reps=10, warmup=2, kernel_widths=(768, 1152), kernel_batch=256,
     baselines={"MPDiT-B": "SiT-B/2", "MPDiT-XL": "SiT-XL/2"})
@@ -55,7 +55,8 @@ PAPER = Preset(
 PAPER_SLICES = (
     replace(PAPER, name="paper-train",
             description="paper's training step for MPDiT-XL and SiT-XL/2, eager and compiled (torch, compile, triton, "
-                        "triton+compile; fp8 on request: --providers triton+compile+fp8), with the FLOP audit",
+                        "triton+compile; fp8 on request: --providers compile+fp8,triton+compile+fp8), with the FLOP "
+                        "audit",
             models=XL_MODELS[:2], providers=("torch", "compile", "triton", "triton+compile"),
             sections=("flops", "train"), baselines={"MPDiT-XL": "SiT-XL/2"}),
     replace(PAPER, name="paper-sample",

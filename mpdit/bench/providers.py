@@ -4,7 +4,10 @@ optionally with float8 matrix products.
     torch               eager PyTorch (the references)
     compile             torch.compile of the torch backend: what every user gets for free
     triton              the Triton kernels           triton+compile: and torch.compile around them
-    triton+compile+fp8  and the blocks' linear layers in float8 (torchao; mpdit.models.float8)
+    compile+fp8, triton+compile+fp8
+                        and the blocks' linear layers in float8 (torchao; mpdit.models.float8); on
+                        the torch backend Inductor can fuse torchao's amax and casts into the
+                        LayerNorm + modulation before each product, next to the opaque Triton ops not
     native              the C++/CUDA extension (its C++ loops on a CPU)
     compile+autotune, triton+compile+autotune
                         torch.compile(mode="max-autotune-no-cudagraphs"): Inductor times its Triton
@@ -18,8 +21,8 @@ import torch
 from mpdit.training.config import AUTOTUNE_ON_CPU, COMPILE_MODES
 from mpdit_kernels import BACKENDS
 
-PROVIDERS = ("torch", "compile", "triton", "triton+compile", "native", "triton+compile+fp8", "compile+autotune",
-             "triton+compile+autotune")
+PROVIDERS = ("torch", "compile", "triton", "triton+compile", "native", "compile+fp8", "triton+compile+fp8",
+             "compile+autotune", "triton+compile+autotune")
 AUTOTUNE_MODE = COMPILE_MODES[1]  # max-autotune without CUDA-graph trees: the training step's graphs stay plain
 
 
