@@ -33,7 +33,7 @@ OUT=${OUT:-benchmarks/results/gpu-perf-$(date +%F)}
 BUDGET=${BUDGET:-550}  # seconds for the whole script
 # A dry run on a CPU: PRESET=tiny XL=MPDiT-S/8px SIT=SiT-S/2/8px TRITON_INTERPRET=1 GATE_ARGS="--model MPDiT-S
 #   --image-size 8 --steps 4 --batch 4 --window 2 --precisions fp32,bf16 --kernel-backend torch --device cpu" \
-#   bash benchmarks/gpu_perf.sh
+#   bash benchmarks/gpu_perf.sh   (184 s here; its last step, the compat models, stops at once: it is CUDA only)
 PRESET=${PRESET:-paper} XL=${XL:-MPDiT-XL} SIT=${SIT:-SiT-XL/2} GATE_ARGS=${GATE_ARGS:-}
 WORK=/tmp/mpdit-perf
 mkdir -p "$OUT" "$WORK"
