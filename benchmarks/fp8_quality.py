@@ -9,6 +9,8 @@ steps under fp8 within `--tolerance` (2%) of bf16's. Streams one JSON line per s
     python benchmarks/fp8_quality.py --out DIR                                  # GPU: MPDiT-XL, 500 steps
     python benchmarks/fp8_quality.py --model MPDiT-S --steps 20 --batch 8 --window 5 \\
         --precisions fp32,bf16 --device cpu --out DIR                           # the script on a CPU
+    python benchmarks/fp8_quality.py --model MPDiT-S --image-size 8 --batch 32 \\
+        --kernel-backend torch --device cpu --float8-on-cpu --out DIR           # float8's numerics on a CPU
 """
 import argparse
 import json
@@ -20,6 +22,7 @@ import time
 import torch
 
 from mpdit.bench.timing import git_sha
+from mpdit.models import float8
 from mpdit.training.config import PRECISIONS, TrainConfig
 from mpdit.training.data import open_dataset
 from mpdit.training.distributed import World
@@ -95,8 +98,11 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--float8-on-cpu", action="store_true",
+                        help="run fp8 on a CPU through torch's CPU _scaled_mm (same rounding; slow): numerics only")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    float8.ALLOW_CPU = args.float8_on_cpu
     precisions = args.precisions.split(",")
     if len(set(precisions)) != len(precisions) or len(precisions) < 2 or not set(precisions) <= set(PRECISIONS):
         parser.error(f"--precisions={args.precisions}: expected two or more different ones of {', '.join(PRECISIONS)}")

@@ -12,6 +12,9 @@ import torch.nn as nn
 
 BLOCK_LINEARS = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
 INSTALL = "pip install -e '.[fp8]' (torchao)"
+# torch's CPU _scaled_mm rounds to e4m3 / e5m2 and accumulates in fp32 as the GPU's does, only slowly:
+# set by the tests and by benchmarks/fp8_quality.py --float8-on-cpu to check float8's numerics on a CPU
+ALLOW_CPU = False
 
 
 def is_block_linear(module: nn.Module, name: str) -> bool:
@@ -24,6 +27,8 @@ def float8_unavailable_reason(device) -> str | None:
     device = torch.device(device)
     if importlib.util.find_spec("torchao") is None:  # found without importing it (its import is noisy)
         return f"needs torchao: {INSTALL}"
+    if device.type == "cpu" and ALLOW_CPU:
+        return None
     if device.type != "cuda":
         return f"needs a CUDA GPU of compute capability 8.9 or newer (Ada, Hopper); got device {device}"
     capability = torch.cuda.get_device_capability(device)
