@@ -27,6 +27,9 @@
 # Reads the GPU's settings (nvidia-smi); never changes them. Run it as
 #   MPDIT_GIT_SHA=<the commit, read here> bash benchmarks/gpu_perf.sh
 # (the device tool's copy of the tree carries the session's first .git: rows would name it).
+# Carry .whl/ holding torchao's wheel for the device's Python 3.12 (the device reaches no registry):
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 -d .whl torchao==0.18.0
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results/gpu-perf-$(date +%F)}
