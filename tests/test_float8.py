@@ -61,8 +61,8 @@ def forward_backward(model, call, inputs, weights, autocast):
     return out.float(), {name: p.grad.float() for name, p in model.named_parameters() if p.grad is not None}
 
 
-# compiled on the torch backend (the bench's compile+fp8; 25 s here), eager on triton (triton+compile+fp8
-# compiled on the H200 run; compiling it here too would cost another 25 s of the suite)
+# compiled on the torch backend (the bench's compile+fp8; 10-25 s here), eager on triton (triton+compile+fp8
+# compiled on the H200 run; compiling it here too would cost the suite as much again)
 @pytest.mark.parametrize("backend, compiled", [("torch", True), ("triton", False)])
 def test_float8_model_follows_fp32(monkeypatch, device, backend, compiled):
     """The converted model under bf16 autocast (compiled whole: the bench's compile+fp8, `mpdit train

@@ -7,7 +7,7 @@ optionally with float8 matrix products.
     compile+fp8, triton+compile+fp8
                         and the blocks' linear layers in float8 (torchao; mpdit.models.float8); on
                         the torch backend Inductor can fuse torchao's amax and casts into the
-                        LayerNorm + modulation before each product, next to the opaque Triton ops not
+                        LayerNorm + modulation before each product (the Triton ops are opaque to it)
     native              the C++/CUDA extension (its C++ loops on a CPU)
     compile+autotune, triton+compile+autotune
                         torch.compile(mode="max-autotune-no-cudagraphs"): Inductor times its Triton
