@@ -29,6 +29,10 @@ SITE = textwrap.dedent("""
             os.kill(os.getpid(), signal.SIGSEGV)
 
         cases.bench_sampling, cases.bench_inference = stuck, crash
+    if os.environ.get("BENCH_CASE_SKIPPED"):  # the case's process exits cleanly without running its case
+        import mpdit.bench.runner as runner
+
+        runner.run = lambda *args, **kwargs: None
 """)
 CASES = [["setup", "-", "-"], ["train", "MPDiT-S/8px", "torch"], ["inference", "MPDiT-S/8px", "torch"],
          ["sampling", "MPDiT-S/8px", "torch"]]
@@ -71,6 +75,16 @@ def test_a_stuck_and_a_crashing_case_are_recorded_and_the_rest_run(faulty_cases,
     assert len(written["errors"]) == 2 and any(row["mode"] == "train" for row in written["rows"])
     assert "sdpa-cpu" in written["environment"]["attention_paths"]  # recorded by the cases' processes
     assert case_processes(out) == []  # the stuck one was killed, not left behind
+
+
+def test_a_case_process_that_records_nothing_is_an_error(faulty_cases, monkeypatch):
+    out = faulty_cases
+    monkeypatch.setenv("BENCH_CASE_SKIPPED", "1")
+    outcome = run("tiny", device="cpu", out=str(out), models=["MPDiT-S/8px"], providers=["torch"],
+                  sections=["train"], progress=False, plots=False, isolate=True)
+    errors = [(error["case"], error["error"]) for error in outcome["results"].errors]
+    assert errors == [(key, "its process exited without recording the case") for key in CASES[:2]]
+    assert list(read_stream(str(out / "bench.jsonl"))) == [json.dumps(key) for key in CASES[:2]]
 
 
 def test_sigterm_stops_the_run_and_its_case_process(faulty_cases):

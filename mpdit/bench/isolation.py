@@ -17,14 +17,15 @@ import sys
 GRACE_S = 30.0  # the child's own timer fires at the timeout; the kill only when it cannot
 
 
-def run_case(settings: dict, key: list, stream: str, timeout: float) -> dict | None:
-    """Run the case `key` in a child process; None when the child wrote the case's done line,
-    else the error for the parent to record (the child was killed, or died without one)."""
+def run_case(settings: dict, key: list, stream: str, timeout: float) -> dict:
+    """Run the case `key` in a child process; the error for the parent to record if the child
+    wrote no done line for it (it was killed, died, or exited without running the case)."""
     child = subprocess.Popen([sys.executable, "-m", "mpdit.bench.isolation", json.dumps({**settings, "only": key})],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         _, stderr = child.communicate(timeout=timeout + GRACE_S)
-        error = None if child.returncode == 0 else _died(child.returncode, stderr)
+        error = _died(child.returncode, stderr) if child.returncode else {
+            "error": "its process exited without recording the case", "traceback": stderr[-2000:]}
     except subprocess.TimeoutExpired:
         kill(child)
         error = {"error": f"timed out after {timeout:.0f} s (--case-timeout; its process was killed)",
