@@ -1,6 +1,9 @@
 """`mpdit bench --isolate`: each case in its own process. A case stuck where the in-process timer
 cannot reach it (signals blocked, as inside one long C / CUDA call) is killed at --case-timeout,
-a case whose process crashes is recorded, and the other cases run (CPU, tiny preset)."""
+a case whose process crashes is recorded, and the other cases run (CPU, tiny preset).
+
+The ordinary case is an instant stand-in and the timeout counts from the moment the case's
+process begins its case, so a busy machine cannot push it past the short timeout."""
 import json
 import os
 import signal
@@ -28,7 +31,14 @@ SITE = textwrap.dedent("""
         def crash(*args, **kwargs):
             os.kill(os.getpid(), signal.SIGSEGV)
 
-        cases.bench_sampling, cases.bench_inference = stuck, crash
+        def instant(results, spec, provider, *args, **kwargs):  # an ordinary case that no timeout can catch
+            import torch
+            from mpdit_kernels.attention import attention
+
+            attention(*torch.randn(3, 1, 2, 4, 8).unbind(0))  # records its attention path, as a model would
+            results.add(spec.label, provider, "train", "throughput", "images/s", "-", 1.0)
+
+        cases.bench_sampling, cases.bench_inference, cases.bench_train = stuck, crash, instant
     if os.environ.get("BENCH_CASE_SKIPPED"):  # the case's process exits cleanly without running its case
         import mpdit.bench.runner as runner
 
@@ -59,16 +69,14 @@ def faulty_cases(tmp_path, monkeypatch):
 def test_a_stuck_and_a_crashing_case_are_recorded_and_the_rest_run(faulty_cases, monkeypatch):
     out = faulty_cases
     monkeypatch.setattr(attention, "_used", set())  # this process ran attention in other tests: only the cases count
-    started = time.monotonic()
     outcome = run("tiny", device="cpu", out=str(out), models=["MPDiT-S/8px"], providers=["torch"],
                   sections=["train", "inference", "sampling"], progress=False, plots=False, case_timeout=3,
                   isolate=True)
-    assert time.monotonic() - started < 90
     errors = {tuple(error["case"]): error["error"] for error in outcome["results"].errors}
     assert errors == {("inference", "MPDiT-S/8px", "torch"): "its process ended with signal 11",
                       ("sampling", "MPDiT-S/8px", "torch"): "timed out after 3 s (--case-timeout; its process was "
                                                             "killed)"}
-    assert outcome["results"].value("MPDiT-S/8px", "torch", "train", "throughput") > 0  # ran in its own process
+    assert outcome["results"].value("MPDiT-S/8px", "torch", "train", "throughput") == 1.0  # ran in its own process
     streamed = read_stream(str(out / "bench.jsonl"))
     assert list(streamed) == [json.dumps(key) for key in CASES]
     written = json.loads((out / "bench.json").read_text())

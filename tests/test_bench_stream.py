@@ -60,22 +60,24 @@ def test_time_limit_skips_and_lists_the_rest(tmp_path):
 
 
 def test_a_failing_and_a_hanging_case_are_recorded_and_the_rest_run(tmp_path, monkeypatch):
+    def instant(results, spec, provider, *args, **kwargs):  # an ordinary case that no timeout can catch
+        results.add(spec.label, provider, "train", "throughput", "images/s", "-", 1.0)
+
     def broken(*args, **kwargs):
         raise RuntimeError("broken on purpose")
 
-    def hangs(*args, **kwargs):
-        time.sleep(30)
+    def hangs(*args, **kwargs):  # cut short by the timer, or the error below says otherwise
+        time.sleep(300)
 
+    monkeypatch.setattr(model_cases, "bench_train", instant)
     monkeypatch.setattr(model_cases, "bench_inference", broken)
     monkeypatch.setattr(model_cases, "bench_sampling", hangs)
-    started = time.monotonic()
     outcome = run("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
                   sections=["train", "inference", "sampling"], progress=False, plots=False, case_timeout=2)
-    assert time.monotonic() - started < 25
     errors = {tuple(error["case"]): error["error"] for error in outcome["results"].errors}
     assert errors == {("inference", "MPDiT-S/8px", "torch"): "RuntimeError: broken on purpose",
                       ("sampling", "MPDiT-S/8px", "torch"): "timed out after 2 s (--case-timeout)"}
-    assert outcome["results"].value("MPDiT-S/8px", "torch", "train", "throughput") > 0
+    assert outcome["results"].value("MPDiT-S/8px", "torch", "train", "throughput") == 1.0
     streamed = read_stream(str(tmp_path / "bench.jsonl"))
     assert list(streamed) == [
         json.dumps(key) for key in (["setup", "-", "-"], ["train", "MPDiT-S/8px", "torch"],

@@ -10,31 +10,61 @@ parent writes the case's done line with the error. The cost: a process start per
 """
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 
 GRACE_S = 30.0  # the child's own timer fires at the timeout; the kill only when it cannot
+# The child says this line on stdout when its case begins: the timeout counts from there, so a
+# slow process start (importing torch on a busy machine) never counts against the case.
+STARTED = "mpdit-bench-case-started"
+START_LIMIT_S = 600.0  # a child that has not begun its case by then (a hung import) is killed
 
 
 def run_case(settings: dict, key: list, stream: str, timeout: float) -> dict:
     """Run the case `key` in a child process; the error for the parent to record if the child
     wrote no done line for it (it was killed, died, or exited without running the case)."""
-    child = subprocess.Popen([sys.executable, "-m", "mpdit.bench.isolation", json.dumps({**settings, "only": key})],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        _, stderr = child.communicate(timeout=timeout + GRACE_S)
-        error = _died(child.returncode, stderr) if child.returncode else {
-            "error": "its process exited without recording the case", "traceback": stderr[-2000:]}
-    except subprocess.TimeoutExpired:
-        kill(child)
-        error = {"error": f"timed out after {timeout:.0f} s (--case-timeout; its process was killed)",
-                 "traceback": ""}
-    except BaseException:  # SIGINT / SIGTERM of the parent: the child goes with it
-        kill(child)
-        raise
+    with tempfile.TemporaryFile("w+") as stderr:  # a file, not a pipe: a chatty child never blocks on it
+        child = subprocess.Popen([sys.executable, "-m", "mpdit.bench.isolation",
+                                  json.dumps({**settings, "only": key})],
+                                 stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True)
+        try:
+            if _wait_for_start(child) is None:
+                kill(child)
+                error = {"error": f"its process did not start the case within {START_LIMIT_S:.0f} s", "traceback": ""}
+            else:
+                child.communicate(timeout=timeout + GRACE_S)
+                stderr.seek(0)
+                said = stderr.read()
+                error = _died(child.returncode, said) if child.returncode else {
+                    "error": "its process exited without recording the case", "traceback": said[-2000:]}
+        except subprocess.TimeoutExpired:
+            kill(child)
+            error = {"error": f"timed out after {timeout:.0f} s (--case-timeout; its process was killed)",
+                     "traceback": ""}
+        except BaseException:  # SIGINT / SIGTERM of the parent: the child goes with it
+            kill(child)
+            raise
     end_with_newline(stream)  # a killed child's torn last line must not join the next line
     return error
+
+
+def _wait_for_start(child: subprocess.Popen):
+    """Read the child's stdout until it says its case started (True), closes it (False: it
+    exited), or START_LIMIT_S passes (None)."""
+    deadline = time.monotonic() + START_LIMIT_S
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([child.stdout], [], [], left)[0]:
+            return None
+        line = child.stdout.readline()
+        if not line:
+            return False
+        if line.strip() == STARTED:
+            return True
 
 
 def _died(code: int, stderr: str) -> dict:

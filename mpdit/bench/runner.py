@@ -181,6 +181,8 @@ def _run(preset, device, out, specs, requested, chosen, sections, dtype, progres
                     continue
                 if only is not None and case.key != only:
                     continue  # an isolated case's process runs that case alone
+                if only is not None:  # the parent's clock for --case-timeout starts now
+                    print(isolation.STARTED, flush=True)
                 late = time_limit is not None and time.monotonic() - started > time_limit
                 if late and case.section != "setup":  # the ceilings every other case is quoted against
                     skipped.append(case.label)
