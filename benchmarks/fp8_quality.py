@@ -25,8 +25,8 @@ from mpdit.bench.timing import git_sha
 from mpdit.models import float8
 from mpdit.training.config import PRECISIONS, TrainConfig
 from mpdit.training.data import open_dataset
-from mpdit.training.distributed import World
-from mpdit.training.trainer import build, data_loader, train_step
+from mpdit.world import World
+from mpdit.training.trainer import build, data_loader
 
 
 def run_losses(args, precision: str, out: str) -> list:
@@ -41,8 +41,7 @@ def run_losses(args, precision: str, out: str) -> list:
     losses, start = [], time.perf_counter()
     with open(os.path.join(out, f"{precision}.jsonl"), "w") as stream:
         for step in range(1, args.steps + 1):
-            loss, grad_norm, _ = train_step(run, batches, accumulation=1)
-            run.step = step
+            loss, grad_norm, _ = run.train_step([next(batches)], step - 1)
             losses.append(loss)
             stream.write(json.dumps({"step": step, "loss": loss, "grad_norm": grad_norm,
                                      "seconds": time.perf_counter() - start}) + "\n")

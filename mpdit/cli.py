@@ -13,7 +13,7 @@ import typing
 
 import torch
 
-from mpdit.models import list_models
+from mpdit.models import ModelConfig, list_models
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,7 +28,9 @@ class _DefaultsHelp(argparse.HelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if action.option_strings and action.default not in (None, argparse.SUPPRESS) and "%(default)" not in text:
+        flag = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))  # default: not given
+        if action.option_strings and action.default not in (None, argparse.SUPPRESS) and not flag \
+                and "%(default)" not in text:
             text += " (default: %(default)s)"
         return text
 
@@ -46,22 +48,30 @@ def _parse_stages(text: str):
         raise argparse.ArgumentTypeError(f"{text!r}: expected patch:depth pairs such as 4:6,2:6") from None
 
 
+def _model_options() -> list:
+    """The ModelConfig fields marked overridable with a help text: the model options."""
+    return [spec for spec in dataclasses.fields(ModelConfig) if spec.metadata.get("override")
+            and spec.metadata.get("help")]
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
-    """--model and the create_model overrides, shared by every command that builds a model."""
+    """--model, --fine-depth and one option per overridable ModelConfig field that has a help text
+    (mpdit.models.transformer.overridable): shared by every command that builds a model."""
     parser.add_argument("--model", metavar="NAME", required=required, help=f"one of: {', '.join(list_models())}")
-    parser.add_argument("--fine-depth", type=int, metavar="K", help="blocks in the finest stage (k)")
-    parser.add_argument("--class-tokens", type=int, metavar="M", help="class tokens m (0 = DiT's single vector)")
-    parser.add_argument("--time-embed", choices=("mlp", "fno"))
-    parser.add_argument("--shared-adaln", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--no-skip", dest="skip", action="store_false", default=None,
-                        help="no patch embedding of the input at the finer stages")
-    parser.add_argument("--latent-size", type=int, metavar="S", help="latent height = width (32 at 256 px)")
-    parser.add_argument("--stages", type=_parse_stages, metavar="P:D,...", help="stage schedule, coarse to fine")
+    parser.add_argument("--fine-depth", type=int, metavar="K", help="blocks in the finest stage (k), total depth kept")
+    hints = typing.get_type_hints(ModelConfig)
+    for spec in _model_options():
+        meta = {key: value for key, value in spec.metadata.items() if key != "override"}
+        kind = hints[spec.name]
+        kwargs = {"action": argparse.BooleanOptionalAction} if kind is bool else \
+            {"type": _parse_stages if spec.name == "stages" else kind}
+        # default None: a value only when given, so the registered size's own value stands otherwise
+        parser.add_argument("--" + spec.name.replace("_", "-"), dest=spec.name, default=None, **kwargs, **meta)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict:
     """The create_model overrides given on the command line."""
-    names = ("fine_depth", "class_tokens", "time_embed", "shared_adaln", "skip", "latent_size", "stages")
+    names = ["fine_depth"] + [spec.name for spec in _model_options()]
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
@@ -94,6 +104,23 @@ def config_from_args(config_class, args: argparse.Namespace, **given):
     return config_class(**{name: getattr(args, name) for name in names}, **given)
 
 
+def add_input(parser: argparse.ArgumentParser, help: str) -> None:
+    """The file a command reads, given the same way in every command: CHECKPOINT (positional);
+    --checkpoint is the older spelling, still accepted."""
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", nargs="?", help=help)
+    parser.add_argument("--checkpoint", dest="checkpoint_option", metavar="CHECKPOINT",
+                        help="the same as CHECKPOINT (the older spelling)")
+
+
+def input_path(args: argparse.Namespace) -> str:
+    """CHECKPOINT or --checkpoint, exactly one of them."""
+    given = [path for path in (args.checkpoint, args.checkpoint_option) if path is not None]
+    if len(given) != 1:
+        raise ValueError("CHECKPOINT: expected one input file" + (", given twice (positional and --checkpoint)"
+                                                                  if given else ""))
+    return given[0]
+
+
 def run_flops(args: argparse.Namespace) -> int:
     from mpdit.audit.flops import audit, row_dict
     from mpdit.audit.report import LEGEND, PAPER_NOTE, format_table, paper_report
@@ -119,13 +146,15 @@ def _csv_list(text: str) -> list:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from mpdit.bench.runner import BenchInterrupted, run
+    from mpdit.bench.plan import make_plan
+    from mpdit.bench.runner import BenchInterrupted, RunOptions, run
 
+    plan = make_plan(args.preset, device=args.device, out=args.out, models=args.models, providers=args.providers,
+                     sections=args.sections)
+    options = RunOptions(resume=args.resume, time_limit=args.time_limit, case_timeout=args.case_timeout,
+                         isolate=args.isolate, progress=not args.no_progress, plots=not args.no_plots)
     try:
-        outcome = run(args.preset, device=args.device, out=args.out, models=args.models, providers=args.providers,
-                      sections=args.sections, progress=not args.no_progress, plots=not args.no_plots,
-                      resume=args.resume, time_limit=args.time_limit, case_timeout=args.case_timeout,
-                      isolate=args.isolate)
+        outcome = run(plan, options)
     except BenchInterrupted as stop:  # the files are written; 128 + signal, as a shell reports it
         print(f"mpdit bench: {stop}", file=sys.stderr)
         return 128 + stop.signum
@@ -146,9 +175,10 @@ def _int_list(text: str) -> list:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from mpdit.training.checkpoint import CheckpointError
+    from mpdit.io import CheckpointError
     from mpdit.training.config import TrainConfig
-    from mpdit.training.trainer import TrainingError, TrainingStopped, train
+    from mpdit.training.step import TrainingError
+    from mpdit.training.trainer import TrainingStopped, train
 
     config = config_from_args(TrainConfig, args, model=args.model, overrides=overrides_from_args(args))
     try:
@@ -164,7 +194,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_extract(args: argparse.Namespace) -> int:
     from mpdit.training.latents import extract_latents
-    from mpdit.training.distributed import init_world
+    from mpdit.world import init_world
 
     world = init_world()
     result = extract_latents(args.images, args.out, vae=args.vae, image_size=args.image_size,
@@ -176,10 +206,13 @@ def run_extract(args: argparse.Namespace) -> int:
 
 
 def run_export_ema(args: argparse.Namespace) -> int:
-    from mpdit.training import checkpoint
+    from mpdit.io import check_output, export_ema, load_checkpoint
 
-    checkpoint.check_writable(args.out)  # before reading a multi-GB checkpoint
-    print(checkpoint.export_ema_safetensors(checkpoint.load(args.checkpoint), args.out))
+    source = input_path(args)
+    check_output(args.out, ".safetensors", inputs=[source])  # before reading a multi-GB checkpoint
+    state = load_checkpoint(source)
+    print(json.dumps({"out": export_ema(state, args.out), "model": state["train_config"]["model"],
+                      "step": state["step"], "tensors": len(state["ema"])}))
     return 0
 
 
@@ -189,17 +222,17 @@ def run_convert(args: argparse.Namespace) -> int:
     if args.source:
         if args.model is None:
             raise ValueError("--model: --from needs the official model name (e.g. DiT-XL/2, MPDiT-XL/4x)")
-        result = convert_to_native(args.checkpoint, args.source, args.model, args.out, weights=args.weights)
+        result = convert_to_native(input_path(args), args.source, args.model, args.out, weights=args.weights)
     else:
-        result = convert_to_official(args.checkpoint, args.target, args.out, name=args.model)
+        result = convert_to_official(input_path(args), args.target, args.out, name=args.model)
     print(json.dumps(result))
     return 0
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    from mpdit.training.sample_checkpoint import sample_checkpoint
+    from mpdit.inference.sample_checkpoint import sample_checkpoint
 
-    result = sample_checkpoint(args.checkpoint, args.out, classes=args.classes, per_class=args.per_class,
+    result = sample_checkpoint(input_path(args), args.out, classes=args.classes, per_class=args.per_class,
                                cfg_scale=args.cfg_scale, steps=args.steps, method=args.method,
                                guidance_interval=(args.guidance_low, args.guidance_high), seed=args.seed,
                                use_ema=not args.no_ema, vae=args.vae, cuda_graph=args.cuda_graph,
@@ -220,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(flops)
     flops.add_argument("--json", action="store_true", help="print JSON instead of a table")
     flops.add_argument("--device", default="meta", choices=("meta", "cpu"),
-                       help="meta: count shapes without weights (default); cpu: a forward on real tensors")
+                       help="meta: count shapes without weights; cpu: a forward on real tensors")
     flops.set_defaults(handler=run_flops)
 
     from mpdit.bench.presets import PRESETS, SECTIONS
@@ -254,24 +287,28 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(train, TrainConfig)
     train.set_defaults(handler=run_train)
 
+    from mpdit.inference.sample_checkpoint import METHODS
+
     sample = commands.add_parser("sample", help="images from a training checkpoint or an EMA export: .npz (ADM "
                                                 "layout) + PNG grid")
-    sample.add_argument("--checkpoint", required=True)
-    sample.add_argument("--out", required=True, metavar="FILE.npz")
+    add_input(sample, "a training checkpoint (.pt), an `mpdit export-ema` file or a converted official checkpoint "
+                      "(.safetensors)")
+    sample.add_argument("--out", required=True, metavar="FILE.npz", help="the images (arr_0, uint8 NHWC, the ADM "
+                        "evaluator's layout) and labels; a PNG grid is written beside it")
     sample.add_argument("--classes", type=_int_list, help="comma-separated labels (default: 10 random ones)")
     sample.add_argument("--per-class", type=int, default=1, help="samples of each class in --classes")
     sample.add_argument("--num-samples", type=int, metavar="N",
                         help="N samples balanced over --classes (default: every class), e.g. 50000 for FID-50K; "
                              "instead of --per-class")
     sample.add_argument("--batch-size", type=int, default=64, help="samples per model call (per process)")
-    sample.add_argument("--cfg-scale", type=float, default=1.0)
-    sample.add_argument("--steps", type=int, default=50)
-    sample.add_argument("--method", choices=("euler", "heun", "dopri5", "euler_maruyama", "ddpm"),
+    sample.add_argument("--cfg-scale", type=float, default=1.0, help="classifier-free guidance scale w; 1 = none")
+    sample.add_argument("--steps", type=int, default=50, help="sampler steps (ddpm: respaced steps)")
+    sample.add_argument("--method", choices=METHODS,
                         help="default: euler; ddpm (DiT's sampler, --steps respaced steps, e.g. 250) for a file "
                              "converted from DiT")
-    sample.add_argument("--guidance-low", type=float, default=0.0)
-    sample.add_argument("--guidance-high", type=float, default=1.0)
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--guidance-low", type=float, default=0.0, help="guide only for t >= this")
+    sample.add_argument("--guidance-high", type=float, default=1.0, help="guide only for t <= this")
+    sample.add_argument("--seed", type=int, default=0, help="image i's noise depends on (seed, i) only")
     sample.add_argument("--no-ema", action="store_true", help="the raw weights instead of the EMA")
     sample.add_argument("--cuda-graph", action="store_true",
                         help="euler / heun: replay each model evaluation from a CUDA graph (GPU only)")
@@ -282,21 +319,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     convert = commands.add_parser("convert", help="official DiT / SiT / reference-MPDiT checkpoints to the "
                                                   "engine's .safetensors (--from) and back (--to)")
-    convert.add_argument("checkpoint", metavar="CKPT", help="--from: an official .pt (bare, or train.py's "
-                         "model/ema); --to: an engine .safetensors or training checkpoint")
+    add_input(convert, "--from: an official .pt (bare, or train.py's model/ema); --to: an engine .safetensors or "
+                       "training checkpoint")
     direction = convert.add_mutually_exclusive_group(required=True)
     direction.add_argument("--from", dest="source", choices=FAMILIES)
     direction.add_argument("--to", dest="target", choices=FAMILIES)
     convert.add_argument("--model", metavar="NAME", help="the official name: DiT-XL/2, SiT-XL/2, MPDiT-XL/4x, "
-                         "MPDiTv2-XL, ... (--to: default, the one --from recorded)")
+                         "MPDiTv2-XL, ...; required with --from (--to: default, the one --from recorded)")
     convert.add_argument("--out", required=True, metavar="FILE", help="--from: FILE.safetensors; --to: FILE.pt")
     convert.add_argument("--weights", default="ema", choices=("ema", "model"),
                          help="--from a training checkpoint: which weights")
     convert.set_defaults(handler=run_convert)
 
     export = commands.add_parser("export-ema", help="a checkpoint's EMA weights as safetensors")
-    export.add_argument("--checkpoint", required=True)
-    export.add_argument("--out", required=True, metavar="FILE.safetensors")
+    add_input(export, "a training checkpoint (.pt)")
+    export.add_argument("--out", required=True, metavar="FILE.safetensors",
+                        help="the EMA weights, with the model config in the metadata (mpdit.load reads it)")
     export.set_defaults(handler=run_export_ema)
 
     extract = commands.add_parser("extract-latents", help="encode an ImageFolder into latent shards (diffusers VAE)")

@@ -94,7 +94,7 @@ def get_backend(name) -> Backend:
     if isinstance(name, Backend):
         return name
     if name == "cuda":
-        warnings.warn("kernel_backend='cuda' is deprecated and will be removed in the next release: use 'native' "
+        warnings.warn("kernel_backend='cuda' is deprecated and will be removed in mpdit 0.2: use 'native' "
                       "(the same C++/CUDA extension, on CPU and CUDA tensors)", FutureWarning, stacklevel=3)
         name = "native"
     if name not in BACKENDS:

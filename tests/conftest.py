@@ -81,3 +81,18 @@ def fused(request):
     if name == "native" and os.environ.get("MPDIT_NATIVE_BUILD") == "0":
         pytest.skip("MPDIT_NATIVE_BUILD=0: the extension was deliberately not built")
     return Fused(get_backend(name), device)
+
+
+@pytest.fixture(params=_fused_cases() + [("torch", "cpu"), ("auto", "cpu")], ids=lambda case: "-".join(case))
+def every_backend(request):
+    """Every backend of the table with a device, the reference (torch) and auto included: what
+    all of them must refuse alike (bad inputs)."""
+    from mpdit_kernels.backend import get_backend
+    from mpdit_kernels.triton import runtime
+
+    name, device = request.param
+    if name == "triton" and not runtime.AVAILABLE:
+        pytest.skip("Triton is not installed")
+    if name == "native" and os.environ.get("MPDIT_NATIVE_BUILD") == "0":
+        pytest.skip("MPDIT_NATIVE_BUILD=0: the extension was deliberately not built")
+    return Fused(get_backend(name), device)

@@ -1,5 +1,5 @@
 """The official DiT, SiT and reference-MPDiT forwards re-stated as plain functions of an
-official-layout state dict, from shared/reference/checkpoint-layouts.md alone (no engine code):
+official-layout state dict, from docs/checkpoint-layouts.md alone (no engine code):
 explicit patch extraction, explicit pixel shuffle, torch.fft for the FNO as the reference uses."""
 import math
 

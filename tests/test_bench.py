@@ -8,7 +8,8 @@ import pytest
 
 from mpdit.bench.model_cases import ModelSpec
 from mpdit.bench.presets import PRESETS
-from mpdit.bench.runner import applicable_providers, plan, run
+from mpdit.bench.plan import ModelCase, Plan, applicable_providers, make_plan
+from mpdit.bench.runner import RunOptions, run
 from mpdit.bench.timing import ROW_FIELDS
 
 
@@ -59,17 +60,18 @@ def test_plots_are_written(tiny_run):
 
 def test_triton_provider_path_runs(tmp_path):
     """The fused-kernel provider end to end (interpreted here: a path check, not a speed figure)."""
-    outcome = run("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["triton"],
-                  sections=["train"], progress=False)
+    outcome = run(make_plan("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["triton"],
+                            sections=["train"]),
+                  RunOptions(progress=False))
     assert outcome["results"].errors == []
     assert outcome["results"].value("MPDiT-S/8px", "triton", "train", "throughput") > 0
 
 
 def test_compile_providers_only_where_the_preset_asks():
     preset = PRESETS["paper"]
-    specs = [ModelSpec("MPDiT-XL", "MPDiT-XL"), ModelSpec("MPDiT-B", "MPDiT-B")]
-    tasks = {(section, spec.label, provider) for section, spec, provider in
-             plan(preset, "cuda", specs, preset.providers, ("train", "inference"))}
+    specs = (ModelSpec("MPDiT-XL", "MPDiT-XL"), ModelSpec("MPDiT-B", "MPDiT-B"))
+    paper = Plan(preset, "cuda", specs, preset.providers, preset.providers, ("train", "inference"), "-")
+    tasks = {case.key for case in paper.cases() if isinstance(case, ModelCase)}
     assert ("train", "MPDiT-XL", "compile") in tasks and ("train", "MPDiT-XL", "triton+compile") in tasks
     assert ("train", "MPDiT-B", "compile") not in tasks
     assert ("inference", "MPDiT-XL", "compile") not in tasks and ("inference", "MPDiT-XL", "triton") in tasks
@@ -87,8 +89,9 @@ def test_run_leaves_process_wide_settings_as_it_found_them(tmp_path):
 
     before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
               torch._functorch.config.donated_buffer)
-    outcome = run("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
-                  sections=["inference"], progress=False, plots=False)
+    outcome = run(make_plan("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
+                            sections=["inference"]),
+                  RunOptions(progress=False, plots=False))
     assert outcome["results"].errors == []
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
             torch._functorch.config.donated_buffer) == before

@@ -14,9 +14,11 @@ import time
 
 import pytest
 
-from mpdit.bench import isolation
+from mpdit.bench import executor
 from mpdit_kernels import attention
-from mpdit.bench.runner import read_stream, run
+from mpdit.bench.plan import make_plan
+from mpdit.bench.runner import RunOptions, run
+from mpdit.bench.timing import read_stream
 
 # Loaded by every Python process started with this folder on PYTHONPATH: the cases' processes.
 SITE = textwrap.dedent("""
@@ -40,9 +42,9 @@ SITE = textwrap.dedent("""
 
         cases.bench_sampling, cases.bench_inference, cases.bench_train = stuck, crash, instant
     if os.environ.get("BENCH_CASE_SKIPPED"):  # the case's process exits cleanly without running its case
-        import mpdit.bench.runner as runner
+        import mpdit.bench.executor as executor
 
-        runner.run = lambda *args, **kwargs: None
+        executor.InProcess.run = lambda self, *args: None
 """)
 CASES = [["setup", "-", "-"], ["train", "MPDiT-S/8px", "torch"], ["inference", "MPDiT-S/8px", "torch"],
          ["sampling", "MPDiT-S/8px", "torch"]]
@@ -51,7 +53,7 @@ CASES = [["setup", "-", "-"], ["train", "MPDiT-S/8px", "torch"], ["inference", "
 def case_processes(out) -> list:
     """The case processes of the run into `out` still alive."""
     ps = subprocess.run(["ps", "-eww", "-o", "args="], capture_output=True, text=True).stdout  # whole lines
-    return [line for line in ps.splitlines() if "mpdit.bench.isolation" in line and str(out) in line]
+    return [line for line in ps.splitlines() if "mpdit.bench.case_process" in line and str(out) in line]
 
 
 @pytest.fixture
@@ -62,16 +64,16 @@ def faulty_cases(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("BENCH_CASE_FAULT", "1")
     monkeypatch.setenv("TRITON_INTERPRET", "0")
-    monkeypatch.setattr(isolation, "GRACE_S", 1.0)
+    monkeypatch.setattr(executor, "GRACE_S", 1.0)
     return tmp_path / "out"
 
 
 def test_a_stuck_and_a_crashing_case_are_recorded_and_the_rest_run(faulty_cases, monkeypatch):
     out = faulty_cases
     monkeypatch.setattr(attention, "_used", set())  # this process ran attention in other tests: only the cases count
-    outcome = run("tiny", device="cpu", out=str(out), models=["MPDiT-S/8px"], providers=["torch"],
-                  sections=["train", "inference", "sampling"], progress=False, plots=False, case_timeout=3,
-                  isolate=True)
+    outcome = run(make_plan("tiny", device="cpu", out=str(out), models=["MPDiT-S/8px"], providers=["torch"],
+                            sections=["train", "inference", "sampling"]),
+                  RunOptions(progress=False, plots=False, case_timeout=3, isolate=True))
     errors = {tuple(error["case"]): error["error"] for error in outcome["results"].errors}
     assert errors == {("inference", "MPDiT-S/8px", "torch"): "its process ended with signal 11",
                       ("sampling", "MPDiT-S/8px", "torch"): "timed out after 3 s (--case-timeout; its process was "
@@ -88,8 +90,9 @@ def test_a_stuck_and_a_crashing_case_are_recorded_and_the_rest_run(faulty_cases,
 def test_a_case_process_that_records_nothing_is_an_error(faulty_cases, monkeypatch):
     out = faulty_cases
     monkeypatch.setenv("BENCH_CASE_SKIPPED", "1")
-    outcome = run("tiny", device="cpu", out=str(out), models=["MPDiT-S/8px"], providers=["torch"],
-                  sections=["train"], progress=False, plots=False, isolate=True)
+    outcome = run(make_plan("tiny", device="cpu", out=str(out), models=["MPDiT-S/8px"], providers=["torch"],
+                            sections=["train"]),
+                  RunOptions(progress=False, plots=False, isolate=True))
     errors = [(error["case"], error["error"]) for error in outcome["results"].errors]
     assert errors == [(key, "its process exited without recording the case") for key in CASES[:2]]
     assert list(read_stream(str(out / "bench.jsonl"))) == [json.dumps(key) for key in CASES[:2]]

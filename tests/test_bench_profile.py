@@ -9,7 +9,8 @@ from torch.autograd import DeviceType
 from mpdit.bench.profile import CATEGORIES, breakdown_of, classify
 from mpdit.bench import model_cases
 from mpdit.bench.providers import AUTOTUNE_MODE, AUTOTUNE_ON_CPU, Provider, split, unavailable_reason
-from mpdit.bench.runner import run
+from mpdit.bench.plan import make_plan
+from mpdit.bench.runner import RunOptions, run
 
 
 @pytest.mark.parametrize("name, category", [
@@ -96,8 +97,9 @@ def test_fp8_provider_says_why_it_cannot_run_on_a_cpu(monkeypatch):
 
 
 def test_profile_section_streams_rows_and_writes_a_trace(tmp_path):
-    result = run("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
-                 sections=["profile"], progress=False, plots=False)
+    result = run(make_plan("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
+                           sections=["profile"]),
+                 RunOptions(progress=False, plots=False))
     rows = result["results"].rows
     profile = {row["metric"]: row["value"] for row in rows if row["mode"] == "profile"}
     assert set(CATEGORIES) | {"step_ms"} == set(profile)
@@ -111,6 +113,7 @@ def test_profile_section_streams_rows_and_writes_a_trace(tmp_path):
     trace = json.loads(gzip.decompress((tmp_path / "trace_MPDiT-S-8px_torch.json.gz").read_bytes()))
     assert trace["traceEvents"]
     longest = next(line for line in result["markdown"].splitlines() if line.startswith("Longest kernels"))
-    resumed = run("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
-                  sections=["profile"], progress=False, plots=False, resume=True)  # nothing left to run
+    resumed = run(make_plan("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
+                            sections=["profile"]),
+                  RunOptions(progress=False, plots=False, resume=True))  # nothing left to run
     assert longest in resumed["markdown"]  # the longest kernels are rows: a resumed or isolated run keeps them

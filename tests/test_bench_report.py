@@ -50,3 +50,41 @@ def test_sampling_table_has_a_row_per_batch_and_marks_noisy_steps():
     steady = [line for line in text.splitlines() if line.startswith("| MPDiT-XL | torch | B=")]
     assert len(steady) == 2 and not any("noisy" in row for row in steady)
     assert "| MPDiT-XL | torch | B=16 | 32.00 | 16.00 | 1.60 | - | 8.00 | 4.00 |" in text
+
+
+META = {"environment": {"cpu": "test CPU", "threads": 2, "torch": "-"}, "preset": "test", "dtype": "float32",
+        "notes": [], "baselines": {}}
+
+
+def test_slow_rates_keep_three_significant_figures_and_failures_name_their_case():
+    results = Results("cpu")
+    results.add("device", "-", "ceiling", "matmul_peak", "TFLOP/s", "float32", 0.0412)
+    for provider, rate in (("torch", 0.104), ("native", 0.0641)):
+        results.add("MPDiT-B", provider, "train", "throughput", "images/s", "B=1 float32", rate)
+        results.add("MPDiT-B", provider, "train", "median_ms", "ms", "B=1 float32", 1e3 / rate)
+    results.errors.append({"case": ["sampling", "MPDiT-B", "torch"], "error": "timed out after 3 s"})
+    text = markdown(results, META, kernel_providers=())
+    assert "matmul 0.0412 TFLOP/s" in text
+    assert "| MPDiT-B | torch | 9615.4 (---) | 0.104 |" in text
+    assert "| MPDiT-B | native | 15600.6 (---) | 0.0641 |" in text
+    assert "FAILED sampling MPDiT-B torch: timed out after 3 s" in text
+
+
+def test_a_suspect_bandwidth_gets_no_ratio():
+    from mpdit.bench.kernel_cases import summary
+
+    results = Results("cpu")
+    x = "B=32 D=768 float32"
+    for provider, ms in (("torch", 2.0), ("native", 0.5)):
+        results.add("adaln_modulate/fine", provider, "forward", "median_ms", "ms", x, ms)
+    results.add("adaln_modulate/fine", "native", "forward", "bandwidth", "GB/s", x, 40.0)
+    results.add("adaln_modulate/fine", "native", "forward", "copy_fraction", "%", x, 125.0)
+    row = next(line for line in summary(results, ("torch", "native")).splitlines() if "adaln_modulate/fine" in line)
+    assert row.endswith("| above the copy: timing suspect | - | - |")
+
+
+def test_percentiles_of_few_runs_stay_within_them():
+    from mpdit.bench.timing import _quantiles
+
+    spread = _quantiles([500.0, 9600.0])  # two runs far apart, as on a busy machine
+    assert 500.0 <= spread["p20_ms"] <= spread["median_ms"] <= spread["p80_ms"] <= 9600.0

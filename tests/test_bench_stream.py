@@ -9,7 +9,9 @@ import time
 import pytest
 
 from mpdit.bench import model_cases
-from mpdit.bench.runner import read_stream, run
+from mpdit.bench.plan import make_plan
+from mpdit.bench.runner import RunOptions, run
+from mpdit.bench.timing import read_stream
 
 BENCH = [sys.executable, "-m", "mpdit", "bench", "--preset", "tiny", "--providers", "torch", "--no-plots",
          "--no-progress"]
@@ -52,8 +54,9 @@ def test_sigterm_keeps_the_finished_cases_and_resume_skips_them(tmp_path):
 
 
 def test_time_limit_skips_and_lists_the_rest(tmp_path):
-    outcome = run("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
-                  sections=["train", "inference"], progress=False, plots=False, time_limit=1e-9)
+    outcome = run(make_plan("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
+                            sections=["train", "inference"]),
+                  RunOptions(progress=False, plots=False, time_limit=1e-9))
     assert outcome["meta"]["skipped"] == ["train MPDiT-S/8px torch", "inference MPDiT-S/8px torch"]
     assert "skipped (past --time-limit): train MPDiT-S/8px torch" in outcome["markdown"]
     assert json.loads((tmp_path / "bench.json").read_text())["skipped"] == outcome["meta"]["skipped"]
@@ -72,8 +75,9 @@ def test_a_failing_and_a_hanging_case_are_recorded_and_the_rest_run(tmp_path, mo
     monkeypatch.setattr(model_cases, "bench_train", instant)
     monkeypatch.setattr(model_cases, "bench_inference", broken)
     monkeypatch.setattr(model_cases, "bench_sampling", hangs)
-    outcome = run("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
-                  sections=["train", "inference", "sampling"], progress=False, plots=False, case_timeout=2)
+    outcome = run(make_plan("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
+                            sections=["train", "inference", "sampling"]),
+                  RunOptions(progress=False, plots=False, case_timeout=2))
     errors = {tuple(error["case"]): error["error"] for error in outcome["results"].errors}
     assert errors == {("inference", "MPDiT-S/8px", "torch"): "RuntimeError: broken on purpose",
                       ("sampling", "MPDiT-S/8px", "torch"): "timed out after 2 s (--case-timeout)"}
@@ -84,18 +88,19 @@ def test_a_failing_and_a_hanging_case_are_recorded_and_the_rest_run(tmp_path, mo
                                     ["inference", "MPDiT-S/8px", "torch"], ["sampling", "MPDiT-S/8px", "torch"])]
     # the errors are streamed with their cases, so a resumed run still reports them
     assert streamed[json.dumps(["inference", "MPDiT-S/8px", "torch"])][1]["error"] == "RuntimeError: broken on purpose"
-    resumed = run("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
-                  sections=["train", "inference", "sampling"], progress=False, plots=False, resume=True)
+    resumed = run(make_plan("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
+                            sections=["train", "inference", "sampling"]),
+                  RunOptions(progress=False, plots=False, resume=True))
     assert len(resumed["results"].errors) == 2
 
 
 def test_resume_without_a_run_is_one_clear_error(tmp_path):
     with pytest.raises(ValueError, match="resume: no .*bench.jsonl to continue"):
-        run("tiny", device="cpu", out=str(tmp_path), resume=True)
+        run(make_plan("tiny", device="cpu", out=str(tmp_path)), RunOptions(resume=True))
 
 
 def test_default_out_is_a_folder_here_named_for_the_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    outcome = run("tiny", device="cpu", models=["MPDiT-S/8px"], providers=["torch"], sections=["flops"],
-                  progress=False, plots=False)
+    outcome = run(make_plan("tiny", device="cpu", models=["MPDiT-S/8px"], providers=["torch"], sections=["flops"]),
+                  RunOptions(progress=False, plots=False))
     assert os.path.dirname(os.path.relpath(outcome["json"])).startswith("bench-") and "-cpu-tiny" in outcome["json"]

@@ -166,7 +166,7 @@ def test_unreadable_or_engine_files_and_wrong_direction(tmp_path, capsys, dit_st
     torch.save(dit_state, tmp_path / "dit.pt")
     cli(capsys, "convert", "--from", "dit", "--model", "DiT-S/8", str(tmp_path / "dit.pt"), "--out",
         str(tmp_path / "e.safetensors"))
-    export = mpdit.loading.read(str(tmp_path / "e.safetensors"))
+    export = mpdit.io.read(str(tmp_path / "e.safetensors"))
     torch.save(export["state_dict"], tmp_path / "engine.pt")
     for args, message in [
         (["--from", "dit", "--model", "DiT-S/8", str(tmp_path / "junk.pt")], "unreadable as a checkpoint"),
@@ -176,7 +176,8 @@ def test_unreadable_or_engine_files_and_wrong_direction(tmp_path, capsys, dit_st
         (["--from", "dit", str(tmp_path / "dit.pt")], "--model: --from needs the official model name"),
         (["--to", "mpdit-ref", str(tmp_path / "e.safetensors")], "holds a dit model (DiT-S/8)"),
     ]:
-        code, _, err = cli(capsys, "convert", *args, "--out", str(tmp_path / "o.safetensors"))
+        out = tmp_path / ("o.pt" if args[0] == "--to" else "o.safetensors")  # the suffix of the format written
+        code, _, err = cli(capsys, "convert", *args, "--out", str(out))
         assert code == 2 and message in err and err.count("\n") == 1, (args, err)
 
 

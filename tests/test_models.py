@@ -1,4 +1,4 @@
-"""Model structure: shapes, schedules, and the details of the MPDiT notes."""
+"""Model structure: shapes, schedules, and the details of docs/model.md."""
 import math
 
 import pytest

@@ -9,7 +9,9 @@ import torch
 
 import mpdit
 from mpdit.training import checkpoint
-from mpdit.training.trainer import ema_decay_at, train
+from mpdit.training.step import ema_decay_at
+from mpdit.training.trainer import train
+from mpdit.io import export_ema, load_checkpoint
 from model_utils import digits_config as config
 
 @pytest.mark.parametrize("step, decay", [(0, 0.1), (10, 0.55), (1000, 1001 / 1010), (10 ** 6, 0.9999)])
@@ -43,7 +45,7 @@ def test_export_loads_back_into_the_same_model(tmp_path):
     from_export = mpdit.load(str(tmp_path / "ema.safetensors"))
     from_checkpoint = mpdit.load(path)
     assert from_export.config == from_checkpoint.config and from_export.config.in_channels == 1
-    ema = checkpoint.load(path)["ema"]  # the trained EMA weights, not a fresh (zero-initialised) head
+    ema = load_checkpoint(path)["ema"]  # the trained EMA weights, not a fresh (zero-initialised) head
     for model in (from_export, from_checkpoint):
         assert all(torch.equal(model.state_dict()[name], tensor) for name, tensor in ema.items())
     x = torch.randn(2, 1, 16, 16)
@@ -55,7 +57,7 @@ def test_export_loads_back_into_the_same_model(tmp_path):
 
 def test_sample_num_samples_is_balanced_and_takes_an_export(tmp_path):
     train(config(tmp_path, steps=1))
-    checkpoint.export_ema_safetensors(checkpoint.load(checkpoint.latest(str(tmp_path))),
+    export_ema(load_checkpoint(checkpoint.latest(str(tmp_path))),
                                       str(tmp_path / "ema.safetensors"))
     result = run_cli("sample", "--checkpoint", str(tmp_path / "ema.safetensors"), "--out", str(tmp_path / "s.npz"),
                      "--classes", "0,1,2", "--num-samples", "12", "--steps", "2", "--batch-size", "5")

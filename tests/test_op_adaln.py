@@ -105,9 +105,9 @@ def test_opcheck(fused, mixed):
     (lambda x, y, g, s, c: (x, y, g, s, c[:, :70]), r"scale has shape \(2, 70\)"),
     (lambda x, y, g, s, c: (x[0], y, g, s, c), r"x must be a \(B, L, D\) tensor"),
 ])
-def test_bad_inputs(fused, make, message):
+def test_bad_inputs(every_backend, make, message):
     with pytest.raises(ValueError, match=f"residual_adaln_modulate: {message}"):
-        residual_on(fused.backend)(*make(*adaln_inputs(2, 17, 72, fused.device)))
+        residual_on(every_backend.backend)(*make(*adaln_inputs(2, 17, 72, every_backend.device)))
 
 
 @pytest.mark.parametrize("index", range(6))

@@ -41,7 +41,7 @@ def test_opcheck(fused, mixed):
     (((2, 19, 24), None, (20, 24)), r"pos has 20 tokens, more than refined's 19"),
     (((19, 24), None, (16, 24)), r"refined must be a \(B, tokens, channels\) tensor, got \(19, 24\)"),
 ])
-def test_bad_inputs(fused, shapes, message):
-    refined, skip, pos = (None if s is None else torch.randn(s, device=fused.device) for s in shapes)
+def test_bad_inputs(every_backend, shapes, message):
+    refined, skip, pos = (None if s is None else torch.randn(s, device=every_backend.device) for s in shapes)
     with pytest.raises(ValueError, match=f"fine_entry: {message}"):
-        ops.fine_entry(refined, skip, pos, fused.backend)
+        ops.fine_entry(refined, skip, pos, every_backend.backend)

@@ -83,9 +83,9 @@ def test_opcheck(fno_backend):
     (lambda a: (*a[:5], a[5][:2], a[6]), r"pointwise_weight has shape \(2, 32, 32\), expected \(3, 32, 32\)"),
     (lambda a: (a[0].double(), *a[1:]), r"t has dtype torch.float64, expected float32"),
 ])
-def test_bad_inputs(fno_backend, change, message):
+def test_bad_inputs(every_backend, change, message):
     with pytest.raises(ValueError, match=f"fno_time_features: {message}"):
-        ops.fno_time_features(*change(fno_inputs(2, fno_backend.device)), backend=fno_backend.backend)
+        ops.fno_time_features(*change(fno_inputs(2, every_backend.device)), backend=every_backend.backend)
 
 
 @pytest.mark.parametrize("change, message", [

@@ -42,10 +42,10 @@ def test_opcheck(fused, mixed):
     (((2, 4, 96), (2, 3, 20)), r"cls has shape \(2, 3, 20\), expected \(2, 3, 24\)"),
     (((2, 4, 96), (3, 24)), r"cls must be a \(B, tokens, channels\) tensor, got \(3, 24\)"),
 ])
-def test_bad_inputs(fused, shapes, message):
-    wide, cls = (torch.randn(shape, device=fused.device) for shape in shapes)
+def test_bad_inputs(every_backend, shapes, message):
+    wide, cls = (torch.randn(shape, device=every_backend.device) for shape in shapes)
     with pytest.raises(ValueError, match=f"upsample_shuffle_norm: {message}"):
-        ops.upsample_shuffle_norm(wide, cls, 2, 2, 2, fused.backend)
+        ops.upsample_shuffle_norm(wide, cls, 2, 2, 2, every_backend.backend)
 
 
 def test_integer_input_is_refused(fused):

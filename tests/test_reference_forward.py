@@ -1,7 +1,7 @@
-"""The model against a plain functional re-statement of the notes, step by step.
+"""The model against a plain functional re-statement of docs/model.md, step by step.
 
 The reference below uses only the model's weights and the text of
-shared/reference/mpdit-notes.md (steps 1-10; DiT for the baselines), written without
+docs/model.md (steps 1-10; DiT for the baselines), written without
 the model's helpers: explicit patch extraction, explicit DFT, explicit pixel shuffle.
 """
 import math

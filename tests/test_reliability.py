@@ -10,6 +10,7 @@ import pytest
 from mpdit import create_model
 from mpdit.training import checkpoint
 from mpdit.training.trainer import train
+from mpdit.io import load_checkpoint
 from model_utils import digits_config
 
 
@@ -98,14 +99,14 @@ def test_sigterm_saves_the_step_reached_and_resume_equals_an_uninterrupted_run(t
     _, err = process.communicate(timeout=120)
     assert process.returncode == 143, err[-2000:]
     path = checkpoint.latest(str(stopped))
-    step = checkpoint.load(path)["step"]
+    step = load_checkpoint(path)["step"]
     assert 2 <= step < 200 and f"mpdit train: stopped at step {step}; checkpoint {path}" in err
     assert "Traceback" not in err
     end = str(step + 2)
     resumed = run_cli(*base, "--steps", end, "--run-dir", str(stopped), "--resume", "auto")
     straight = run_cli(*base, "--steps", end, "--run-dir", str(tmp_path / "straight"))
     assert resumed.returncode == straight.returncode == 0, resumed.stderr[-2000:] + straight.stderr[-2000:]
-    a, b = (checkpoint.load(checkpoint.latest(str(d))) for d in (stopped, tmp_path / "straight"))
+    a, b = (load_checkpoint(checkpoint.latest(str(d))) for d in (stopped, tmp_path / "straight"))
     for key in ("model", "ema"):
         assert all(torch.equal(a[key][name], tensor) for name, tensor in b[key].items()), key
 
@@ -176,6 +177,6 @@ def test_torchrun_ranks_agree_on_the_step_when_one_rank_is_signalled(tmp_path):
             agent.wait()
     path = checkpoint.latest(str(run_dir))
     assert path is not None, err[-3000:]
-    step = checkpoint.load(path)["step"]
+    step = load_checkpoint(path)["step"]
     assert 2 <= step < 500
     assert err.count(f"mpdit train: stopped at step {step}; checkpoint {path}") == 2, err[-3000:]  # both ranks

@@ -16,6 +16,7 @@ from mpdit.cli import main
 from mpdit.training import checkpoint
 from mpdit.training.run_lock import RunDirInUse, RunLock
 from mpdit.training.trainer import train
+from mpdit.io import checkpoint_file, load_checkpoint
 from model_utils import digits_config as config
 
 def dead_pid() -> int:
@@ -98,18 +99,18 @@ class _FullDisk:
 def test_full_disk_during_a_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     state = {"model": {"w": torch.randn(1000)}, "step": 1}
     first = checkpoint.save(state, str(tmp_path), 1)
-    monkeypatch.setattr(checkpoint, "open", _FullDisk(room=2000), raising=False)
+    monkeypatch.setattr(checkpoint_file, "open", _FullDisk(room=2000), raising=False)
     with pytest.raises(checkpoint.CheckpointError) as caught:
         checkpoint.save({**state, "step": 2}, str(tmp_path), 2)
     assert str(caught.value) == f"no space left writing {checkpoint.checkpoint_path(str(tmp_path), 2)}; " \
                                 f"{first} is intact"
     assert os.listdir(tmp_path) == [os.path.basename(first)]  # no partial file left
     monkeypatch.undo()
-    assert checkpoint.load(first)["step"] == 1
+    assert load_checkpoint(first)["step"] == 1
 
 
 def test_full_disk_in_training_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(checkpoint, "open", _FullDisk(room=100), raising=False)
+    monkeypatch.setattr(checkpoint_file, "open", _FullDisk(room=100), raising=False)
     code = main(["train", "--model", "MPDiT-S", "--stages", "4:1,2:1", "--dataset", "digits", "--steps", "1",
                  "--global-batch-size", "4", "--run-dir", str(tmp_path / "run"), "--num-workers", "0",
                  "--sample-every", "0"])

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mpdit import create_model
+from mpdit.io import export_ema, load_checkpoint
 from mpdit.training import checkpoint
 from mpdit.training.checkpoint import CheckpointError
 from mpdit.training.data import DigitsDataset, LatentShards, ResumableSampler
@@ -31,8 +32,8 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     train(config(tmp_path / "a", steps=3, micro_batch_size=4))
     train(config(tmp_path / "a", steps=6, micro_batch_size=4, resume="auto"))
     train(config(tmp_path / "b", steps=6, micro_batch_size=4))
-    resumed = checkpoint.load(checkpoint.latest(str(tmp_path / "a")))
-    straight = checkpoint.load(checkpoint.latest(str(tmp_path / "b")))
+    resumed = load_checkpoint(checkpoint.latest(str(tmp_path / "a")))
+    straight = load_checkpoint(checkpoint.latest(str(tmp_path / "b")))
     assert resumed["step"] == straight["step"] == 6
     for key in ("model", "ema"):
         for name, tensor in straight[key].items():
@@ -45,11 +46,11 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
 
 def test_checkpoint_keys_and_ema_export(tmp_path):
     train(config(tmp_path, steps=2))
-    state = checkpoint.load(checkpoint.latest(str(tmp_path)))
+    state = load_checkpoint(checkpoint.latest(str(tmp_path)))
     assert {"model", "ema", "optimizer", "step", "rng", "data", "train_config", "model_config"} <= set(state)
     from safetensors.torch import load_file
 
-    exported = load_file(checkpoint.export_ema_safetensors(state, str(tmp_path / "ema.safetensors")))
+    exported = load_file(export_ema(state, str(tmp_path / "ema.safetensors")))
     assert set(exported) == set(state["ema"])
 
 
@@ -57,13 +58,13 @@ def test_checkpoint_keys_and_ema_export(tmp_path):
 TWO_RANKS = """
 import sys, torch
 from mpdit.training.config import TrainConfig
-from mpdit.training.distributed import close_world, init_world
+from mpdit.world import close_world, init_world
 from mpdit.training.trainer import fit
 world = init_world()
 config = TrainConfig(model="MPDiT-S", dataset="digits", steps=3, global_batch_size=8, run_dir=sys.argv[1],
                      num_workers=0, sample_every=0, overrides={"stages": ((4, 1), (2, 1))})
 run, _ = fit(config, world)
-torch.save(run.model.state_dict(), f"{sys.argv[1]}/rank{world.rank}.pt")
+torch.save(run.train_step.model.state_dict(), f"{sys.argv[1]}/rank{world.rank}.pt")
 close_world(world)
 """
 
@@ -78,7 +79,7 @@ def test_torchrun_two_processes_hold_identical_weights(tmp_path):
     rank0, rank1 = (torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1))
     assert rank0.keys() == rank1.keys()
     assert all(torch.equal(rank0[name], rank1[name]) for name in rank0)
-    assert checkpoint.load(checkpoint.latest(str(tmp_path)))["step"] == 3
+    assert load_checkpoint(checkpoint.latest(str(tmp_path)))["step"] == 3
     assert rank0["final_layer.linear.weight"].abs().sum() > 0  # it trained (the layer starts at zero)
 
 
@@ -109,7 +110,7 @@ def test_sigkill_while_checkpointing_leaves_a_loadable_checkpoint(tmp_path):
     assert killed_mid_write
     path = checkpoint.latest(str(tmp_path))
     assert path is not None
-    state = checkpoint.load(path)  # complete, whatever the kill interrupted
+    state = load_checkpoint(path)  # complete, whatever the kill interrupted
     assert state["step"] >= 1
 
 
@@ -150,9 +151,9 @@ def test_truncated_and_missing_checkpoints(tmp_path):
     broken = tmp_path / "broken.pt"
     broken.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="unreadable .* truncated"):
-        checkpoint.load(str(broken))
+        load_checkpoint(str(broken))
     with pytest.raises(CheckpointError, match="no such file"):
-        checkpoint.load(str(tmp_path / "nope.pt"))
+        load_checkpoint(str(tmp_path / "nope.pt"))
     result = run_cli("sample", "--checkpoint", str(broken), "--out", str(tmp_path / "s.npz"))
     assert result.returncode == 2 and "truncated" in result.stderr and result.stderr.count("\n") == 1
 
@@ -249,32 +250,32 @@ def test_fsdp2_trains_saves_whole_weights_and_resumes(tmp_path):
             "--checkpoint-every", "2", "--sample-every", "0"]
     first = subprocess.run(base + ["--steps", "2"], capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
-    state = checkpoint.load(checkpoint.latest(str(tmp_path)))
+    state = load_checkpoint(checkpoint.latest(str(tmp_path)))
     plain = create_model("MPDiT-S", stages=((4, 1), (2, 1)), in_channels=1, latent_size=16, num_classes=10)
     assert {k: tuple(v.shape) for k, v in state["model"].items()} == \
         {k: tuple(v.shape) for k, v in plain.state_dict().items()}
     assert state["optimizer"]["state"]  # the optimizer's moments are saved too
     second = subprocess.run(base + ["--steps", "4", "--resume", "auto"], capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
-    resumed = checkpoint.load(checkpoint.latest(str(tmp_path)))
+    resumed = load_checkpoint(checkpoint.latest(str(tmp_path)))
     assert resumed["step"] == 4 and resumed["data"]["batches_consumed"] == 8  # 4 steps x 2 micro-batches per rank
     assert not torch.equal(resumed["model"]["blocks.0.attn.qkv.weight"], state["model"]["blocks.0.attn.qkv.weight"])
 
 
 @pytest.mark.parametrize("mode", ["stop", "skip"])
 def test_non_finite_loss_stops_naming_the_step_or_is_skipped(tmp_path, monkeypatch, mode):
-    import mpdit.training.trainer as trainer
-    from mpdit.training.trainer import TrainingError
+    import mpdit.training.step as step
+    from mpdit.training.step import TrainingError
 
     calls = {"n": 0}
-    real_loss = trainer.flow_matching_loss
+    real_loss = step.flow_matching_loss
 
     def poisoned_loss(*args, **kwargs):
         calls["n"] += 1
         loss = real_loss(*args, **kwargs)
         return loss * float("nan") if calls["n"] == 2 else loss
 
-    monkeypatch.setattr(trainer, "flow_matching_loss", poisoned_loss)
+    monkeypatch.setattr(step, "flow_matching_loss", poisoned_loss)
     run = config(tmp_path, steps=3, on_nonfinite=mode)
     if mode == "stop":
         with pytest.raises(TrainingError, match="non-finite loss nan .* at step 2"):
@@ -283,7 +284,7 @@ def test_non_finite_loss_stops_naming_the_step_or_is_skipped(tmp_path, monkeypat
     else:
         final = train(run)
         assert final["skipped_steps"] == 1 and final["step"] == 3
-        state = checkpoint.load(checkpoint.latest(str(tmp_path)))
+        state = load_checkpoint(checkpoint.latest(str(tmp_path)))
         assert all(torch.isfinite(t).all() for t in state["model"].values())
 
 
@@ -316,7 +317,7 @@ def test_sampling_shards_across_torchrun_ranks(tmp_path):
 
 def test_resuming_with_another_number_of_processes_is_refused(tmp_path):
     train(config(tmp_path, steps=1))
-    state = checkpoint.load(checkpoint.latest(str(tmp_path)))
+    state = load_checkpoint(checkpoint.latest(str(tmp_path)))
     state["rng"]["generators"] = state["rng"]["generators"] * 2  # as if written by two processes
     checkpoint.save({k: v for k, v in state.items() if k != "format"}, str(tmp_path), 5)
     with pytest.raises(CheckpointError, match="written by 2 processes, resumed with 1"):
@@ -324,7 +325,7 @@ def test_resuming_with_another_number_of_processes_is_refused(tmp_path):
 
 
 def test_ema_update_rule():
-    from mpdit.training.trainer import update_ema
+    from mpdit.training.step import update_ema
 
     model, ema = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
     torch.nn.init.zeros_(ema.weight)
@@ -337,7 +338,7 @@ def test_ema_update_rule():
 
 def test_trainer_uses_the_configured_ema_decay(tmp_path):
     train(config(tmp_path, steps=2, ema_decay=0.0))  # decay 0: the EMA is the model itself
-    state = checkpoint.load(checkpoint.latest(str(tmp_path)))
+    state = load_checkpoint(checkpoint.latest(str(tmp_path)))
     for name, tensor in state["model"].items():
         torch.testing.assert_close(state["ema"][name], tensor, msg=name)
 
@@ -362,7 +363,7 @@ def test_train_options_are_generated_from_train_config():
 @pytest.mark.parametrize("mode", ["default", "max-autotune-no-cudagraphs"])
 def test_compile_mode_reaches_torch_compile(tmp_path, monkeypatch, mode):
     from mpdit.training.data import open_dataset
-    from mpdit.training.distributed import World
+    from mpdit.world import World
     from mpdit.training.trainer import build
 
     modes = []

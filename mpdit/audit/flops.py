@@ -6,7 +6,7 @@ papers are MACs):
   (its FLOPs / 2), attention at the real sequence lengths;
 - paper: the same dense MACs, but attention charged 2 * L^2 * D for every block with L
   the image-token count at the finest patch (256 at 256 px), whatever the block's real
-  sequence length. This reproduces every GFLOPs figure of the MPDiT paper (notes,
+  sequence length. This reproduces every GFLOPs figure of the MPDiT paper (docs/model.md,
   "How the paper counts GFLOPs").
 """
 from dataclasses import asdict, dataclass

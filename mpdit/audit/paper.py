@@ -2,7 +2,7 @@
 
 Each row names how to BUILD the network (a registered model plus create_model overrides);
 the counts themselves always come from the instantiated model (mpdit.audit.flops).
-Source: Dao & Metaxas, CVPR 2026, Tables 1, 3 and 4 (shared/reference/mpdit-notes.md).
+Source: Dao & Metaxas, CVPR 2026, Tables 1, 3 and 4 (docs/model.md).
 """
 from dataclasses import dataclass, field
 

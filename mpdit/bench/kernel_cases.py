@@ -1,7 +1,7 @@
 """Microbenchmarks of each fused op against eager PyTorch and torch.compile.
 
-On a GPU each call is replayed from a CUDA graph, so the figures are device time (the 2026-11-26
-figures were timed from the host, which at the coarse shape measured the launch cost).
+On a GPU each call is replayed from a CUDA graph, so the figures are device time (timed from the
+host, a call at the coarse shape measures its launch cost instead).
 Bytes are the fewest each op must move (each input read once, each output written once);
 GB/s = bytes / median time; % of copy is against a device-to-device copy timed in the
 same run. One setup_<case>(B, D, dtype, device, provider) per case returns the forward
@@ -10,7 +10,7 @@ call, the inputs that get gradients, and the bytes of the forward and of the bac
 import torch
 
 from mpdit.bench.providers import on_backend
-from mpdit.bench.timing import time_call
+from mpdit.bench.timing import NOISY, time_call
 from mpdit_kernels import ops
 
 PROVIDERS = ("torch", "compile", "native", "triton")  # the last is the one the others are quoted against
@@ -116,8 +116,9 @@ def _device_time(fn, device, min_reps) -> dict:
 
 def summary(results, providers=PROVIDERS) -> str:
     """Markdown: one line per op, mode and shape; ratios are the other providers' time over the last's.
-    A bandwidth above the measured copy's is impossible and is flagged instead of printed; an op
-    whose backward runs no kernel of its own (fine_entry's only routes views) gets no ratio;
+    A bandwidth above the measured copy's is impossible and is flagged instead of printed, and that
+    row gets no ratio; nor does an op whose backward runs no kernel of its own (fine_entry's only
+    routes views);
     a time whose p20-p80 spread passes 30% of its median is marked noisy."""
     by_key = {(r["case"], r["provider"], r["mode"], r["metric"], r["x"]): r["value"] for r in results.rows}
     shapes = sorted({r["x"] for r in results.rows if r["case"] in CASES})
@@ -135,7 +136,7 @@ def summary(results, providers=PROVIDERS) -> str:
                 times = []
                 for provider, value in zip(providers, ms):
                     p20, p80 = (by_key.get((case, provider, mode, m, shape)) for m in ("p20_ms", "p80_ms"))
-                    noisy = p20 is not None and p80 is not None and value and (p80 - p20) / value > 0.30
+                    noisy = p20 is not None and p80 is not None and value and (p80 - p20) / value > NOISY
                     times.append(f"{value:.3f}" + (" (noisy)" if noisy else ""))
                 gbs = by_key.get((case, fused, mode, "bandwidth", shape))
                 pct = by_key.get((case, fused, mode, "copy_fraction", shape))
@@ -145,7 +146,8 @@ def summary(results, providers=PROVIDERS) -> str:
                     moved = "above the copy: timing suspect | - |"
                 else:
                     moved = f"{gbs:.0f} | {pct:.0f}% |"
-                no_kernel = mode == "backward" and case in NO_BACKWARD_KERNEL
+                # no ratio where the op's backward runs no kernel, or where the timing is suspect
+                no_ratio = (mode == "backward" and case in NO_BACKWARD_KERNEL) or (pct is not None and pct > 100)
                 lines.append(f"| {case} | {shape} | {mode} | " + " | ".join(times) + " | " + moved
-                             + "".join(" - |" if no_kernel else f" {v / ms[-1]:.2f}x |" for v in ms[:-1]))
+                             + "".join(" - |" if no_ratio else f" {v / ms[-1]:.2f}x |" for v in ms[:-1]))
     return "\n".join(lines)

@@ -10,14 +10,16 @@ from dataclasses import dataclass, field
 
 import torch
 
-from mpdit import create_model
-from mpdit.bench.profile import profile_step, step_range
+from mpdit.models import create_model
+from mpdit.models.float8 import convert_blocks_to_float8
+from mpdit.bench.profile import profile_step
 from mpdit.bench.providers import split
 from mpdit.bench.timing import time_steps
-from mpdit.diffusion.flow import flow_matching_loss
 from mpdit.diffusion.guidance import GuidedVelocity
 from mpdit.diffusion.sampling import euler, graphed_velocity
-from mpdit.training.trainer import update_ema
+from mpdit.training.config import TrainConfig
+from mpdit.training.step import TrainStep, build_train_step
+from mpdit.world import World
 
 INPUT_SETS = 3
 
@@ -35,8 +37,6 @@ def build(spec: ModelSpec, provider: str, device: str):
     model = create_model(spec.name, kernel_backend=parts.backend, **spec.overrides).to(device)
     model.check_values = False  # the benchmark's inputs are valid: keep device syncs out of the timings
     if parts.float8:
-        from mpdit.models.float8 import convert_blocks_to_float8
-
         convert_blocks_to_float8(model, device)
     forward = torch.compile(model, mode=parts.compile_mode) if parts.compiled else model
     return model, forward
@@ -60,37 +60,34 @@ def autocast_for(device: str, dtype: torch.dtype):
     return torch.autocast(device, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
 
 
+def train_step_for(spec: ModelSpec, provider: str, device: str, dtype: torch.dtype) -> TrainStep:
+    """The trainer's own step (mpdit.training.step) for the model as `provider` runs it, at the
+    trainer's defaults (AdamW, clipping at 1, EMA); dtype float32 or bfloat16 (autocast)."""
+    parts = split(provider)
+    precision = "fp8" if parts.float8 else {torch.float32: "fp32", torch.bfloat16: "bf16"}[dtype]
+    config = TrainConfig(model=spec.name, dataset="bench", steps=1, global_batch_size=1, run_dir="-",
+                         kernel_backend=parts.backend, precision=precision, compile=parts.compiled,
+                         compile_mode=parts.compile_mode or "default", num_workers=0, overrides=dict(spec.overrides))
+    return build_train_step(config, World(device=torch.device(device)), spec.overrides)
+
+
 def bench_train(results, spec, provider, device, dtype, batch, reps, warmup, x_label, macs, peak_tflops,
                 profile_to=None):
-    """The trainer's step on `batch` images: forward, backward, gradient clipping, fused AdamW
-    (CUDA), EMA update. On CUDA out-of-memory the step is split into micro-batches with gradient
+    """The trainer's step on `batch` images: forward, backward, gradient clipping, AdamW (fused on
+    CUDA), EMA update. On CUDA out-of-memory the step is split into micro-batches with gradient
     accumulation (same images per step). profile_to: a folder for the profile's Chrome trace;
     then the step's time is also broken down (mpdit.bench.profile)."""
-    model, forward = build(spec, provider, device)
-    ema = create_model(spec.name, **spec.overrides).to(device).requires_grad_(False)
-    ema.load_state_dict(model.state_dict())
-    fused = {"fused": True} if device == "cuda" else {}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0, **fused)
-    batches = latent_batches(model, batch, device)
-    null_class = model.config.num_classes
+    train_step = train_step_for(spec, provider, device, dtype)
+    batches = latent_batches(train_step.model, batch, device)
     micro = batch
     while True:
-        state = {"i": 0}
+        done = {"steps": 0}
 
         def step():
-            latents, _, labels = batches[state["i"] % INPUT_SETS]
-            state["i"] += 1
-            for chunk in range(0, batch, micro):
-                with autocast_for(device, dtype):
-                    loss = flow_matching_loss(forward, latents[chunk:chunk + micro], labels[chunk:chunk + micro],
-                                              null_class=null_class)
-                (loss * min(micro, batch - chunk) / batch).backward()
-            with step_range("mpdit.optimizer"):
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            with step_range("mpdit.ema"):
-                update_ema(ema, model, 0.9999)
+            latents, _, labels = batches[done["steps"] % INPUT_SETS]
+            chunks = [(latents[start:start + micro], labels[start:start + micro]) for start in range(0, batch, micro)]
+            train_step(chunks, done["steps"])
+            done["steps"] += 1
 
         try:
             if device == "cuda":
@@ -98,7 +95,7 @@ def bench_train(results, spec, provider, device, dtype, batch, reps, warmup, x_l
             timing = time_steps(step, device, reps=reps, warmup=warmup)
             break
         except torch.cuda.OutOfMemoryError:
-            optimizer.zero_grad(set_to_none=True)
+            train_step.optimizer.zero_grad(set_to_none=True)
             release(device)
             if micro == 1:
                 raise

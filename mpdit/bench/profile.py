@@ -13,12 +13,14 @@ import os
 import shutil
 import tempfile
 
-import torch
 from torch.autograd import DeviceType
-from torch.profiler import ProfilerActivity, profile, record_function
+from torch.profiler import ProfilerActivity, profile
+
+from mpdit.bench.timing import synchronize
+from mpdit.training.step import EMA_RANGE, OPTIMIZER_RANGE
 
 CATEGORIES = ("gemm", "attention", "fused ops", "other kernels", "optimizer", "ema", "idle")
-RANGES = {"mpdit.optimizer": "optimizer", "mpdit.ema": "ema"}
+RANGES = {OPTIMIZER_RANGE: "optimizer", EMA_RANGE: "ema"}
 
 # Substrings of kernel (GPU) or operator (CPU) names, checked in this order.
 _ATTENTION = ("flash", "fmha", "attention", "sdpa", "cudnn_generated", "attn")
@@ -51,21 +53,16 @@ def classify(name: str) -> str:
     return "other kernels"
 
 
-def step_range(name: str):
-    """record_function(name): marks the optimizer or EMA part of a step for the profile."""
-    return record_function(name)
-
-
 def profile_step(step, device: str, steps: int = 2, trace_path: str = None) -> dict:
     """{category: ms per step, 'step_ms': device span per step, 'top': [(name, ms per step)]}
     for `steps` calls of step() after one warm-up call; the Chrome trace gzipped to trace_path."""
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
     step()
-    _synchronize(device)
+    synchronize(device)
     with profile(activities=activities) as prof:
         for _ in range(steps):
             step()
-        _synchronize(device)
+        synchronize(device)
     breakdown = breakdown_of(prof.events(), device, steps)
     if trace_path:
         _export_gzipped(prof, trace_path)
@@ -140,7 +137,3 @@ def _export_gzipped(prof, path: str) -> None:
         with open(raw, "rb") as src, gzip.open(path, "wb") as dst:
             shutil.copyfileobj(src, dst)
 
-
-def _synchronize(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()

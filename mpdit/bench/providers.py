@@ -18,6 +18,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from mpdit.models.float8 import float8_unavailable_reason
 from mpdit.training.config import AUTOTUNE_ON_CPU, COMPILE_MODES
 from mpdit_kernels import BACKENDS
 
@@ -55,8 +56,6 @@ def unavailable_reason(provider: str, device: str):
     if reason is None and parts.compile_mode == AUTOTUNE_MODE and device != "cuda":
         reason = AUTOTUNE_ON_CPU
     if reason is None and parts.float8:
-        from mpdit.models.float8 import float8_unavailable_reason
-
         reason = float8_unavailable_reason(device)
     return reason
 

@@ -3,18 +3,21 @@ import os
 
 from mpdit.bench import kernel_cases
 from mpdit.bench.profile import CATEGORIES
+from mpdit.bench.timing import NOISY
 
 
 def _get(results, label, provider, mode, metric, x=None):
-    for row in reversed(results.rows):
-        if (row["case"], row["provider"], row["mode"], row["metric"]) == (label, provider, mode, metric) and \
-                (x is None or row["x"] == x):
-            return row["value"]
-    return None
+    return results.value(label, provider, mode, metric, x)
 
 
 def _fmt(value, spec=".1f", suffix=""):
     return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def _rate(value) -> str:
+    """A rate (images/s, TFLOP/s) to three significant figures, so that slow ones do not round
+    to the same 0.1 while their ratio says otherwise."""
+    return "-" if value is None else f"{value:.3g}"
 
 
 def _distinct(results, mode, key):
@@ -32,9 +35,6 @@ def _labels(results, mode):
 
 def _providers(results, mode):
     return _distinct(results, mode, "provider")
-
-
-NOISY = 0.30  # p20-p80 spread over the median past which a figure is marked noisy
 
 
 def _spread(results, label, provider, mode, x=None):
@@ -91,9 +91,11 @@ def headline(results, meta) -> list:
             for kind, metric in (("sampling", "run_ms"), ("graph", "graph_run_ms")):
                 figures[label][kind, x] = _best(results, label, runs[-1], metric, x, lowest=True)
 
-    def cell(value_provider, spec=".1f", scale=1.0):
+    def cell(value_provider, spec=None, scale=1.0):  # spec None: a rate, to three significant figures
         value, provider = value_provider
-        return "-" if value is None else f"{value * scale:{spec}} ({provider})"
+        if value is None:
+            return "-"
+        return f"{_rate(value * scale) if spec is None else format(value * scale, spec)} ({provider})"
 
     big = xs[-1].split()[0] if xs else "-"
     one = xs[0].split()[0] if xs else "-"
@@ -136,17 +138,21 @@ def markdown(results, meta, kernel_providers) -> str:
     lines = [f"## mpdit bench --preset {meta['preset']}: {where}, {meta['dtype']}", "",
              f"torch {env['torch']}, triton {env.get('triton')}, flash-attn {env.get('flash-attn')}, "
              f"xformers {env.get('xformers')}; attention paths: {', '.join(env.get('attention_paths') or ['-'])}",
-             f"measured ceilings: matmul {_fmt(peak)} TFLOP/s, device copy {_fmt(copy, '.0f')} GB/s", ""]
+             f"measured ceilings: matmul {_rate(peak)} TFLOP/s, device copy {_rate(copy)} GB/s", ""]
     lines += [f"note: {note}" for note in meta["notes"]]
     lines += [""] + headline(results, meta)
 
     if _labels(results, "audit"):
-        lines += ["", "| model | params (M) | GFLOPs paper conv. | GFLOPs exact | train step GFLOP (measured) |",
+        lines += ["", "| model | params (M) | GFLOPs paper conv. | GFLOPs exact | training step GFLOP |",
                   "|---|---|---|---|---|"]
         for label in _labels(results, "audit"):
             values = [_get(results, label, "-", "audit", m) for m in
                       ("params", "gflops_paper", "gflops_exact", "train_step_gflop")]
             lines.append(f"| {label} | " + " | ".join(_fmt(v, ".2f") for v in values) + " |")
+        lines += ["", "GFLOPs (paper conv. and exact) count multiply-accumulates of one forward pass per image, as "
+                      "the papers do (`mpdit flops`); the training step column counts floating-point operations "
+                      "(2 per multiply-accumulate) of forward and backward per image, as torch's FLOP counter "
+                      "measures them."]
 
     baselines = meta.get("baselines", {})
     if _labels(results, "train"):
@@ -165,7 +171,7 @@ def markdown(results, meta, kernel_providers) -> str:
                     f"| {label} | {provider} | {_fmt(_get(results, label, provider, 'train', 'median_ms'))} "
                     f"({_fmt(_get(results, label, provider, 'train', 'p20_ms'))}-"
                     f"{_fmt(_get(results, label, provider, 'train', 'p80_ms'))})"
-                    f"{_noisy(results, label, provider, 'train')} | {rate:.1f} | "
+                    f"{_noisy(results, label, provider, 'train')} | {_rate(rate)} | "
                     f"{_fmt(_get(results, label, provider, 'train', 'mfu'), '.1f', '%')} | "
                     f"{_fmt(_get(results, label, provider, 'train', 'peak_memory'), '.1f')} | "
                     f"{_fmt(rate / eager if eager else None, '.2f', 'x')} | "
@@ -193,7 +199,7 @@ def markdown(results, meta, kernel_providers) -> str:
                 for x in xs:
                     cells += [_fmt(_get(results, label, provider, "inference", "median_ms", x), ".2f")
                               + _noisy(results, label, provider, "inference", x),
-                              _fmt(_get(results, label, provider, "inference", "throughput", x), ".1f")]
+                              _rate(_get(results, label, provider, "inference", "throughput", x))]
                 if any(c != "-" for c in cells):
                     lines.append(f"| {label} | {provider} | " + " | ".join(cells) + " |")
 
@@ -222,8 +228,8 @@ def markdown(results, meta, kernel_providers) -> str:
         lines += ["", "Fused ops (time, GB/s and % of the device copy measured above):", "",
                   kernel_cases.summary(results, kernel_providers)]
     for error in results.errors:
-        lines.append(f"\nFAILED {error.get('section')} {error.get('model', '')} {error.get('provider', '')}: "
-                     f"{error['error']}")
+        case = " ".join(part for part in error["case"] if part != "-")
+        lines.append(f"\nFAILED {case}: {error['error']}")
     return "\n".join(lines)
 
 
@@ -277,7 +283,7 @@ def write_plots(results, folder: str, meta: dict, kernel_providers) -> list:
             points = [p for p in points if None not in p]
             ax.scatter([p[0] for p in points], [p[1] for p in points], label=provider)
             for gflops, rate, label in points:
-                ax.annotate(f"{label}: {rate:.0f}", (gflops, rate), fontsize=7, xytext=(3, 3),
+                ax.annotate(f"{label}: {_rate(rate)}", (gflops, rate), fontsize=7, xytext=(3, 3),
                             textcoords="offset points")
         ax.set_xlabel("GFLOPs per image (exact multiply-accumulates, forward)")
         ax.set_ylabel("training images / s")

@@ -1,7 +1,8 @@
 """Timing, device ceilings and result rows shared by `mpdit bench` and benchmarks/.
 
 Short calls: triton.testing.do_bench on GPU (CUDA events, warm-up, L2 flush between runs),
-or replays of a CUDA graph where the host's launch cost would be timed instead; perf_counter on CPU; median with 20th / 80th percentiles of at least `min_reps` runs.
+or replays of a CUDA graph where the host's launch cost would be timed instead; perf_counter on
+CPU; median with 20th / 80th percentiles of at least `min_reps` runs.
 Long calls (a training step, a sampling run): synchronised perf_counter per call.
 Rows are long format: case, provider, mode, metric, unit, x, value, device, timestamp, git sha.
 """
@@ -40,6 +41,9 @@ def time_call(fn, device: str, warmup_ms: float = 25, rep_ms: float = 100, min_r
     return _quantiles(times)
 
 
+NOISY = 0.30  # p20-p80 spread over the median past which a time is marked noisy
+
+
 def synchronize(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -64,7 +68,7 @@ def time_steps(fn, device: str, reps: int = 10, warmup: int = 2) -> dict:
 def _quantiles(times: list) -> dict:
     if len(times) < 2:
         return {"median_ms": times[0], "p20_ms": times[0], "p80_ms": times[0]}
-    quantiles = statistics.quantiles(times, n=5)
+    quantiles = statistics.quantiles(times, n=5, method="inclusive")  # within the runs: 2 never extrapolate below 0
     return {"median_ms": statistics.median(times), "p20_ms": quantiles[0], "p80_ms": quantiles[-1]}
 
 
@@ -94,6 +98,26 @@ def git_sha() -> str:
                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def read_stream(path: str) -> dict:
+    """{case key (JSON): (its rows, its error or None)} of the cases bench.jsonl says are done (a
+    case's rows are written together with its done line: rows after the last one are a torn write)."""
+    done, pending = {}, []
+    with open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError:  # a torn line: a write cut short by a kill
+                continue
+            if "done" in item:
+                done[json.dumps(item["done"])] = (pending, item.get("error"))
+                pending = []
+            else:
+                pending.append(item)
+    return done
 
 
 ROW_FIELDS = ("case", "provider", "mode", "metric", "unit", "x", "value", "device", "timestamp", "git_sha")
@@ -140,10 +164,11 @@ class Results:
                 top.setdefault(f"{row['case']} {row['provider']}", []).append((row["metric"], row["value"]))
         return top
 
-    def value(self, case, provider, mode, metric):
-        """The last value recorded for this key, or None."""
+    def value(self, case, provider, mode, metric, x=None):
+        """The last value recorded for this key (and this x, when given), or None."""
         for row in reversed(self.rows):
-            if (row["case"], row["provider"], row["mode"], row["metric"]) == (case, provider, mode, metric):
+            if (row["case"], row["provider"], row["mode"], row["metric"]) == (case, provider, mode, metric) and \
+                    (x is None or row["x"] == x):
                 return row["value"]
         return None
 

@@ -14,6 +14,10 @@ import torch
 
 from mpdit.compat.layouts import FAMILIES, check_layout, from_official, guess_family, strip_prefixes, to_official
 from mpdit.compat.models import official_model
+from mpdit.io import export_metadata, read, write_safetensors
+from mpdit.io.files import atomic_path, check_output
+from mpdit.models.registry import MODELS
+from mpdit.models.transformer import ModelConfig
 
 # The VAE latents each codebase trains on (layouts facts): sd-vae-ft-mse x 0.18215 (DiT's and
 # SiT's sample.py default), raw sd-vae-ft-ema normalised per channel (the reference MPDiT).
@@ -110,8 +114,6 @@ ENGINE_PREFIX = {"dit": "DiT-", "sit": "SiT-", "mpdit-ref": "MPDiT-"}
 def native_name(family: str, config) -> str:
     """The engine's registered name of the same width and heads (and DiT/SiT patch); the
     saved config carries the rest (depths, stages, latent size, ...)."""
-    from mpdit.models.registry import MODELS
-
     for registered, known in MODELS.items():
         if registered.startswith(ENGINE_PREFIX[family]) and not registered.endswith("-3L") \
                 and (known.hidden_size, known.num_heads) == (config.hidden_size, config.num_heads) \
@@ -122,11 +124,8 @@ def native_name(family: str, config) -> str:
 
 def convert_to_native(checkpoint: str, family: str, name: str, out: str, weights: str = "ema") -> dict:
     """An official checkpoint file -> the engine's .safetensors (weights, config, latents, origin)."""
-    from mpdit.loading import export_metadata
-
     _check_family(family, "from")
-    if not out.endswith(".safetensors"):
-        raise ValueError(f"out={out!r}: expected a path ending in .safetensors")
+    check_output(out, ".safetensors", inputs=[checkpoint])
     state = read_official(checkpoint, weights)
     native, kwargs, config = official_to_native(state, family, name, what=f"checkpoint={checkpoint!r}")
     # 4 channels: the SD-VAE latents the codebase trains on (8x downsampling); else pixels, no VAE
@@ -134,7 +133,7 @@ def convert_to_native(checkpoint: str, family: str, name: str, out: str, weights
     metadata = export_metadata(native_name(family, config), 0, dataclasses.asdict(config), latents)
     metadata["origin"] = json.dumps({"family": family, "model": name, "kwargs": kwargs,
                                      "source": os.path.basename(checkpoint)})
-    _atomic_write(out, lambda tmp: _save_safetensors(native, tmp, metadata))
+    write_safetensors(native, out, metadata)
     # what was read from the shapes, said aloud: a class table of N rows is N - 1 classes + the null
     # class (class_dropout_prob > 0, as every released checkpoint; a table without a null row is not supported)
     return {"out": out, "family": family, "model": name, "engine_model": metadata["model"], "tensors": len(native),
@@ -155,10 +154,8 @@ def official_kwargs_of(config) -> dict:
 def convert_to_official(path: str, family: str, out: str, name: str = None) -> dict:
     """The engine's file (a converted or exported .safetensors, or a training checkpoint's EMA) ->
     a bare official state dict (.pt), which the official code loads with strict=True."""
-    from mpdit.loading import read
-    from mpdit.models.transformer import ModelConfig
-
     _check_family(family, "to")
+    check_output(out, ".pt", inputs=[path])
     saved = read(path)
     origin = saved.get("origin") or {}
     if origin and origin["family"] != family and {origin["family"], family} != {"dit", "sit"}:
@@ -177,27 +174,7 @@ def convert_to_official(path: str, family: str, out: str, name: str = None) -> d
     expected = {key: tuple(t.shape) for key, t in model.state_dict().items()}
     check_layout(official, expected, family, what=path)
     official = {key: official[key].contiguous() for key in expected}  # the official order (safetensors sorts)
-    _atomic_write(out, lambda tmp: torch.save(official, tmp))
+    with atomic_path(out) as tmp:
+        torch.save(official, tmp)
     return {"out": out, "family": family, "model": name, "tensors": len(official)}
 
-
-def _save_safetensors(tensors: dict, path: str, metadata: dict) -> None:
-    from safetensors.torch import save_file
-
-    save_file({key: tensor.contiguous() for key, tensor in tensors.items()}, path, metadata=metadata)
-
-
-def _atomic_write(out: str, write) -> None:
-    """write(tmp) then rename: an existing `out` is replaced only by a complete file."""
-    from mpdit.training.checkpoint import check_writable
-
-    check_writable(out)
-    tmp = f"{out}.tmp-{os.getpid()}"
-    try:
-        write(tmp)
-        os.replace(tmp, out)
-    except OSError as error:
-        raise ValueError(f"out={out!r}: cannot write ({error.strerror or type(error).__name__})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -1,6 +1,6 @@
 """State dicts between the official layouts (DiT, SiT, the reference MPDiT) and the engine's.
 
-Facts from shared/reference/checkpoint-layouts.md. DiT and SiT name every tensor as the engine
+The layouts are described in docs/checkpoint-layouts.md. DiT and SiT name every tensor as the engine
 does; only the position table differs ([1, L, D] there, [L, D] here). The reference MPDiT names
 its modules after its stages (downsample_blocks, upsampler, x_embedder_skip, ...) and keeps its
 FNO time embedding as per-layer tensors that the engine stacks into one. Both directions are pure

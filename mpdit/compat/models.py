@@ -16,6 +16,7 @@ import torch.nn as nn
 from mpdit.compat.layouts import from_official, strip_prefixes, to_official
 from mpdit.diffusion.flow import drop_labels
 from mpdit.models.embeddings import ClassEmbedding
+from mpdit.models.registry import SIZES
 from mpdit.models.transformer import ModelConfig, MultiPatchTransformer
 
 
@@ -157,13 +158,10 @@ def _mpdit_config(stages, hidden_size, num_heads, mlp_ratio, input_size, in_chan
 
 
 # --------------------------------------------------------------------------- registries
-# (hidden_size, depth, num_heads) of DiT's sizes, as its models.py.
-_DIT_SIZES = {"XL": (1152, 28, 16), "L": (1024, 24, 16), "B": (768, 12, 12), "S": (384, 12, 6)}
-
 DiT_models = {f"DiT-{size}/{p}": partial(DiT, hidden_size=D, depth=depth, num_heads=heads, patch_size=p)
-              for size, (D, depth, heads) in _DIT_SIZES.items() for p in (2, 4, 8)}
+              for size, (D, heads, depth) in SIZES.items() for p in (2, 4, 8)}
 SiT_models = {f"SiT-{size}/{p}": partial(SiT, hidden_size=D, depth=depth, num_heads=heads, patch_size=p)
-              for size, (D, depth, heads) in _DIT_SIZES.items() for p in (2, 4, 8)}
+              for size, (D, heads, depth) in SIZES.items() for p in (2, 4, 8)}
 MPDiT_models = {
     "MPDiT-XL/4x": partial(MPDiT, depth_downsample=22, depth_upsample=6, hidden_size=1152, patch_size=4, num_heads=16),
     "MPDiT-L/4x": partial(MPDiT, depth_downsample=18, depth_upsample=6, hidden_size=1024, patch_size=4, num_heads=16),

@@ -9,7 +9,7 @@ import torch
 
 from mpdit.compat.layouts import to_official
 from mpdit.compat.models import official_model
-from mpdit.loading import build
+from mpdit.io import build
 
 
 class SiTVelocity(torch.nn.Module):
@@ -25,7 +25,7 @@ class SiTVelocity(torch.nn.Module):
 
 
 def sampling_model(saved: dict, device) -> torch.nn.Module:
-    """What the samplers run for a file read by mpdit.loading.read, in eval mode on `device`: the
+    """What the samplers run for a file read by mpdit.io.read, in eval mode on `device`: the
     engine's model, a SiT velocity wrapper, or (DiT) the official module for mpdit.diffusion.ddpm."""
     origin = saved.get("origin")
     family = origin["family"] if origin else None

@@ -1,7 +1,7 @@
 """Flow matching (rectified-flow interpolant), time samplers, class dropout and the loss.
 
 Convention throughout: z_t = (1 - t) z + t n with z data and n ~ N(0, I); t = 0 is data,
-t = 1 is noise; the network regresses the velocity n - z (notes, "Training").
+t = 1 is noise; the network regresses the velocity n - z (docs/model.md, "Training and sampling recipe").
 """
 import torch
 import torch.nn.functional as F

@@ -111,7 +111,7 @@ class TransformerBlock(nn.Module):
 
 
 class Upsample(nn.Module):
-    """MPDiT's stage transition (notes, step 7), for a patch ratio r between two stages.
+    """MPDiT's stage transition (docs/model.md, step 7), for a patch ratio r between two stages.
 
     Linear(D, r^2 D) on the image tokens -> pixel-shuffle into r x r neighbourhoods ->
     GELU (tanh) -> class tokens back in front -> LayerNorm (no affine) -> Linear(D, D).

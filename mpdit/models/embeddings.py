@@ -66,7 +66,7 @@ class MLPTimeEmbedding(nn.Module):
 
 
 class FNOTimeEmbedding(nn.Module):
-    """MPDiT's time embedding (notes, step 3).
+    """MPDiT's time embedding (docs/model.md, step 3).
 
     t -> grid linspace(-1, 1, n) + t -> Linear(1, width) lift -> `layers` Fourier layers
     (spectral conv over the lowest `modes` modes + pointwise 1x1 conv, GELU after all but

@@ -1,9 +1,9 @@
 """Named sizes (the registry the CLI's choices come from) and create_model."""
-from dataclasses import fields, replace
+from dataclasses import replace
 
-from mpdit.models.transformer import ModelConfig, MultiPatchTransformer
+from mpdit.models.transformer import ModelConfig, MultiPatchTransformer, overridable_fields
 
-# name: (hidden_size, num_heads, depth), as DiT (Peebles & Xie, Table 1) and the MPDiT notes.
+# name: (hidden_size, num_heads, depth), as DiT (Peebles & Xie, Table 1) and MPDiT (docs/model.md).
 SIZES = {"S": (384, 6, 12), "B": (768, 12, 12), "L": (1024, 16, 24), "XL": (1152, 16, 28)}
 MPDIT_FINE_DEPTH = 6
 
@@ -33,8 +33,8 @@ for _size in SIZES:
 # The public code's three-level variant (patches 8 -> 4 -> 2), built from the same upsampler.
 MODELS["MPDiT-XL-3L"] = mpdit_config("XL", stages=((8, 14), (4, 8), (2, 6)))
 
-OVERRIDES = ("fine_depth", "class_tokens", "time_embed", "shared_adaln", "skip", "latent_size",
-             "in_channels", "num_classes", "learn_sigma", "stages", "mlp_ratio")
+# fine_depth: the last stage's depth, total depth kept (ModelConfig.with_fine_depth)
+OVERRIDES = ("fine_depth",) + overridable_fields()
 
 
 def list_models() -> list:
@@ -55,8 +55,7 @@ def get_config(name: str, **overrides) -> ModelConfig:
             overrides["stages"] = tuple(tuple(stage) for stage in overrides["stages"])
         except TypeError:
             raise ValueError(f"stages={overrides['stages']!r}: expected a list of (patch, depth) pairs") from None
-    known = {f.name for f in fields(ModelConfig)}
-    config = replace(MODELS[name], **{k: v for k, v in overrides.items() if k in known})
+    config = replace(MODELS[name], **overrides)
     if fine_depth is not None:
         config = config.with_fine_depth(fine_depth)
     config.validate()

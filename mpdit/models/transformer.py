@@ -2,11 +2,11 @@
 
 A model is a list of stages, coarse to fine, each (patch, depth). One stage with per-block
 adaLN, an MLP time embedding and no class tokens is DiT; two stages [(4, N - k), (2, k)]
-with shared adaLN, 16 class tokens and the FNO time embedding is MPDiT. The method's
-facts are in shared/reference/mpdit-notes.md; step numbers below refer to it.
+with shared adaLN, 16 class tokens and the FNO time embedding is MPDiT. docs/model.md
+specifies the method; the step numbers below refer to it.
 """
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 import torch.nn as nn
@@ -21,22 +21,29 @@ TIME_EMBEDDINGS = ("mlp", "fno")
 
 
 # --------------------------------------------------------------------------- config
+def overridable(default, help=None, **cli):
+    """A field a run may change from the registered size (create_model(name, **overrides)); with
+    `help`, the command line offers it as an option too (mpdit.cli; `cli` adds metavar, choices)."""
+    return field(default=default, metadata={"override": True, "help": help, **cli})
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything that defines a network; sizes in the registry are instances of this."""
 
     hidden_size: int
     num_heads: int
-    stages: tuple = field(default=((2, 12),))  # ((patch, depth), ...) coarse to fine
-    class_tokens: int = 0  # m; 0 = DiT's single class vector added to the time embedding
-    time_embed: str = "mlp"  # "mlp" (DiT) or "fno" (MPDiT)
-    shared_adaln: bool = False  # one modulation for the whole network (MPDiT)
-    skip: bool = True  # patch embedding of the input added at each finer stage (MPDiT)
-    learn_sigma: bool = False  # DiT's extra C variance channels (unused by flow matching)
-    latent_size: int = 32
-    in_channels: int = 4
-    num_classes: int = 1000
-    mlp_ratio: float = 4.0
+    stages: tuple = overridable(((2, 12),), "stage schedule, coarse to fine", metavar="P:D,...")  # ((patch, depth),)
+    class_tokens: int = overridable(0, "class tokens m (0 = DiT's single class vector added to the time embedding)",
+                                    metavar="M")
+    time_embed: str = overridable("mlp", "time embedding: mlp (DiT) or fno (MPDiT)", choices=TIME_EMBEDDINGS)
+    shared_adaln: bool = overridable(False, "one adaLN modulation for the whole network (MPDiT)")
+    skip: bool = overridable(True, "patch embedding of the input added at each finer stage (MPDiT)")
+    learn_sigma: bool = overridable(False)  # DiT's extra C variance channels (unused by flow matching)
+    latent_size: int = overridable(32, "latent height = width (32 at 256 px)", metavar="S")
+    in_channels: int = overridable(4)  # set by the data
+    num_classes: int = overridable(1000)  # set by the data
+    mlp_ratio: float = overridable(4.0)
 
     @property
     def depth(self) -> int:
@@ -105,6 +112,11 @@ class ModelConfig:
         coarsest = self.stages[0][0]
         if self.latent_size % coarsest:
             raise ValueError(f"latent_size={self.latent_size}: expected a multiple of the coarsest patch {coarsest}")
+
+
+def overridable_fields() -> tuple:
+    """The ModelConfig fields a run may change from the registered size."""
+    return tuple(spec.name for spec in fields(ModelConfig) if spec.metadata.get("override"))
 
 
 # --------------------------------------------------------------------------- model

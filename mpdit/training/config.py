@@ -2,7 +2,7 @@
 
 `mpdit train` generates its options from these fields (mpdit.cli.add_config_arguments):
 the help text and choices live in each field's metadata. Defaults follow the paper's recipe
-(shared/reference/mpdit-notes.md, "Training"): AdamW lr 1e-4 without weight decay,
+(docs/model.md, "Training and sampling recipe"): AdamW lr 1e-4 without weight decay,
 logit-normal times, class dropout 0.1, EMA 0.9999, bf16 on GPU.
 """
 import math

@@ -1,4 +1,4 @@
-"""Image folders to latent shards through diffusers' AutoencoderKL, and latents back to images.
+"""Image folders to latent shards through diffusers' AutoencoderKL (mpdit.models.vae).
 
 `mpdit extract-latents` reads an ImageFolder (one sub-folder per class, sorted names =
 labels), centre-crops as ADM does, encodes with the VAE (sd-vae-ft-ema by default),
@@ -12,12 +12,9 @@ import sys
 
 import torch
 
+from mpdit.models.vae import CHANNEL_MEAN, NORMALISATIONS, load_vae, normalise
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-# The MPDiT public code's per-channel statistics of raw sd-vae latents (notes, "Training").
-CHANNEL_MEAN = (5.81, 3.25, 0.12, -2.15)
-CHANNEL_STD = (4.17, 4.62, 3.71, 3.28)
-SD_SCALE = 0.18215
-NORMALISATIONS = ("scale", "channel")
 
 
 def list_image_folder(folder: str):
@@ -51,33 +48,6 @@ def load_image(path: str, size: int) -> torch.Tensor:
     with Image.open(path) as image:
         array = torch.tensor(list(center_crop(image.convert("RGB"), size).getdata()), dtype=torch.uint8)
     return array.view(size, size, 3).permute(2, 0, 1).float() / 127.5 - 1  # (3, size, size) in [-1, 1]
-
-
-def normalise(latents: torch.Tensor, normalisation: str) -> torch.Tensor:
-    if normalisation == "scale":
-        return latents * SD_SCALE
-    mean = torch.tensor(CHANNEL_MEAN, device=latents.device).view(1, -1, 1, 1)
-    std = torch.tensor(CHANNEL_STD, device=latents.device).view(1, -1, 1, 1)
-    return (latents - mean) / std
-
-
-def denormalise(latents: torch.Tensor, normalisation: str) -> torch.Tensor:
-    if normalisation == "scale":
-        return latents / SD_SCALE
-    mean = torch.tensor(CHANNEL_MEAN, device=latents.device).view(1, -1, 1, 1)
-    std = torch.tensor(CHANNEL_STD, device=latents.device).view(1, -1, 1, 1)
-    return latents * std + mean
-
-
-def load_vae(name_or_path: str, device):
-    from diffusers.models import AutoencoderKL  # optional: only extraction and latent decoding need it
-
-    try:
-        vae = AutoencoderKL.from_pretrained(name_or_path)
-    except (OSError, ValueError) as error:  # offline hub, a wrong name, a folder without a VAE
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"vae={name_or_path!r}: cannot load an AutoencoderKL ({first})") from None
-    return vae.to(device).eval().requires_grad_(False)
 
 
 @torch.no_grad()
@@ -151,10 +121,3 @@ def extract_latents(images: str, out: str, vae="stabilityai/sd-vae-ft-ema", imag
         with open(os.path.join(out, "latents.json"), "w") as f:
             json.dump(info, f, indent=1)
     return {**info, "images": len(mine) - len(bad_images), "bad_images": len(bad_images), "shards": shards}
-
-
-@torch.no_grad()
-def decode(latents: torch.Tensor, info: dict, vae=None) -> torch.Tensor:
-    """Normalised latents -> images in [-1, 1] through the VAE named in latents.json."""
-    model = vae if vae is not None else load_vae(info["vae"], latents.device)
-    return model.decode(denormalise(latents.float(), info["normalisation"])).sample.clamp(-1, 1)

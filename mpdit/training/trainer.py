@@ -2,36 +2,33 @@
 
 Reads top to bottom like DiT's train.py: train() -> fit(), which builds the run (model,
 EMA, optimizer, random streams; restored from a checkpoint when resuming), then steps it:
-train_step(), a metrics record, save(), a sample grid.
+the train step (mpdit.training.step), a metrics record, save(), a sample grid.
 """
-import contextlib
 import dataclasses
-import math
 import os
 import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.distributed as dist
 
-from mpdit.diffusion.flow import flow_matching_loss
-from mpdit.models import create_model, get_config
-from mpdit.models.float8 import convert_blocks_to_float8
+from mpdit.compat.layouts import check_layout
+from mpdit.diffusion.sampling import sample
+from mpdit.io import read
+from mpdit.io.images import save_grid, to_uint8
+from mpdit.models import get_config
+from mpdit.io import load_checkpoint
 from mpdit.training import checkpoint
 from mpdit.training.config import AUTOTUNE_ON_CPU, TrainConfig
 from mpdit.training.data import ResumableSampler, latents_info, open_dataset
-from mpdit.training.distributed import (World, broadcast, close_world, full_state, gather, init_world,
-                                        load_full_state, shard)
+from mpdit.training.distributed import full_state, load_full_state
 from mpdit.training.metrics import MetricsLog
 from mpdit.training.run_lock import RunDirInUse, RunLock
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (a non-finite loss); the message names the step."""
+from mpdit.training.step import TrainStep, build_train_step, learning_rate
+from mpdit.world import World, broadcast, close_world, gather, init_world
 
 
 class TrainingStopped(Exception):
@@ -79,13 +76,8 @@ class TrainingRun:
 
     config: TrainConfig
     world: World
-    model: torch.nn.Module  # unwrapped: what checkpoints hold
-    forward: Callable  # the model as trained: DDP- and/or compile-wrapped
-    ema: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    generator: torch.Generator  # this rank's times, noise and label dropout
+    train_step: TrainStep  # model, EMA, optimizer, random stream
     model_config: dict
-    sharded: bool  # FSDP2
     step: int = 0
     consumed: int = 0  # micro-batches this rank has drawn
 
@@ -148,7 +140,9 @@ def _loop(run, config, world, batches, accumulation, log, progress, stop) -> tup
     """The steps up to config.steps: log, checkpoint, sample; on a stop request, save and stop."""
     record, skipped, window_start, window_images = {}, 0, time.perf_counter(), 0
     while run.step < config.steps:
-        loss, grad_norm, applied = train_step(run, batches, accumulation)
+        micro_batches = [next(batches) for _ in range(accumulation)]
+        run.consumed += accumulation
+        loss, grad_norm, applied = run.train_step(micro_batches, run.step)
         skipped += not applied
         run.step += 1
         window_images += config.global_batch_size
@@ -165,8 +159,8 @@ def _loop(run, config, world, batches, accumulation, log, progress, stop) -> tup
         if run.step % config.checkpoint_every == 0 or last:
             save(run)
         if config.sample_every and (run.step % config.sample_every == 0 or last):
-            if world.main or run.sharded:  # a sharded EMA samples with every rank; rank 0 writes
-                _sample_grid(run.ema, config, run.step, write=world.main)
+            if world.main or run.train_step.sharded:  # a sharded EMA samples with every rank; rank 0 writes
+                _sample_grid(run.train_step.ema, config, run.step, write=world.main)
         signum = stop.agreed()
         if signum and not last:
             if run.step % config.checkpoint_every:  # not saved at this step yet
@@ -208,7 +202,7 @@ def newest_readable(run_dir: str, warn: bool = True) -> tuple:
     unreadable newer one (cut short by a full disk, say) is named and passed over."""
     for path in reversed(checkpoint.paths(run_dir)):
         try:
-            return path, checkpoint.load(path)
+            return path, load_checkpoint(path)
         except checkpoint.CheckpointError as error:
             if warn:
                 print(f"mpdit train: warning: skipping {error}", file=sys.stderr)
@@ -226,7 +220,7 @@ def resume_state(config: TrainConfig, world: World, model_config: dict):
                 print(f"mpdit train: no checkpoint in {config.run_dir}; starting from step 0", file=sys.stderr)
             return None
     else:
-        path, state = config.resume, checkpoint.load(config.resume)
+        path, state = config.resume, load_checkpoint(config.resume)
     checkpoint.check_same_model(state, path, model_config)
     changed = checkpoint.check_same_run(state, path, dataclasses.asdict(config))
     if changed and world.main:
@@ -243,9 +237,6 @@ def resume_state(config: TrainConfig, world: World, model_config: dict):
 
 def load_init(model, path: str, say: bool) -> None:
     """Weights only (fine-tuning): an engine file whose tensors match this model key for key."""
-    from mpdit.compat.layouts import check_layout
-    from mpdit.loading import read
-
     saved = read(path)
     expected = {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
     check_layout(saved["state_dict"], expected, "engine", what=f"init={path!r}")
@@ -261,42 +252,18 @@ def load_init(model, path: str, say: bool) -> None:
 
 
 def build(config: TrainConfig, world: World, dataset) -> TrainingRun:
-    """Model, EMA, optimizer and random streams: fresh, or as the checkpoint to resume left them."""
+    """The run's train step: fresh, or as the checkpoint to resume left it."""
     overrides = dataset_overrides(config, dataset)
     model_config = dataclasses.asdict(get_config(config.model, **overrides))
     state = resume_state(config, world, model_config)
-
-    torch.manual_seed(config.seed)  # the same initial weights on every rank
-    model = create_model(config.model, kernel_backend=config.kernel_backend, **overrides).to(world.device)
-    if config.init and state is None:
-        load_init(model, config.init, world.main)
-    if config.precision == "fp8":  # before the EMA copy and sharding; the weights' names are unchanged
-        convert_blocks_to_float8(model, world.device)
-    ema = create_model(config.model, **overrides).to(world.device).requires_grad_(False)
-    ema.load_state_dict(model.state_dict())
-    ema.eval()
-    sharded = config.parallel == "fsdp" and world.size > 1
-    if sharded:  # the EMA is sharded alike, so its update stays shard-local
-        shard(model)
-        shard(ema)
-    # one fused kernel for the whole update on a GPU (sharded DTensor parameters keep the default)
-    fused = {"fused": True} if world.device.type == "cuda" and not sharded else {}
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
-                                  weight_decay=config.weight_decay, **fused)
-    generator = torch.Generator(device=world.device).manual_seed(config.seed * 1_000_003 + world.rank)
-    run = TrainingRun(config, world, model, model, ema, optimizer, generator, model_config, sharded)
+    initial = (lambda model: load_init(model, config.init, world.main)) if config.init and state is None else None
+    step = build_train_step(config, world, overrides, initial_weights=initial)
+    run = TrainingRun(config, world, step, model_config)
     if state is not None:
-        load_full_state(state, model, ema, optimizer, sharded)
+        load_full_state(state, step.model, step.ema, step.optimizer, step.sharded)
         run.step, run.consumed = state["step"], state["data"]["batches_consumed"]
-        generator.set_state(state["rng"]["generators"][world.rank])
+        step.generator.set_state(state["rng"]["generators"][world.rank])
         torch.set_rng_state(state["rng"]["torch"])
-
-    model.check_values = False  # the dataset was validated when it was opened
-    if world.size > 1 and not sharded:
-        run.forward = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[world.local_rank] if world.device.type == "cuda" else None)
-    if config.compile:
-        run.forward = torch.compile(run.forward, mode=config.compile_mode)
     return run
 
 
@@ -309,81 +276,12 @@ def data_loader(dataset, micro: int, run: TrainingRun):
                                        persistent_workers=config.num_workers > 0)
 
 
-# --------------------------------------------------------------------------- step
-def learning_rate(config: TrainConfig, step: int) -> float:
-    if config.warmup_steps and step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    return config.lr
-
-
-def autocast(config: TrainConfig, device: torch.device):
-    bf16 = config.precision in ("bf16", "fp8") or (config.precision == "auto" and device.type == "cuda")
-    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-
-
-def ema_decay_at(config: TrainConfig, step: int) -> float:
-    """The EMA decay of the update after `step` completed steps: with warm-up the EMA follows the
-    weights closely early on (0.1 at step 0, 0.55 at 10, 0.991 at 1000), as common diffusion
-    trainers do, then settles at ema_decay."""
-    if not config.ema_warmup:
-        return config.ema_decay
-    return min(config.ema_decay, (1 + step) / (10 + step))
-
-
-@torch.no_grad()
-def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    pairs = [(e, p) for e, p in zip(ema.parameters(), model.parameters()) if p.requires_grad]
-    torch._foreach_lerp_([e for e, _ in pairs], [p for _, p in pairs], 1.0 - decay)
-
-
-def train_step(run: TrainingRun, batches, accumulation: int) -> tuple:
-    """One optimizer step over `accumulation` micro-batches: (loss, gradient norm, applied).
-    A non-finite loss or norm stops the run, or with on_nonfinite="skip" drops the step."""
-    config, world, model = run.config, run.world, run.model
-    for group in run.optimizer.param_groups:
-        group["lr"] = learning_rate(config, run.step)
-    loss_sum = torch.zeros((), device=world.device)
-    for index in range(accumulation):
-        x, y = next(batches)
-        run.consumed += 1
-        x, y = x.to(world.device, non_blocking=True), y.to(world.device, non_blocking=True)
-        last = index == accumulation - 1
-        if run.sharded:
-            model.set_requires_gradient_sync(last)
-        ddp = world.size > 1 and not run.sharded
-        with run.forward.no_sync() if ddp and not last else contextlib.nullcontext():
-            with autocast(config, world.device):
-                loss = flow_matching_loss(run.forward, x, y, time_sampler=config.time_sampler,
-                                          time_mean=config.time_mean, time_std=config.time_std,
-                                          class_dropout=config.class_dropout, null_class=model.config.num_classes,
-                                          generator=run.generator)
-            (loss / accumulation).backward()
-        loss_sum += loss.detach()
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip or math.inf)
-    if hasattr(grad_norm, "full_tensor"):  # FSDP: a DTensor
-        grad_norm = grad_norm.full_tensor()
-    mean_loss = loss_sum / accumulation
-    if world.size > 1:
-        dist.all_reduce(mean_loss)
-        mean_loss /= world.size
-    loss_value, norm_value = mean_loss.item(), grad_norm.item()
-    applied = math.isfinite(loss_value) and math.isfinite(norm_value)
-    if applied:
-        run.optimizer.step()
-        update_ema(run.ema, model, ema_decay_at(config, run.step))
-    run.optimizer.zero_grad(set_to_none=True)
-    if not applied and config.on_nonfinite == "stop":
-        raise TrainingError(f"non-finite loss {loss_value} / gradient norm {norm_value} at step {run.step + 1}; "
-                            "checkpoints so far are kept (--on-nonfinite skip drops such steps instead)")
-    return loss_value, norm_value, applied
-
-
 # --------------------------------------------------------------------------- save
 def save(run: TrainingRun) -> None:
     """A checkpoint of the whole run at its step (a collective: every rank calls it; rank 0 writes)."""
-    config, world = run.config, run.world
-    generators = gather(world, run.generator.get_state())
-    model_state, ema_state, optimizer_state = full_state(run.model, run.ema, run.optimizer, run.sharded)
+    config, world, step = run.config, run.world, run.train_step
+    generators = gather(world, step.generator.get_state())
+    model_state, ema_state, optimizer_state = full_state(step.model, step.ema, step.optimizer, step.sharded)
     if world.main:
         checkpoint.save({"model": model_state, "ema": ema_state, "optimizer": optimizer_state,
                          "step": run.step, "data": {"batches_consumed": run.consumed},
@@ -404,9 +302,6 @@ def _sample_grid(ema, config: TrainConfig, step: int, write: bool = True) -> Non
     """A grid of EMA samples, one row per class (pixel datasets; latent runs decode in `mpdit sample`)."""
     if config.dataset != "digits":  # latents: decoded through the VAE by `mpdit sample`
         return
-    from mpdit.diffusion.sampling import sample
-    from mpdit.training.images import save_grid, to_uint8
-
     classes = min(ema.config.num_classes, 10)
     labels = torch.arange(classes, device=next(ema.parameters()).device).repeat_interleave(4)
     generator = torch.Generator(device=labels.device).manual_seed(step)

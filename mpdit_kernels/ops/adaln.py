@@ -1,4 +1,4 @@
-"""Fused residual + shared-AdaLN modulation (MPDiT notes, steps 4-5), defined once.
+"""Fused residual + shared-AdaLN modulation (docs/model.md, steps 4-5), defined once.
 
     x_out = x + gate * y                                  (residual variant)
     h     = LayerNorm(x_out) * (1 + scale) + shift        (no affine, eps 1e-6)
@@ -154,12 +154,12 @@ _plain_op.register_autograd(_plain_backward, setup_context=_plain_setup)
 def residual_adaln_modulate(x, y, gate, shift, scale, backend: Backend = TORCH):
     """(x_out, h) = (x + gate * y, LayerNorm(x_out) * (1 + scale) + shift); x, y (B, L, D), the rest (B, D).
     h in the autocast dtype under autocast (the contract above)."""
+    check_inputs("residual_adaln_modulate", x, y, gate, shift, scale)  # every backend, the reference too
     impl = backend.pick(x)
     h_dtype = h_dtype_for(x, y, gate, shift, scale)
     if impl.adaln is None:
         x_out, h = residual_adaln_modulate_ref(x, y, gate, shift, scale)
         return x_out, h.to(h_dtype)
-    check_inputs("residual_adaln_modulate", x, y, gate, shift, scale)
     x_out, h, _, _ = _residual_op(x, y, gate, shift, scale, h_dtype, impl.name)
     return x_out, h
 
@@ -167,9 +167,9 @@ def residual_adaln_modulate(x, y, gate, shift, scale, backend: Backend = TORCH):
 def adaln_modulate(x, shift, scale, backend: Backend = TORCH):
     """LayerNorm(x) * (1 + scale) + shift; x (B, L, D), shift and scale (B, D); in the autocast
     dtype under autocast (the contract above)."""
+    check_inputs("adaln_modulate", x, None, None, shift, scale)  # every backend, the reference too
     impl = backend.pick(x)
     h_dtype = h_dtype_for(x, shift, scale)
     if impl.adaln is None:
         return adaln_modulate_ref(x, shift, scale).to(h_dtype)
-    check_inputs("adaln_modulate", x, None, None, shift, scale)
     return _plain_op(x, shift, scale, h_dtype, impl.name)[0]

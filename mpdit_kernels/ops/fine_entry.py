@@ -1,4 +1,4 @@
-"""The fine stage's entry (notes, step 8), defined once: the refine output plus, on its N
+"""The fine stage's entry (docs/model.md, step 8), defined once: the refine output plus, on its N
 image tokens, the skip projection of the input and the fine position table.
 
     out[:, :m] = refined[:, :m];  out[:, m:] = refined[:, m:] + skip + pos
@@ -70,8 +70,8 @@ _fine_entry_op.register_autograd(_fine_entry_backward, setup_context=_fine_entry
 # --------------------------------------------------------------------------- the op
 def fine_entry(refined, skip, pos, backend: Backend = TORCH):
     """refined (B, m + N, D) with skip (B, N, D) or None, and pos (N, D), added to its last N tokens."""
+    check_inputs(refined, skip, pos)  # every backend, the reference too
     impl = backend.pick(refined)
     if impl.fine_entry is None:
         return fine_entry_ref(refined, skip, pos)
-    check_inputs(refined, skip, pos)
     return _fine_entry_op(refined, skip, pos, impl.name)

@@ -1,4 +1,4 @@
-"""MPDiT's FNO time embedding up to its last Linear (notes, step 3), defined once.
+"""MPDiT's FNO time embedding up to its last Linear (docs/model.md, step 3), defined once.
 
 t -> grid linspace(-1, 1, N) + t -> lift Linear(1, C) -> `layers` Fourier layers (spectral
 conv over the lowest M modes + pointwise 1x1 conv; exact GELU after all but the last)
@@ -110,8 +110,8 @@ def fno_time_features(t, grid, lift_weight, lift_bias, spectral, pointwise_weigh
                       backend: Backend = TORCH):
     """(B, C) grid mean of the FNO layers for times t (B,); the weights as in the contract above."""
     args = (t, grid, lift_weight, lift_bias, spectral, pointwise_weight, pointwise_bias)
+    check_inputs(*args)  # every backend, the reference too
     impl = backend.pick(t)
     if impl.fno is None:
         return fno_time_features_ref(*args)
-    check_inputs(*args)
     return _fno_op(*args, impl.name)[0]

@@ -1,4 +1,4 @@
-"""MPDiT's stage transition after the expand GEMM (notes, step 7), defined once.
+"""MPDiT's stage transition after the expand GEMM (docs/model.md, step 7), defined once.
 
     out = LayerNorm(cat(cls, GELU_tanh(pixel_shuffle(wide, r))))     (no affine, eps 1e-6)
 
@@ -90,8 +90,8 @@ _upsample_op.register_autograd(_upsample_backward, setup_context=_upsample_setup
 # --------------------------------------------------------------------------- the op
 def upsample_shuffle_norm(wide, cls, ratio: int, grid_h: int, grid_w: int, backend: Backend = TORCH):
     """LayerNorm(cat(cls, GELU(pixel_shuffle(wide)))): wide (B, h*w, r*r*D), cls (B, m, D) -> (B, m + r*r*h*w, D)."""
+    check_inputs(wide, cls, ratio, grid_h, grid_w)  # every backend, the reference too
     impl = backend.pick(wide)
     if impl.upsample is None:
         return upsample_shuffle_norm_ref(wide, cls, ratio, grid_h, grid_w)
-    check_inputs(wide, cls, ratio, grid_h, grid_w)
     return _upsample_op(wide, cls, ratio, grid_h, grid_w, impl.name)[0]

@@ -13,11 +13,10 @@ from mpdit.compat.sampling import sampling_model
 from mpdit.diffusion.ddpm import ddpm_sample
 from mpdit.diffusion.guidance import check_guidance
 from mpdit.diffusion.sampling import SAMPLERS, sample
-from mpdit.loading import read
-from mpdit.training.checkpoint import check_writable
-from mpdit.training.images import save_grid, to_uint8
-from mpdit.training.latents import decode, load_vae
-from mpdit.training.distributed import init_world
+from mpdit.io import check_output, read
+from mpdit.io.images import save_grid, to_uint8
+from mpdit.models.vae import decode, load_vae
+from mpdit.world import init_world
 
 
 METHODS = SAMPLERS + ("ddpm",)  # ddpm: DiT's eps models (mpdit convert --from dit)
@@ -46,8 +45,6 @@ def sample_checkpoint(path: str, out: str, classes=None, per_class: int = 1, cfg
     and a PNG grid. Labels: `per_class` of each of `classes` (default 10 random classes), or
     num_samples balanced over `classes` (default every class), e.g. 50 of each of 1000 for FID-50K.
     method: default euler, or ddpm for a converted DiT (a DDPM model; `steps` respaced steps)."""
-    if not out.endswith(".npz"):
-        raise ValueError(f"out={out!r}: expected a path ending in .npz")
     if method is not None and method not in METHODS:
         raise ValueError(f"method={method!r}: expected one of {METHODS}")
     if per_class < 1:
@@ -57,7 +54,7 @@ def sample_checkpoint(path: str, out: str, classes=None, per_class: int = 1, cfg
     if num_samples is not None and num_samples < 1:
         raise ValueError(f"num_samples={num_samples}: expected a positive integer")
     check_guidance(cfg_scale, None, guidance_interval)  # before any loading: a NaN scale would sample all black
-    check_writable(out)
+    check_output(out, ".npz", inputs=[path])
     if cuda_graph and not torch.cuda.is_available():
         raise ValueError("--cuda-graph: CUDA graphs need a CUDA GPU; none is visible here")
     saved = read(path, "ema" if use_ema else "model")  # a training checkpoint or an EMA export

@@ -1,0 +1,34 @@
+"""The process of one isolated case (`mpdit bench --isolate`, mpdit.bench.executor.Isolated): it
+rebuilds the plan, reads the setup case's ceilings back from bench.jsonl, says on stdout that its
+case begins, runs it under the case timeout and appends its rows and done line to bench.jsonl."""
+import json
+import os
+import sys
+
+from mpdit.bench.executor import STARTED, Ceilings, InProcess
+from mpdit.bench.plan import make_plan
+from mpdit.bench.timing import Results, read_stream
+from mpdit_kernels import attention_paths
+
+
+class _CaseProcess(InProcess):
+    def before_record(self, results) -> None:
+        for path in attention_paths():  # for the parent's record of which attention ran
+            results.add("-", "-", "attention_path", path, "-", "-", 1.0)
+
+
+def main(argv) -> int:
+    request = json.loads(argv[0])
+    plan = make_plan(**request["plan"])
+    results = Results(plan.device, stream=os.path.join(plan.out, "bench.jsonl"))
+    results.rows = [row for rows, _ in read_stream(results.stream).values() for row in rows]
+    results.flushed = len(results.rows)
+    case = next(case for case in plan.cases() if list(case.key) == request["case"])
+    ceilings = None if case.section == "setup" else Ceilings.from_rows(plan, results)
+    print(STARTED, flush=True)  # the parent's clock for the case timeout starts now
+    _CaseProcess(plan, request["timeout"]).run(case, results, ceilings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,244 @@
+"""How a case runs: in this process under a timer (InProcess), or in a process of its own that can
+be killed even inside a hung CUDA call (Isolated). Both record the case's rows in the Results
+and return its error, or None.
+
+The ceilings (the device's measured matmul rate and copy bandwidth, each model's MACs) are what
+every case is quoted against: measured by the setup case, or read back from its rows."""
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+
+import torch
+
+from mpdit.audit.flops import audit, count_train_step_flops
+from mpdit.bench import attention_cases, kernel_cases, model_cases
+from mpdit.bench.plan import AttentionCase, KernelCase, ModelCase, Plan, SetupCase
+from mpdit.bench.timing import copy_bandwidth_gbs, matmul_peak_tflops, read_stream
+from mpdit.models import create_model
+
+
+@dataclass(frozen=True)
+class Ceilings:
+    matmul_tflops: float  # in the plan's dtype
+    copy_gbs: float  # device-to-device copy, bytes read + written
+    macs: dict  # model label -> exact multiply-accumulates of one forward per image
+
+    @classmethod
+    def measure(cls, plan: Plan, results) -> "Ceilings":
+        """Time the ceilings and audit the models, recording both as rows."""
+        peak = matmul_peak_tflops(plan.device, plan.dtype)
+        copy = copy_bandwidth_gbs(plan.device, size_bytes=(1 << 30) if plan.device == "cuda" else (1 << 26))
+        results.add("device", "-", "ceiling", "matmul_peak", "TFLOP/s", str(plan.dtype).replace("torch.", ""), peak)
+        results.add("device", "-", "ceiling", "copy_bandwidth", "GB/s", "device copy", copy)
+        for spec in plan.specs if "flops" in plan.sections else ():
+            row = audit(spec.name, **spec.overrides)
+            with torch.device("meta"):
+                train_flops = count_train_step_flops(create_model(spec.name, **spec.overrides))
+            for metric, unit, value in (("params", "M", row.params_m), ("gflops_paper", "GMAC", row.gflops_paper),
+                                        ("gflops_exact", "GMAC", row.gflops_exact),
+                                        ("train_step_gflop", "GFLOP", train_flops / 1e9)):
+                results.add(spec.label, "-", "audit", metric, unit, "per image", value)
+        return cls.from_rows(plan, results)
+
+    @classmethod
+    def from_rows(cls, plan: Plan, results) -> "Ceilings":
+        """The ceilings recorded by the setup case (a resumed run, a case's own process)."""
+        return cls(results.value("device", "-", "ceiling", "matmul_peak"),
+                   results.value("device", "-", "ceiling", "copy_bandwidth"),
+                   {spec.label: audit(spec.name, **spec.overrides).gflops_exact * 1e9 for spec in plan.specs})
+
+
+def run_case(plan: Plan, case, results, ceilings: Ceilings) -> None:
+    """Run one case, adding its rows to `results`."""
+    if isinstance(case, SetupCase):
+        Ceilings.measure(plan, results)
+    elif isinstance(case, KernelCase):
+        x_label = f"B={plan.preset.kernel_batch} D={case.width} {str(plan.dtype).replace('torch.', '')}"
+        kernel_cases.bench_case(results, case.op, kernel_cases.CASES[case.op], plan.preset.kernel_batch, case.width,
+                                plan.dtype, plan.device, plan.kernel_providers, ceilings.copy_gbs, x_label,
+                                plan.preset.reps)
+    elif isinstance(case, AttentionCase):
+        attention_cases.bench_attention(results, plan.specs, plan.preset.train_batch, plan.dtype, plan.device)
+    else:
+        _run_model_case(plan, case, results, ceilings)
+
+
+def _run_model_case(plan: Plan, case: ModelCase, results, ceilings: Ceilings) -> None:
+    preset, spec, provider, dtype, device = plan.preset, case.spec, case.provider, plan.dtype, plan.device
+    macs, peak = ceilings.macs[spec.label], ceilings.matmul_tflops
+    if case.section == "train":
+        x_label = f"B={preset.train_batch} {str(dtype).replace('torch.', '')}"
+        model_cases.bench_train(results, spec, provider, device, dtype, preset.train_batch, preset.reps,
+                                preset.warmup, x_label, macs, peak,
+                                profile_to=plan.out if "profile" in plan.sections else None)
+    elif case.section == "inference":
+        model_cases.bench_inference(results, spec, provider, device, dtype, preset.inference_batches, preset.reps,
+                                    preset.warmup, macs, peak)
+    else:
+        model_cases.bench_sampling(results, spec, provider, device, dtype, preset.sample_batches, preset.sample_steps,
+                                   preset.reps, preset.warmup, graphs=device == "cuda")
+
+
+class CaseTimeout(BaseException):
+    """A case ran past its timeout (a BaseException, so that no library's `except Exception` eats it)."""
+
+
+def record(case, results, error, seconds: float) -> None:
+    """The case's duration row, then its rows and its done line (with its error) streamed."""
+    error = {"case": list(case.key), **error} if error else None
+    results.errors += [error] if error else []
+    results.add(case.key[1], case.key[2], "duration", case.section, "s", "-", seconds)
+    results.flush(list(case.key), error)
+
+
+class InProcess:
+    """Cases in this process, each stopped by an interval timer at `timeout` seconds. The timer
+    acts between Python instructions: a hang inside one C / CUDA call holds the run (Isolated
+    does not)."""
+
+    def __init__(self, plan: Plan, timeout: float):
+        self.plan, self.timeout = plan, timeout
+
+    def run(self, case, results, ceilings: Ceilings):
+        """Run `case` and record it; its error ({'case', 'error', 'traceback'}) or None."""
+        start = time.monotonic()
+        error = self._attempt(case, results, ceilings)
+        self.before_record(results)
+        record(case, results, error, time.monotonic() - start)
+        return results.errors[-1] if error else None
+
+    def _attempt(self, case, results, ceilings):
+        try:
+            with _time_limit(None if isinstance(case, SetupCase) else self.timeout):  # the ceilings: no limit
+                run_case(self.plan, case, results, ceilings)
+            return None
+        except CaseTimeout:
+            return {"error": f"timed out after {self.timeout:.0f} s (--case-timeout)", "traceback": ""}
+        except Exception as error:  # one failing case is reported, the others still run
+            return {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc(limit=3)}
+
+    def before_record(self, results) -> None:
+        """A hook for rows that go with the case's (a case's own process adds its attention paths)."""
+
+
+class Isolated:
+    """Each case in a process of its own (`python -m mpdit.bench.case_process`), which records the
+    case itself; killed with its process group past the timeout (plus a grace period for its own
+    timer), even inside a hung C or CUDA call. The timeout counts from the moment the process
+    says its case began, so a slow process start never counts against the case. Costs a process
+    start per case."""
+
+    def __init__(self, plan: Plan, timeout: float):
+        self.plan, self.timeout = plan, timeout
+
+    def run(self, case, results, ceilings: Ceilings):
+        start = time.monotonic()
+        request = json.dumps({"plan": self.plan.settings(), "case": list(case.key), "timeout": self.timeout})
+        with tempfile.TemporaryFile("w+") as stderr:  # a file, not a pipe: a chatty child never blocks on it
+            child = subprocess.Popen([sys.executable, "-m", "mpdit.bench.case_process", request],
+                                     stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True)
+            try:
+                error = self._wait(child, stderr)
+            except BaseException:  # SIGINT / SIGTERM of the parent: the child goes with it
+                kill(child)
+                raise
+        end_with_newline(results.stream)  # a killed child's torn last line must not join the next line
+        done = read_stream(results.stream)
+        key = json.dumps(list(case.key))
+        if key in done:  # the child recorded the case: take its rows and error
+            rows, child_error = done[key]
+            results.rows += rows
+            results.flushed = len(results.rows)
+            results.errors += [child_error] if child_error else []
+            return child_error
+        record(case, results, error, time.monotonic() - start)
+        return results.errors[-1]
+
+    def _wait(self, child, stderr) -> dict:
+        """The error for the parent to record if the child records nothing (it was killed, died,
+        or exited without running the case)."""
+        if _wait_for_start(child) is None:
+            kill(child)
+            return {"error": f"its process did not start the case within {START_LIMIT_S:.0f} s", "traceback": ""}
+        try:
+            child.communicate(timeout=self.timeout + GRACE_S)
+        except subprocess.TimeoutExpired:
+            kill(child)
+            return {"error": f"timed out after {self.timeout:.0f} s (--case-timeout; its process was killed)",
+                    "traceback": ""}
+        stderr.seek(0)
+        said = stderr.read()
+        if child.returncode:
+            lines = [line for line in said.splitlines() if line.strip()]
+            how = f"signal {-child.returncode}" if child.returncode < 0 else f"exit code {child.returncode}"
+            return {"error": f"its process ended with {how}" + (f": {lines[-1]}" if lines else ""),
+                    "traceback": "\n".join(lines[-20:])}
+        return {"error": "its process exited without recording the case", "traceback": said[-2000:]}
+
+
+GRACE_S = 30.0  # the child's own timer fires at the timeout; the kill only when it cannot
+STARTED = "mpdit-bench-case-started"  # the child's line on stdout when its case begins
+START_LIMIT_S = 600.0  # a child that has not begun its case by then (a hung import) is killed
+
+
+def _wait_for_start(child: subprocess.Popen):
+    """Read the child's stdout until it says its case started (True), closes it (False: it
+    exited), or START_LIMIT_S passes (None)."""
+    deadline = time.monotonic() + START_LIMIT_S
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([child.stdout], [], [], left)[0]:
+            return None
+        line = child.stdout.readline()
+        if not line:
+            return False
+        if line.strip() == STARTED:
+            return True
+
+
+def kill(child: subprocess.Popen) -> None:
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    child.wait()
+
+
+def end_with_newline(path: str) -> None:
+    with open(path, "rb+") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell():
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+
+
+class _time_limit:
+    """Raise CaseTimeout in the main thread after `seconds` (an interval timer)."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds if threading.current_thread() is threading.main_thread() else None
+
+    def __enter__(self):
+        if self.seconds:
+            self.previous = signal.signal(signal.SIGALRM, self._expire)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    @staticmethod
+    def _expire(signum, frame):
+        raise CaseTimeout()
+
+    def __exit__(self, *exc):
+        if self.seconds:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.previous)
+        return False
+

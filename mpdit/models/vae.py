@@ -1,0 +1,43 @@
+"""The autoencoder latent models run in: diffusers' AutoencoderKL (sd-vae-ft-ema / -mse) and the
+latent normalisations. Optional: only latent runs need diffusers."""
+import torch
+
+# The MPDiT public code's per-channel statistics of raw sd-vae latents (docs/model.md, "Training").
+CHANNEL_MEAN = (5.81, 3.25, 0.12, -2.15)
+CHANNEL_STD = (4.17, 4.62, 3.71, 3.28)
+SD_SCALE = 0.18215
+NORMALISATIONS = ("scale", "channel")
+
+
+def normalise(latents: torch.Tensor, normalisation: str) -> torch.Tensor:
+    if normalisation == "scale":
+        return latents * SD_SCALE
+    mean = torch.tensor(CHANNEL_MEAN, device=latents.device).view(1, -1, 1, 1)
+    std = torch.tensor(CHANNEL_STD, device=latents.device).view(1, -1, 1, 1)
+    return (latents - mean) / std
+
+
+def denormalise(latents: torch.Tensor, normalisation: str) -> torch.Tensor:
+    if normalisation == "scale":
+        return latents / SD_SCALE
+    mean = torch.tensor(CHANNEL_MEAN, device=latents.device).view(1, -1, 1, 1)
+    std = torch.tensor(CHANNEL_STD, device=latents.device).view(1, -1, 1, 1)
+    return latents * std + mean
+
+
+def load_vae(name_or_path: str, device):
+    from diffusers.models import AutoencoderKL  # optional: only extraction and latent decoding need it
+
+    try:
+        vae = AutoencoderKL.from_pretrained(name_or_path)
+    except (OSError, ValueError) as error:  # offline hub, a wrong name, a folder without a VAE
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"vae={name_or_path!r}: cannot load an AutoencoderKL ({first})") from None
+    return vae.to(device).eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def decode(latents: torch.Tensor, info: dict, vae=None) -> torch.Tensor:
+    """Normalised latents -> images in [-1, 1] through the VAE named in latents.json."""
+    model = vae if vae is not None else load_vae(info["vae"], latents.device)
+    return model.decode(denormalise(latents.float(), info["normalisation"])).sample.clamp(-1, 1)
