@@ -67,32 +67,29 @@ def _fused_cases():
     return [("triton", "cuda" if gpu else "cpu"), ("native", "cpu")] + ([("native", "cuda")] if gpu else [])
 
 
-@pytest.fixture(params=_fused_cases(), ids=lambda case: "-".join(case))
-def fused(request):
-    """A fused backend from the table and the device it runs on. Skipped only where it cannot
-    exist (Triton not installed; the extension deliberately not built): a build that failed
-    silently makes get_backend raise, a failure rather than a skip."""
+def _backend_on(case) -> Fused:
+    """The (backend name, device) case from the table. Skipped only where it cannot exist (Triton
+    not installed; the extension deliberately not built): a build that failed silently makes
+    get_backend raise, a failure rather than a skip."""
     from mpdit_kernels.backend import get_backend
     from mpdit_kernels.triton import runtime
 
-    name, device = request.param
+    name, device = case
     if name == "triton" and not runtime.AVAILABLE:
         pytest.skip("Triton is not installed")
     if name == "native" and os.environ.get("MPDIT_NATIVE_BUILD") == "0":
         pytest.skip("MPDIT_NATIVE_BUILD=0: the extension was deliberately not built")
     return Fused(get_backend(name), device)
+
+
+@pytest.fixture(params=_fused_cases(), ids=lambda case: "-".join(case))
+def fused(request):
+    """A fused backend from the table and the device it runs on."""
+    return _backend_on(request.param)
 
 
 @pytest.fixture(params=_fused_cases() + [("torch", "cpu"), ("auto", "cpu")], ids=lambda case: "-".join(case))
 def every_backend(request):
     """Every backend of the table with a device, the reference (torch) and auto included: what
     all of them must refuse alike (bad inputs)."""
-    from mpdit_kernels.backend import get_backend
-    from mpdit_kernels.triton import runtime
-
-    name, device = request.param
-    if name == "triton" and not runtime.AVAILABLE:
-        pytest.skip("Triton is not installed")
-    if name == "native" and os.environ.get("MPDIT_NATIVE_BUILD") == "0":
-        pytest.skip("MPDIT_NATIVE_BUILD=0: the extension was deliberately not built")
-    return Fused(get_backend(name), device)
+    return _backend_on(request.param)

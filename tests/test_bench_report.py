@@ -1,9 +1,9 @@
 """bench.md's headline and sampling table from hand-made rows: each figure is taken at its own
 batch size and from the best provider; MPDiT against its baseline, best against best."""
 from mpdit.bench.report import headline, markdown
-from mpdit.bench.timing import Results
+from mpdit.bench.timing import Results, Shape
 
-B1, B16 = "B=1 cfg=1.5 bfloat16", "B=16 cfg=1.5 bfloat16"
+B1, B16 = Shape(batch=1, dtype="bfloat16", guidance=1.5), Shape(batch=16, dtype="bfloat16", guidance=1.5)
 
 
 def sampling_rows(results, label, provider, run_ms_b1, run_ms_b16, graph_scale=0.5, step_spread=(0.9, 1.1)):
@@ -60,8 +60,8 @@ def test_slow_rates_keep_three_significant_figures_and_failures_name_their_case(
     results = Results("cpu")
     results.add("device", "-", "ceiling", "matmul_peak", "TFLOP/s", "float32", 0.0412)
     for provider, rate in (("torch", 0.104), ("native", 0.0641)):
-        results.add("MPDiT-B", provider, "train", "throughput", "images/s", "B=1 float32", rate)
-        results.add("MPDiT-B", provider, "train", "median_ms", "ms", "B=1 float32", 1e3 / rate)
+        results.add("MPDiT-B", provider, "train", "throughput", "images/s", Shape(1, dtype="float32"), rate)
+        results.add("MPDiT-B", provider, "train", "median_ms", "ms", Shape(1, dtype="float32"), 1e3 / rate)
     results.errors.append({"case": ["sampling", "MPDiT-B", "torch"], "error": "timed out after 3 s"})
     text = markdown(results, META, kernel_providers=())
     assert "matmul 0.0412 TFLOP/s" in text
@@ -74,7 +74,7 @@ def test_a_suspect_bandwidth_gets_no_ratio():
     from mpdit.bench.kernel_cases import summary
 
     results = Results("cpu")
-    x = "B=32 D=768 float32"
+    x = Shape(batch=32, width=768, dtype="float32")
     for provider, ms in (("torch", 2.0), ("native", 0.5)):
         results.add("adaln_modulate/fine", provider, "forward", "median_ms", "ms", x, ms)
     results.add("adaln_modulate/fine", "native", "forward", "bandwidth", "GB/s", x, 40.0)

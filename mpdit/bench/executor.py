@@ -21,7 +21,7 @@ import torch
 from mpdit.audit.flops import audit, count_train_step_flops
 from mpdit.bench import attention_cases, kernel_cases, model_cases
 from mpdit.bench.plan import AttentionCase, KernelCase, ModelCase, Plan, SetupCase
-from mpdit.bench.timing import copy_bandwidth_gbs, matmul_peak_tflops, read_stream
+from mpdit.bench.timing import Shape, copy_bandwidth_gbs, dtype_name, matmul_peak_tflops, read_stream
 from mpdit.models import create_model
 
 
@@ -36,7 +36,7 @@ class Ceilings:
         """Time the ceilings and audit the models, recording both as rows."""
         peak = matmul_peak_tflops(plan.device, plan.dtype)
         copy = copy_bandwidth_gbs(plan.device, size_bytes=(1 << 30) if plan.device == "cuda" else (1 << 26))
-        results.add("device", "-", "ceiling", "matmul_peak", "TFLOP/s", str(plan.dtype).replace("torch.", ""), peak)
+        results.add("device", "-", "ceiling", "matmul_peak", "TFLOP/s", Shape(dtype=dtype_name(plan.dtype)), peak)
         results.add("device", "-", "ceiling", "copy_bandwidth", "GB/s", "device copy", copy)
         for spec in plan.specs if "flops" in plan.sections else ():
             row = audit(spec.name, **spec.overrides)
@@ -61,10 +61,8 @@ def run_case(plan: Plan, case, results, ceilings: Ceilings) -> None:
     if isinstance(case, SetupCase):
         Ceilings.measure(plan, results)
     elif isinstance(case, KernelCase):
-        x_label = f"B={plan.preset.kernel_batch} D={case.width} {str(plan.dtype).replace('torch.', '')}"
         kernel_cases.bench_case(results, case.op, kernel_cases.CASES[case.op], plan.preset.kernel_batch, case.width,
-                                plan.dtype, plan.device, plan.kernel_providers, ceilings.copy_gbs, x_label,
-                                plan.preset.reps)
+                                plan.dtype, plan.device, plan.kernel_providers, ceilings.copy_gbs, plan.preset.reps)
     elif isinstance(case, AttentionCase):
         attention_cases.bench_attention(results, plan.specs, plan.preset.train_batch, plan.dtype, plan.device)
     else:
@@ -75,9 +73,8 @@ def _run_model_case(plan: Plan, case: ModelCase, results, ceilings: Ceilings) ->
     preset, spec, provider, dtype, device = plan.preset, case.spec, case.provider, plan.dtype, plan.device
     macs, peak = ceilings.macs[spec.label], ceilings.matmul_tflops
     if case.section == "train":
-        x_label = f"B={preset.train_batch} {str(dtype).replace('torch.', '')}"
         model_cases.bench_train(results, spec, provider, device, dtype, preset.train_batch, preset.reps,
-                                preset.warmup, x_label, macs, peak,
+                                preset.warmup, macs, peak,
                                 profile_to=plan.out if "profile" in plan.sections else None)
     elif case.section == "inference":
         model_cases.bench_inference(results, spec, provider, device, dtype, preset.inference_batches, preset.reps,

@@ -10,7 +10,7 @@ call, the inputs that get gradients, and the bytes of the forward and of the bac
 import torch
 
 from mpdit.bench.providers import on_backend
-from mpdit.bench.timing import NOISY, time_call
+from mpdit.bench.timing import NOISY, Shape, dtype_name, time_call
 from mpdit_kernels import ops
 
 PROVIDERS = ("torch", "compile", "native", "triton")  # the last is the one the others are quoted against
@@ -81,8 +81,9 @@ CASES = {
 }
 
 
-def bench_case(results, name, setup, batch, width, dtype, device, providers, copy_gbs, x_label, min_reps=10):
+def bench_case(results, name, setup, batch, width, dtype, device, providers, copy_gbs, min_reps=10):
     """Forward and backward of one op per provider: time, GB/s and % of copy as rows."""
+    x_label = Shape(batch=batch, width=width, dtype=dtype_name(dtype))
     for provider in providers:
         forward, inputs, bytes_fwd, bytes_bwd = setup(batch, width, dtype, device, provider)
         outputs = forward()
@@ -121,7 +122,8 @@ def summary(results, providers=PROVIDERS) -> str:
     routes views);
     a time whose p20-p80 spread passes 30% of its median is marked noisy."""
     by_key = {(r["case"], r["provider"], r["mode"], r["metric"], r["x"]): r["value"] for r in results.rows}
-    shapes = sorted({r["x"] for r in results.rows if r["case"] in CASES})
+    shapes = sorted({(r.get("width") or 0, r.get("batch") or 0, r["x"]) for r in results.rows if r["case"] in CASES})
+    shapes = [label for _, _, label in shapes]
     fused = providers[-1]
     header = " | ".join(f"{p} ms" for p in providers)
     ratios = "".join(f" {p} / {fused} |" for p in providers[:-1])

@@ -14,7 +14,7 @@ from mpdit.models import create_model
 from mpdit.models.float8 import convert_blocks_to_float8
 from mpdit.bench.profile import profile_step
 from mpdit.bench.providers import split
-from mpdit.bench.timing import time_steps
+from mpdit.bench.timing import Shape, dtype_name, time_steps
 from mpdit.diffusion.guidance import GuidedVelocity
 from mpdit.diffusion.sampling import euler, graphed_velocity
 from mpdit.training.config import TrainConfig
@@ -71,8 +71,7 @@ def train_step_for(spec: ModelSpec, provider: str, device: str, dtype: torch.dty
     return build_train_step(config, World(device=torch.device(device)), spec.overrides)
 
 
-def bench_train(results, spec, provider, device, dtype, batch, reps, warmup, x_label, macs, peak_tflops,
-                profile_to=None):
+def bench_train(results, spec, provider, device, dtype, batch, reps, warmup, macs, peak_tflops, profile_to=None):
     """The trainer's step on `batch` images: forward, backward, gradient clipping, AdamW (fused on
     CUDA), EMA update. On CUDA out-of-memory the step is split into micro-batches with gradient
     accumulation (same images per step). profile_to: a folder for the profile's Chrome trace;
@@ -101,6 +100,7 @@ def bench_train(results, spec, provider, device, dtype, batch, reps, warmup, x_l
                 raise
             micro //= 2
     seconds = timing["median_ms"] / 1e3
+    x_label = Shape(batch=batch, dtype=dtype_name(dtype))
     tflops = 3 * 2 * macs * batch / seconds / 1e12  # backward ~ 2x the forward's FLOPs
     add = lambda metric, unit, value: results.add(spec.label, provider, "train", metric, unit, x_label, value)
     for metric in ("median_ms", "p20_ms", "p80_ms", "warmup_ms"):
@@ -126,7 +126,7 @@ def bench_inference(results, spec, provider, device, dtype, batches_to_time, rep
     """Forward latency at each batch size (batch 1 = latency, large batch = throughput)."""
     model, forward = build(spec, provider, device)
     for batch in batches_to_time:
-        x_label = f"B={batch} {str(dtype).replace('torch.', '')}"
+        x_label = Shape(batch=batch, dtype=dtype_name(dtype))
         inputs = latent_batches(model, batch, device)
         state = {"i": 0}
 
@@ -157,7 +157,7 @@ def bench_sampling(results, spec, provider, device, dtype, batches, steps_list, 
     for batch in batches:
         labels = torch.randint(0, cfg.num_classes, (batch,), device=device)
         noise = torch.randn(batch, cfg.in_channels, cfg.latent_size, cfg.latent_size, device=device)
-        x_label = f"B={batch} cfg={cfg_scale} {str(dtype).replace('torch.', '')}"
+        x_label = Shape(batch=batch, dtype=dtype_name(dtype), guidance=cfg_scale)
         velocities = {"eager": GuidedVelocity(model, labels, cfg_scale=cfg_scale)}
         if graphs and device == "cuda":
             with autocast_for(device, dtype):

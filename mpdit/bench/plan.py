@@ -28,8 +28,14 @@ class AttentionCase:
     label = "attention sdpa"
 
 
+class _Labelled:
+    @property
+    def label(self) -> str:
+        return " ".join(self.key)
+
+
 @dataclass(frozen=True)
-class ModelCase:
+class ModelCase(_Labelled):
     """One section (train, inference, sampling) of one model on one provider."""
 
     section: str
@@ -40,13 +46,9 @@ class ModelCase:
     def key(self) -> tuple:
         return (self.section, self.spec.label, self.provider)
 
-    @property
-    def label(self) -> str:
-        return " ".join(self.key)
-
 
 @dataclass(frozen=True)
-class KernelCase:
+class KernelCase(_Labelled):
     """One fused op at one hidden width, on every kernel provider of the plan."""
 
     op: str
@@ -54,12 +56,8 @@ class KernelCase:
     section = "kernels"
 
     @property
-    def key(self) -> tuple:
+    def key(self) -> tuple:  # (section, op, width label): the stream's key of a case
         return ("kernels", self.op, f"D={self.width}")
-
-    @property
-    def label(self) -> str:
-        return " ".join(self.key)
 
 
 @dataclass(frozen=True)

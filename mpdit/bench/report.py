@@ -57,13 +57,15 @@ def _best(results, label, mode, metric, x=None, lowest=False):
     return min(found) if lowest else max(found)
 
 
-def _batch(x: str) -> int:
-    return int(x.split()[0][2:])  # "B=16 ..." -> 16
-
-
 def _xs(results, mode) -> list:
-    """The batch labels of a mode's rows, smallest batch first."""
-    return sorted({r["x"] for r in results.rows if r["mode"] == mode}, key=_batch)
+    """The shape labels (x) of a mode's rows, smallest batch first."""
+    batches = {r["x"]: r.get("batch") or 0 for r in results.rows if r["mode"] == mode}
+    return sorted(batches, key=batches.get)
+
+
+def _batch(results, x: str) -> str:
+    """'B=<batch>' of the rows measured at shape x."""
+    return next(f"B={r['batch']}" for r in results.rows if r["x"] == x and r.get("batch") is not None)
 
 
 def _sampling_runs(results) -> list:
@@ -97,11 +99,12 @@ def headline(results, meta) -> list:
             return "-"
         return f"{_rate(value * scale) if spec is None else format(value * scale, spec)} ({provider})"
 
-    big = xs[-1].split()[0] if xs else "-"
-    one = xs[0].split()[0] if xs else "-"
+    big = _batch(results, xs[-1]) if xs else "-"
+    one = _batch(results, xs[0]) if xs else "-"
     steps = runs[-1].split("_")[1] if runs else "-"
     sampled = sample_xs if runs else []
-    header = "".join(f" {steps}-step guided sampling s at {x.split()[0]} | the same, CUDA graph |" for x in sampled)
+    header = "".join(f" {steps}-step guided sampling s at {_batch(results, x)} | the same, CUDA graph |"
+                     for x in sampled)
     lines = ["Headline: each model's best provider", "",
              f"| model | training images/s | inference images/s at {big} | latency ms at {one} |{header}",
              "|---|---|---|---|" + "---|---|" * len(sampled)]
@@ -114,7 +117,7 @@ def headline(results, meta) -> list:
              if label in figures and base in figures]
     if pairs:
         lines += ["", "| MPDiT vs baseline (best vs best) | GFLOPs ratio (paper conv.) | training | inference | "
-                      "latency |" + "".join(f" sampling {x.split()[0]} |" for x in sampled),
+                      "latency |" + "".join(f" sampling {_batch(results, x)} |" for x in sampled),
                   "|---|---|---|---|---|" + "---|" * len(sampled)]
         for label, base in pairs:
             def ratio(kind, lower_is_better=False):
@@ -156,7 +159,8 @@ def markdown(results, meta, kernel_providers) -> str:
 
     baselines = meta.get("baselines", {})
     if _labels(results, "train"):
-        lines += ["", "Training step (forward, backward, gradient clipping, AdamW, EMA), median of the repetitions:", "",
+        lines += ["", "Training step (the trainer's: forward, backward, gradient clipping, AdamW, EMA), median of "
+                      "the repetitions:", "",
                   "| model | provider | step ms (p20-p80) | images/s | MFU | peak GiB | vs torch | vs baseline |",
                   "|---|---|---|---|---|---|---|---|"]
         for label in _labels(results, "train"):
@@ -216,7 +220,7 @@ def markdown(results, meta, kernel_providers) -> str:
                     step = _get(results, label, provider, "sample_step", "median_ms", x)
                     if step is None:
                         continue
-                    cells = [x.split()[0], f"{step:.2f}" + _noisy(results, label, provider, "sample_step", x),
+                    cells = [_batch(results, x), f"{step:.2f}" + _noisy(results, label, provider, "sample_step", x),
                              _fmt(_get(results, label, provider, "sample_step", "graph_median_ms", x), ".2f")]
                     for mode in runs:
                         for metric in ("run_ms", "graph_run_ms"):
@@ -319,7 +323,7 @@ def write_plots(results, folder: str, meta: dict, kernel_providers) -> list:
 
     kernel_rows = [r for r in results.rows if r["case"] in kernel_cases.CASES and r["metric"] == "copy_fraction"]
     if kernel_rows:
-        widest = max({r["x"] for r in kernel_rows}, key=lambda x: int(x.split()[1][2:]))
+        widest = max(kernel_rows, key=lambda r: r.get("width") or 0)["x"]
         keys = [(case, mode) for case in kernel_cases.CASES for mode in ("forward", "backward")
                 if any(r["case"] == case and r["mode"] == mode and r["x"] == widest for r in kernel_rows)]
         fig, ax = plt.subplots(figsize=(9, 4.5))

@@ -13,6 +13,8 @@ import os
 import statistics
 import subprocess
 import time
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -120,7 +122,30 @@ def read_stream(path: str) -> dict:
     return done
 
 
-ROW_FIELDS = ("case", "provider", "mode", "metric", "unit", "x", "value", "device", "timestamp", "git_sha")
+@dataclass(frozen=True)
+class Shape:
+    """What a figure was measured at: its rows carry these fields, and `label` (the row's x) is
+    only ever rendered from them, never parsed back."""
+
+    batch: Optional[int] = None
+    width: Optional[int] = None  # hidden width D (fused ops)
+    dtype: Optional[str] = None  # "float32", "bfloat16"
+    guidance: Optional[float] = None  # classifier-free guidance scale (sampling)
+
+    @property
+    def label(self) -> str:
+        parts = [f"B={self.batch}" if self.batch is not None else None,
+                 f"D={self.width}" if self.width is not None else None,
+                 f"cfg={self.guidance}" if self.guidance is not None else None, self.dtype]
+        return " ".join(part for part in parts if part)
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+ROW_FIELDS = ("case", "provider", "mode", "metric", "unit", "x", "value", "device", "timestamp", "git_sha", "batch",
+              "width", "dtype")
 
 
 class Results:
@@ -140,10 +165,12 @@ class Results:
             os.makedirs(os.path.dirname(stream) or ".", exist_ok=True)
 
     def add(self, case: str, provider: str, mode: str, metric: str, unit: str, x, value: float) -> None:
-        self.rows.append({"case": case, "provider": provider, "mode": mode, "metric": metric, "unit": unit, "x": x,
-                          "value": value, "device": self.device,
+        """One row; x is a Shape (its fields kept, its label the row's x) or a plain label."""
+        shape = x if isinstance(x, Shape) else Shape()
+        self.rows.append({"case": case, "provider": provider, "mode": mode, "metric": metric, "unit": unit,
+                          "x": shape.label if isinstance(x, Shape) else x, "value": value, "device": self.device,
                           "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                          "git_sha": self.sha})
+                          "git_sha": self.sha, "batch": shape.batch, "width": shape.width, "dtype": shape.dtype})
 
     def flush(self, key, error: dict = None) -> None:
         """Stream the rows since the last flush, then {"done": key} (with the case's error, if any)."""

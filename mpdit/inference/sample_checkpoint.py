@@ -3,8 +3,7 @@
 Writes an .npz of uint8 (N, H, W, C) images under arr_0 (the ADM evaluator's layout) and a
 PNG grid beside it. Under torchrun each rank samples its share; rank 0 writes the files.
 """
-import os
-
+import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
@@ -13,10 +12,10 @@ from mpdit.compat.sampling import sampling_model
 from mpdit.diffusion.ddpm import ddpm_sample
 from mpdit.diffusion.guidance import check_guidance
 from mpdit.diffusion.sampling import SAMPLERS, sample
-from mpdit.io import check_output, read
+from mpdit.io import atomic_path, check_output, read
 from mpdit.io.images import save_grid, to_uint8
 from mpdit.models.vae import decode, load_vae
-from mpdit.world import init_world
+from mpdit.world import close_world, init_world
 
 
 METHODS = SAMPLERS + ("ddpm",)  # ddpm: DiT's eps models (mpdit convert --from dit)
@@ -113,12 +112,9 @@ def sample_checkpoint(path: str, out: str, classes=None, per_class: int = 1, cfg
         if world.main:
             order = torch.cat([index for index, _ in images]).argsort()
             array = torch.cat([part for _, part in images])[order]
-            import numpy as np
-
-            os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-            np.savez(out, arr_0=array.numpy(), labels=labels.numpy())
+            with atomic_path(out) as tmp, open(tmp, "wb") as f:  # a complete file or none
+                np.savez(f, arr_0=array.numpy(), labels=labels.numpy())
             save_grid(array, labels.tolist(), result["png"])
         return result
     finally:
-        if world.size > 1 and dist.is_initialized():
-            dist.destroy_process_group()
+        close_world(world)

@@ -17,10 +17,9 @@ import torch.distributed as dist
 
 from mpdit.compat.layouts import check_layout
 from mpdit.diffusion.sampling import sample
-from mpdit.io import read
+from mpdit.io import load_checkpoint, read
 from mpdit.io.images import save_grid, to_uint8
 from mpdit.models import get_config
-from mpdit.io import load_checkpoint
 from mpdit.training import checkpoint
 from mpdit.training.config import AUTOTUNE_ON_CPU, TrainConfig
 from mpdit.training.data import ResumableSampler, latents_info, open_dataset
