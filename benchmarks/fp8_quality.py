@@ -1,4 +1,4 @@
-"""FP8 quality gate (issue 11): the trainer's own step, the same seed and data, once per precision.
+"""FP8 quality gate: the trainer's own step, the same seed and data, once per precision.
 
 Each run is `mpdit train`'s step (flow-matching loss, clipping, fused AdamW, EMA) on scikit-learn's
 digits at 32 x 32 pixels (no download; the XL models see as many tokens as on 256-pixel ImageNet
