@@ -88,3 +88,12 @@ def test_percentiles_of_few_runs_stay_within_them():
 
     spread = _quantiles([500.0, 9600.0])  # two runs far apart, as on a busy machine
     assert 500.0 <= spread["p20_ms"] <= spread["median_ms"] <= spread["p80_ms"] <= 9600.0
+
+
+def test_rows_without_shape_fields_still_report():
+    """A bench.jsonl written before rows carried batch / width / dtype, read back by --resume."""
+    results = made_up_results()
+    for row in results.rows:
+        for field in ("batch", "width", "dtype"):
+            row.pop(field)
+    assert any(line.startswith("| MPDiT-XL |") for line in headline(results, {"baselines": {}}))

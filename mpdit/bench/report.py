@@ -64,8 +64,9 @@ def _xs(results, mode) -> list:
 
 
 def _batch(results, x: str) -> str:
-    """'B=<batch>' of the rows measured at shape x."""
-    return next(f"B={r['batch']}" for r in results.rows if r["x"] == x and r.get("batch") is not None)
+    """'B=<batch>' of the rows measured at shape x ('-' for rows without the field: a bench.jsonl
+    written before rows had it, read back by --resume)."""
+    return next((f"B={r['batch']}" for r in results.rows if r["x"] == x and r.get("batch") is not None), "-")
 
 
 def _sampling_runs(results) -> list:
