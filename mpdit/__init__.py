@@ -6,5 +6,14 @@ from mpdit.models.vae import decode
 from mpdit.io import load
 
 __version__ = "0.1.0"
-__all__ = ["MODELS", "ModelConfig", "MultiPatchTransformer", "create_model", "decode", "flow_matching_loss",
-           "get_config", "list_models", "load", "sample"]
+__all__ = ["MODELS", "ModelConfig", "MultiPatchTransformer", "create_model", "decode", "evaluate",
+           "flow_matching_loss", "get_config", "list_models", "load", "sample"]
+
+
+def __getattr__(name):
+    """mpdit.evaluate (the ADM metrics), imported on first use: it brings SciPy in."""
+    if name == "evaluate":
+        from mpdit.evaluation import evaluate
+
+        return evaluate
+    raise AttributeError(f"module 'mpdit' has no attribute {name!r}")

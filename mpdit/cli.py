@@ -236,15 +236,70 @@ def run_sample(args: argparse.Namespace) -> int:
                                cfg_scale=args.cfg_scale, steps=args.steps, method=args.method,
                                guidance_interval=(args.guidance_low, args.guidance_high), seed=args.seed,
                                use_ema=not args.no_ema, vae=args.vae, cuda_graph=args.cuda_graph,
-                               num_samples=args.num_samples, batch_size=args.batch_size)
+                               num_samples=args.num_samples, random_classes=args.random_classes,
+                               batch_size=args.batch_size, resume=args.resume, eval_ref=args.eval,
+                               inception_weights=args.inception_weights, progress=not args.no_progress)
     print(json.dumps(result))
     return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from mpdit.io import check_output
+
+    if args.json:
+        check_output(args.json, ".json", inputs=args.files)
+    if args.make_ref:
+        from mpdit.evaluation import make_reference
+
+        if args.files or not args.out:
+            raise ValueError("--make-ref: takes no positional files and needs --out REF.npz")
+        result = make_reference(args.make_ref, args.out, image_size=args.image_size, count=args.ref_images,
+                                inception_weights=args.inception_weights, batch_size=args.batch_size,
+                                device=args.device, progress=not args.no_progress)
+        print(json.dumps(result))
+        return 0
+    if args.out or args.image_size:
+        raise ValueError("--out / --image-size: only with --make-ref (the metrics go to stdout and --json)")
+    if args.features == "digits":
+        from mpdit.evaluation.digits import evaluate_digits, format_digits
+
+        if len(args.files) != 1:
+            raise ValueError(f"--features digits: expected one SAMPLES.npz, got {len(args.files)} files")
+        result = evaluate_digits(args.files[0])
+        text = format_digits(result)
+    else:
+        from mpdit.evaluation import evaluate, format_result
+
+        if len(args.files) != 2:
+            raise ValueError(f"expected REF.npz SAMPLES.npz, got {len(args.files)} file(s)")
+        result = evaluate(args.files[0], args.files[1], inception_weights=args.inception_weights,
+                          batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
+                          cache=not args.no_cache, warn=_note("mpdit eval"))
+        text = format_result(result)
+    print(text)
+    if args.json:
+        write_json(args.json, result)
+    return 0
+
+
+def _note(prog: str):
+    """A printer of one-line notes on stderr."""
+    return lambda text: print(f"{prog}: note: {text}", file=sys.stderr)
+
+
+def write_json(path: str, result: dict) -> None:
+    from mpdit.io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(result, f, indent=1)
+        f.write("\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mpdit", description="MPDiT engine: flops (FLOP audit against the paper), bench (speed, "
                                               "memory, profiles), train (flow matching, one GPU to many), sample, "
-                                              "export-ema, extract-latents, convert (official DiT/SiT/MPDiT "
+                                              "eval (sample quality), export-ema, extract-latents, convert (official "
+                                              "DiT/SiT/MPDiT "
                                               "checkpoints).")
     # every subcommand's help shows its defaults
     commands = parser.add_subparsers(dest="command", metavar="COMMAND",
@@ -295,11 +350,20 @@ def build_parser() -> argparse.ArgumentParser:
                       "(.safetensors)")
     sample.add_argument("--out", required=True, metavar="FILE.npz", help="the images (arr_0, uint8 NHWC, the ADM "
                         "evaluator's layout) and labels; a PNG grid is written beside it")
-    sample.add_argument("--classes", type=_int_list, help="comma-separated labels (default: 10 random ones)")
-    sample.add_argument("--per-class", type=int, default=1, help="samples of each class in --classes")
+    sample.add_argument("--classes", type=_int_list, help="comma-separated labels (default: 10 random ones with "
+                        "--per-class, every class with --num-samples)")
+    sample.add_argument("--per-class", type=int, metavar="K", help="K samples of each class in --classes (default 1)")
     sample.add_argument("--num-samples", type=int, metavar="N",
-                        help="N samples balanced over --classes (default: every class), e.g. 50000 for FID-50K; "
-                             "instead of --per-class")
+                        help="exactly N samples (e.g. 50000 for FID-50K), classes balanced: N // C of each of the C "
+                             "classes and one more of the first N %% C; instead of --per-class")
+    sample.add_argument("--random-classes", action="store_true",
+                        help="with --num-samples: each image's class drawn uniformly (DiT's sample_ddp.py)")
+    sample.add_argument("--resume", action="store_true",
+                        help="continue a killed run from the shards in FILE.shards/ (the same settings)")
+    sample.add_argument("--eval", metavar="REF.npz", help="evaluate the result against this reference batch "
+                        "(mpdit eval) and write FILE.metrics.json")
+    sample.add_argument("--inception-weights", metavar="FILE", help="--eval: the Inception weights (see mpdit eval)")
+    sample.add_argument("--no-progress", action="store_true", help="no progress bar")
     sample.add_argument("--batch-size", type=int, default=64, help="samples per model call (per process)")
     sample.add_argument("--cfg-scale", type=float, default=1.0, help="classifier-free guidance scale w; 1 = none")
     sample.add_argument("--steps", type=int, default=50, help="sampler steps (ddpm: respaced steps)")
@@ -308,12 +372,37 @@ def build_parser() -> argparse.ArgumentParser:
                              "converted from DiT")
     sample.add_argument("--guidance-low", type=float, default=0.0, help="guide only for t >= this")
     sample.add_argument("--guidance-high", type=float, default=1.0, help="guide only for t <= this")
-    sample.add_argument("--seed", type=int, default=0, help="image i's noise depends on (seed, i) only")
+    sample.add_argument("--seed", type=int, default=0, help="image i depends on (seed, i) only, not on the batch "
+                        "size or the number of processes (the SDE sampler's later noise: also on the batch)")
     sample.add_argument("--no-ema", action="store_true", help="the raw weights instead of the EMA")
     sample.add_argument("--cuda-graph", action="store_true",
                         help="euler / heun: replay each model evaluation from a CUDA graph (GPU only)")
     sample.add_argument("--vae", help="latent runs: decode with this VAE (default: the one in latents.json)")
     sample.set_defaults(handler=run_sample)
+
+    evaluation = commands.add_parser(
+        "eval", help="IS, FID, sFID, precision, recall of samples against an ADM reference batch (the ADM "
+                     "evaluator's definitions, PyTorch Inception)",
+        description="mpdit eval REF.npz SAMPLES.npz | --make-ref IMAGES_DIR_OR_NPZ --out REF.npz | "
+                    "--features digits SAMPLES.npz. Inception weights: --inception-weights, $MPDIT_INCEPTION_WEIGHTS "
+                    "or torch's hub cache (downloaded there when online); features are cached in "
+                    "$MPDIT_CACHE_DIR (default ~/.cache/mpdit/features).")
+    evaluation.add_argument("files", nargs="*", metavar="FILE.npz", help="REF.npz SAMPLES.npz (arr_0: uint8 NHWC)")
+    evaluation.add_argument("--inception-weights", metavar="FILE",
+                            help="torch-fidelity's weights-inception-2015-12-05-6726825d.pth")
+    evaluation.add_argument("--batch-size", type=int, default=64, help="images per Inception call")
+    evaluation.add_argument("--device", help="default: cuda when present")
+    evaluation.add_argument("--json", metavar="OUT.json", help="also write the result as JSON")
+    evaluation.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    evaluation.add_argument("--no-progress", action="store_true", help="no progress bars")
+    evaluation.add_argument("--features", choices=("inception", "digits"), default="inception",
+                            help="digits: a classifier's features for the CPU digits demo (one SAMPLES.npz)")
+    evaluation.add_argument("--make-ref", metavar="IMAGES_DIR_OR_NPZ",
+                            help="write a reference batch (ADM layout) of these images to --out")
+    evaluation.add_argument("--out", metavar="REF.npz", help="--make-ref: the reference batch to write")
+    evaluation.add_argument("--image-size", type=int, help="--make-ref of a folder: centre-crop every image to this")
+    evaluation.add_argument("--ref-images", type=int, default=10000, help="--make-ref: images kept in arr_0")
+    evaluation.set_defaults(handler=run_eval)
 
     from mpdit.compat.layouts import FAMILIES
 

@@ -74,6 +74,14 @@ class TrainConfig:
                                       "0 = keep all")
     log_every: int = option(10, "steps between metrics records")
     sample_every: int = option(1000, "steps between PNG grids of EMA samples (digits); 0 = never")
+    eval_every: int = option(0, "steps between evaluations of the EMA (and one at the end): --eval-samples images "
+                                "sampled into eval/, the metrics into metrics.jsonl and TensorBoard; 0 = never")
+    eval_ref: Optional[str] = option(None, "the reference batch (mpdit eval --make-ref, or ADM's), or 'digits' for "
+                                           "the digits classifier's figures", metavar="REF.npz|digits")
+    eval_samples: int = option(10000, "images per evaluation, classes balanced (50000 for the paper's FID-50K)")
+    eval_steps: int = option(50, "Euler steps of the evaluation samples")
+    eval_cfg_scale: float = option(1.0, "guidance scale of the evaluation samples")
+    eval_inception_weights: Optional[str] = option(None, "the Inception weights (see mpdit eval)", metavar="FILE")
     num_workers: int = option(2, "DataLoader worker processes")
     overrides: dict = field(default_factory=dict, metadata={"cli": False})  # create_model overrides
 
@@ -107,6 +115,18 @@ class TrainConfig:
             raise ValueError(f"compile_mode={self.compile_mode!r}: applies only with compile=True (--compile)")
         if self.init is not None and not os.path.isfile(self.init):
             raise ValueError(f"init={self.init!r}: no such file")
+        if self.eval_every and not self.eval_ref:
+            raise ValueError(f"eval_every={self.eval_every}: needs eval_ref (--eval-ref REF.npz, or digits)")
+        if self.eval_ref and not self.eval_every:
+            raise ValueError(f"eval_ref={self.eval_ref!r}: used only with eval_every (--eval-every STEPS)")
+        if self.eval_ref == "digits" and self.dataset != "digits":
+            raise ValueError(f"eval_ref='digits': the digits classifier's figures are for dataset='digits', not "
+                             f"{self.dataset!r}")
+        for name in ("eval_every", "eval_samples", "eval_steps"):
+            value = getattr(self, name)
+            low = 0 if name == "eval_every" else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name}={value!r}: expected an integer >= {low}")
         if not 0.0 <= self.class_dropout <= 1.0:
             raise ValueError(f"class_dropout={self.class_dropout}: expected a probability in [0, 1]")
         for spec in fields(self):

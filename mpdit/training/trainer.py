@@ -24,6 +24,7 @@ from mpdit.training import checkpoint
 from mpdit.training.config import AUTOTUNE_ON_CPU, TrainConfig
 from mpdit.training.data import ResumableSampler, latents_info, open_dataset
 from mpdit.training.distributed import full_state, load_full_state
+from mpdit.training.evaluation import check_eval_inputs, evaluate_ema
 from mpdit.training.metrics import MetricsLog
 from mpdit.training.run_lock import RunDirInUse, RunLock
 from mpdit.training.step import TrainStep, build_train_step, learning_rate
@@ -85,6 +86,7 @@ class TrainingRun:
 def train(config: TrainConfig) -> dict:
     """Run (or resume) training; returns the last metrics record."""
     config.validate()
+    check_eval_inputs(config)
     world = init_world()
     try:
         return fit(config, world)[1]
@@ -95,6 +97,9 @@ def train(config: TrainConfig) -> dict:
 def fit(config: TrainConfig, world: World) -> tuple:
     """Train up to config.steps; returns (the run, its last metrics record)."""
     micro, accumulation = batch_split(config, world)
+    if config.eval_every and config.parallel == "fsdp" and world.size > 1:
+        raise ValueError("eval_every: evaluating a sharded (FSDP) EMA during training is not supported; use DDP, or "
+                         "mpdit sample --eval on its checkpoints")
     if config.compile and config.compile_mode != "default" and world.device.type != "cuda":
         raise ValueError(f"compile_mode={config.compile_mode!r}: {AUTOTUNE_ON_CPU}; got device {world.device}")
     make_run_dir(config.run_dir)
@@ -160,6 +165,8 @@ def _loop(run, config, world, batches, accumulation, log, progress, stop) -> tup
         if config.sample_every and (run.step % config.sample_every == 0 or last):
             if world.main or run.train_step.sharded:  # a sharded EMA samples with every rank; rank 0 writes
                 _sample_grid(run.train_step.ema, config, run.step, write=world.main)
+        if config.eval_every and (run.step % config.eval_every == 0 or last):
+            evaluate_ema(run, log)
         signum = stop.agreed()
         if signum and not last:
             if run.step % config.checkpoint_every:  # not saved at this step yet

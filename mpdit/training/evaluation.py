@@ -1,0 +1,52 @@
+"""Evaluation during training (`mpdit train --eval-every`): the EMA samples --eval-samples
+images (classes balanced, Euler), every rank its share, into eval/step-N.npz; the main rank
+computes the metrics (mpdit eval, or the digits classifier's), logs them into metrics.jsonl and
+TensorBoard as eval_*, and removes the images (a 50,000-image file is gigabytes), keeping the
+grid. A run killed while sampling continues the same evaluation's shards when resumed.
+"""
+import os
+import sys
+
+from mpdit.evaluation import METRICS, evaluate
+from mpdit.evaluation.digits import evaluate_digits
+from mpdit.evaluation.inception import find_weights
+from mpdit.inference.sample_checkpoint import Sampler, sample_labels, sample_to_npz
+from mpdit.io.npz_images import check_images_header
+from mpdit.training.config import TrainConfig
+from mpdit.training.data import latents_info
+
+
+def check_eval_inputs(config: TrainConfig) -> None:
+    """Before training: the reference and the Inception weights exist (not found at the first evaluation,
+    hours in)."""
+    if config.eval_every and config.eval_ref != "digits":
+        check_images_header(config.eval_ref)
+        find_weights(config.eval_inception_weights)
+
+
+def evaluate_ema(run, log) -> dict:
+    """Samples and evaluates the EMA at run.step (a collective: every rank calls it); returns the
+    record logged (on the main rank; {} elsewhere)."""
+    config, world = run.config, run.world
+    out = os.path.join(config.run_dir, "eval", f"step-{run.step:08d}.npz")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    labels = sample_labels(run.model_config["num_classes"], num_samples=config.eval_samples)
+    sampler = Sampler(steps=config.eval_steps, cfg_scale=config.eval_cfg_scale,
+                      batch_size=max(1, config.global_batch_size // world.size),
+                      latent_info=None if config.dataset == "digits" else latents_info(config.dataset))
+    identity = {"run_dir": os.path.abspath(config.run_dir), "step": run.step}
+    sample_to_npz(run.train_step.ema, labels, out, world, sampler, identity, resume=True, progress=world.main)
+    if not world.main:
+        return {}
+    if config.eval_ref == "digits":
+        result = evaluate_digits(out)
+        record = {"eval_fd_digits": result["fd"], "eval_precision": result["precision"],
+                  "eval_recall": result["recall"], "eval_fd_digits_floor": result["floor"]["fd"]}
+    else:
+        result = evaluate(config.eval_ref, out, inception_weights=config.eval_inception_weights, progress=False,
+                          warn=lambda text: print(f"mpdit train: step {run.step} evaluation: {text}", file=sys.stderr))
+        record = {f"eval_{key}": result[key] for key in METRICS if result[key] is not None}
+    record = {"step": run.step, **record, "eval_samples": result["num_samples"]}
+    log.write(record)
+    os.remove(out)
+    return record
