@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(train, TrainConfig)
     train.set_defaults(handler=run_train)
 
-    from mpdit.inference.sample_checkpoint import METHODS
+    from mpdit.inference.api import METHODS
 
     sample = commands.add_parser("sample", help="images from a training checkpoint or an EMA export: .npz (ADM "
                                                 "layout) + PNG grid")

@@ -104,3 +104,45 @@ def test_default_out_is_a_folder_here_named_for_the_run(tmp_path, monkeypatch):
     outcome = run(make_plan("tiny", device="cpu", models=["MPDiT-S/8px"], providers=["torch"], sections=["flops"]),
                   RunOptions(progress=False, plots=False))
     assert os.path.dirname(os.path.relpath(outcome["json"])).startswith("bench-") and "-cpu-tiny" in outcome["json"]
+
+
+def _write_lines(path, lines: list, end=b"\n"):
+    path.write_bytes(b"\n".join(lines) + end)
+
+
+def test_resume_drops_an_unfinished_cases_rows_and_a_torn_line_and_says_so(tmp_path):
+    from mpdit.bench.timing import read_stream, trim_stream
+
+    stream = tmp_path / "bench.jsonl"
+    finished = [b'{"metric": "a", "value": 1}', b'{"done": ["case", "A"]}']
+    unfinished = [b'{"metric": "b", "value": 2}', b'{"metric": "b", "value": 3']  # a row, then a torn line
+    _write_lines(stream, finished + unfinished, end=b"")
+    assert list(read_stream(str(stream))) == ['["case", "A"]']
+    assert trim_stream(str(stream)) == 2
+    assert stream.read_bytes() == b"\n".join(finished) + b"\n"  # whole lines only: the next row starts its own
+    assert trim_stream(str(stream)) == 0
+    # through the runner: a real run whose time limit skips all but the set-up case, then the
+    # rows of an unfinished case and a torn line after it; the resume drops them and says so
+    plan = make_plan("tiny", device="cpu", out=str(tmp_path / "run"), models=["MPDiT-S/8px"], providers=["torch"])
+    quick = RunOptions(progress=False, plots=False, time_limit=1e-9)
+    run(plan, quick)
+    real = tmp_path / "run" / "bench.jsonl"
+    whole = real.read_bytes()
+    real.write_bytes(whole + whole.splitlines()[0] + b"\n" + b'{"metric": "torn')
+    said = []
+    result = run(plan, RunOptions(progress=False, plots=False, resume=True, time_limit=1e-9), echo=said.append)
+    assert any("dropped 2 line(s) after the last finished case" in line for line in said), said
+    assert real.read_bytes() == whole and len(result["results"].rows) == len(whole.splitlines()) - 1
+
+
+@pytest.mark.parametrize("bad, expected", [(b"[1, 2]", "line 2 is a JSON list, not a bench record"),
+                                           (b"\xff\xfe garbage", "line 2 is not JSON"),
+                                           (b"42", "line 2 is a JSON int")])
+def test_a_line_that_is_not_a_record_is_one_error_naming_the_file(tmp_path, bad, expected):
+    from mpdit.bench.timing import read_stream
+
+    stream = tmp_path / "bench.jsonl"
+    _write_lines(stream, [b'{"metric": "a"}', bad, b'{"done": ["case", "A"]}'])
+    with pytest.raises(ValueError) as error:
+        read_stream(str(stream))
+    assert str(stream) in str(error.value) and expected in str(error.value) and "\n" not in str(error.value)

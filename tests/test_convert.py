@@ -188,3 +188,44 @@ def test_cli_error_has_no_traceback(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("mpdit convert: error: checkpoint=") and result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("family, name", [("sit", "SiT-S/8"), ("dit", "DiT-S/8")])
+def test_the_python_api_samples_a_converted_file_as_the_command_line_does(tmp_path, capsys, family, name):
+    """mpdit.sample(mpdit.load(converted)): SiT's velocity turned around, DiT's DDPM sampler, and
+    the wrong sampler for the objective refused, as `mpdit sample` refuses it."""
+    from mpdit.compat.sampling import sampling_model
+    from mpdit.diffusion.ddpm import ddpm_sample
+    from mpdit.io import read
+
+    registry = {"dit": DiT_models, "sit": SiT_models}[family]
+    torch.save(official_state(registry[name], input_size=16, in_channels=3, num_classes=10), tmp_path / "o.pt")
+    cli(capsys, "convert", "--from", family, "--model", name, str(tmp_path / "o.pt"), "--out",
+        str(tmp_path / "c.safetensors"))
+    model = mpdit.load(str(tmp_path / "c.safetensors"))
+    reference = sampling_model(read(str(tmp_path / "c.safetensors")), "cpu")
+    noise = torch.randn(2, 3, 16, 16)
+    if family == "dit":
+        got = mpdit.sample(model, [1, 2], steps=3, noise=noise, generator=torch.Generator().manual_seed(0))  # ddpm
+        expected = ddpm_sample(reference, torch.tensor([1, 2]), steps=3, noise=noise,
+                               generator=torch.Generator().manual_seed(0))
+        torch.testing.assert_close(got, expected)
+        with pytest.raises(ValueError, match="holds a DiT \\(DDPM eps\\) model; use --method ddpm"):
+            mpdit.sample(model, [1, 2], method="euler", steps=3)
+    else:
+        got = mpdit.sample(model, [1, 2], steps=3, noise=noise)
+        torch.testing.assert_close(got, sample(reference, torch.tensor([1, 2]), steps=3, noise=noise))
+        assert not torch.allclose(got, sample(model, torch.tensor([1, 2]), steps=3, noise=noise))  # turned around
+        with pytest.raises(ValueError, match="method='ddpm': for DiT's DDPM models"):
+            mpdit.sample(model, [1, 2], method="ddpm")
+
+
+def test_decode_of_a_pixel_model_and_a_missing_diffusers_are_one_line(monkeypatch):
+    from mpdit.models.vae import load_vae
+
+    with pytest.raises(ValueError, match="info=None: this model works in pixel space"):
+        mpdit.decode(torch.zeros(1, 3, 8, 8), None)
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "diffusers.models", None)
+    with pytest.raises(ValueError, match=r"install it: pip install -e '\.\[latents\]'"):
+        load_vae("stabilityai/sd-vae-ft-ema", "cpu")

@@ -142,3 +142,26 @@ def test_second_cli_run_on_a_folder_in_use_exits_at_once_while_the_first_goes_on
         _, err = first.communicate(timeout=120)
     assert first.returncode == 143 and "stopped at step" in err
     assert not os.path.exists(os.path.join(run_dir, "train.lock"))
+
+
+def test_a_rolled_back_run_keeps_the_abandoned_checkpoints_aside_and_one_history(tmp_path, capsys):
+    """Resume from step 10 of a 20-step run with keep 1: the new step-15 checkpoint is kept, the
+    abandoned step 20 is moved aside (not pruned, not found by --resume auto), and metrics.jsonl
+    holds one history."""
+    from model_utils import digits_config
+    from mpdit.training import checkpoint
+    from mpdit.training.trainer import train
+
+    run = tmp_path / "run"
+    train(digits_config(run, steps=20, checkpoint_every=10, keep_checkpoints=0))
+    train(digits_config(run, steps=15, checkpoint_every=5, keep_checkpoints=1,
+                        resume=str(run / "ckpt-00000010.pt")))
+    assert [p.name for p in run.glob("ckpt-*.pt")] == ["ckpt-00000015.pt"]
+    assert checkpoint.latest(str(run)).endswith("ckpt-00000015.pt")
+    aside = list(run.glob("rolled-back-*"))
+    assert len(aside) == 1 and (aside[0] / "ckpt-00000020.pt").exists()
+    assert "rolling back: moved the checkpoints of steps 20" in capsys.readouterr().err
+    old = [json.loads(line)["step"] for line in (aside[0] / "metrics.jsonl").read_text().splitlines()]
+    new = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert max(old) == 20 and max(new) == 15
+    assert [s for s in new if s <= 15] == new and new[:-1] == sorted(new[:-1])  # one history (then the final)

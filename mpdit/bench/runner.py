@@ -25,7 +25,7 @@ from mpdit.bench.environment import environment
 from mpdit.bench.executor import Ceilings, InProcess, Isolated
 from mpdit.bench.plan import Plan, SetupCase
 from mpdit.bench.report import markdown, write_plots
-from mpdit.bench.timing import Results, read_stream
+from mpdit.bench.timing import Results, read_stream, trim_stream
 from mpdit_kernels import attention_paths
 
 
@@ -70,6 +70,11 @@ def run(plan: Plan, options: RunOptions = RunOptions(), echo=print) -> dict:
 
 def _run(plan: Plan, options: RunOptions, echo, stream: str) -> dict:
     torch.manual_seed(0)
+    if options.resume:
+        dropped = trim_stream(stream)
+        if dropped:
+            echo(f"{stream}: dropped {dropped} line(s) after the last finished case (an unfinished case's rows or a "
+                 "torn last line); that case runs again")
     done = read_stream(stream) if options.resume else {}
     if not options.resume and os.path.exists(stream):
         os.remove(stream)

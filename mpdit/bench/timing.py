@@ -102,24 +102,60 @@ def git_sha() -> str:
         return "unknown"
 
 
+def _records(path: str):
+    """(line number, record, raw line) of bench.jsonl. A last line without its newline that is
+    not JSON is a write cut short by a kill: skipped. Any other line that is not a JSON object
+    (a hand edit, a damaged file) is a ValueError naming the file and the line."""
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)  # bytes: invalid UTF-8 is a ValueError too
+        except ValueError:
+            if number == len(lines):  # the torn last line
+                continue
+            raise ValueError(f"{path}: line {number} is not JSON (a hand edit or a damaged file); remove the line, "
+                             "or run without --resume") from None
+        if not isinstance(item, dict):
+            raise ValueError(f"{path}: line {number} is a JSON {type(item).__name__}, not a bench record; remove the "
+                             "line, or run without --resume")
+        yield number, item, line
+
+
 def read_stream(path: str) -> dict:
     """{case key (JSON): (its rows, its error or None)} of the cases bench.jsonl says are done (a
-    case's rows are written together with its done line: rows after the last one are a torn write)."""
+    case's rows are written together with its done line: rows after the last one are a torn write
+    or a case that did not finish)."""
     done, pending = {}, []
-    with open(path) as f:
-        for line in f:
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError:  # a torn line: a write cut short by a kill
-                continue
-            if "done" in item:
-                done[json.dumps(item["done"])] = (pending, item.get("error"))
-                pending = []
-            else:
-                pending.append(item)
+    for _, item, _ in _records(path):
+        if "done" in item:
+            done[json.dumps(item["done"])] = (pending, item.get("error"))
+            pending = []
+        else:
+            pending.append(item)
     return done
+
+
+def trim_stream(path: str) -> int:
+    """Rewrites bench.jsonl without what follows its last done line (the rows of a case that did
+    not finish, a torn last line), so that a resumed run appends to whole lines of finished cases
+    only; returns the number of lines dropped."""
+    kept, total, last_done = [], 0, 0
+    with open(path, "rb") as f:
+        total = sum(1 for line in f.read().split(b"\n") if line.strip())
+    for _, item, line in _records(path):
+        kept.append(line)
+        if "done" in item:
+            last_done = len(kept)
+    if total == last_done:
+        return 0
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.writelines(line + b"\n" for line in kept[:last_done])
+    os.replace(tmp, path)
+    return total - last_done
 
 
 @dataclass(frozen=True)

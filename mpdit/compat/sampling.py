@@ -24,13 +24,14 @@ class SiTVelocity(torch.nn.Module):
         return -self.sit(x, 1 - t, y)
 
 
-def sampling_model(saved: dict, device) -> torch.nn.Module:
+def sampling_model(saved: dict, device, native: torch.nn.Module = None) -> torch.nn.Module:
     """What the samplers run for a file read by mpdit.io.read, in eval mode on `device`: the
-    engine's model, a SiT velocity wrapper, or (DiT) the official module for mpdit.diffusion.ddpm."""
+    engine's model, a SiT velocity wrapper, or (DiT) the official module for mpdit.diffusion.ddpm.
+    native: the engine's model of those weights, when already built (mpdit.load's)."""
     origin = saved.get("origin")
     family = origin["family"] if origin else None
     if family != "dit":
-        native = build(saved, device=device)
+        native = native if native is not None else build(saved, device=device)
         return SiTVelocity(native) if family == "sit" else native
     dit = official_model("dit", origin["model"], **origin["kwargs"])
     dit.load_state_dict(to_official(saved["state_dict"], dit.config, "dit"))

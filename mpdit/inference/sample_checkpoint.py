@@ -18,9 +18,10 @@ from tqdm import tqdm
 from mpdit.compat.sampling import sampling_model
 from mpdit.diffusion.ddpm import ddpm_sample
 from mpdit.diffusion.guidance import check_guidance
-from mpdit.diffusion.sampling import SAMPLERS, sample
+from mpdit.diffusion.sampling import sample
 from mpdit.evaluation import METRICS, evaluate
 from mpdit.evaluation.inception import find_weights
+from mpdit.inference.api import METHODS, check_method
 from mpdit.inference.shards import Shards
 from mpdit.io import atomic_path, check_output, read
 from mpdit.io.images import save_grid, to_uint8
@@ -30,24 +31,6 @@ from mpdit.world import close_world, init_world
 
 MAX_SAMPLES = 10_000_000  # a sanity bound: 200x FID-50K
 GRID_CLASSES = GRID_PER_CLASS = 10
-
-
-METHODS = SAMPLERS + ("ddpm",)  # ddpm: DiT's eps models (mpdit convert --from dit)
-
-
-def check_method(method, saved: dict, path: str, guidance_interval, cuda_graph: bool) -> str:
-    """The sampler for this file: DDPM for a converted DiT (its weights are an eps model), a flow
-    sampler for everything else; ValueError for a mismatch."""
-    dit = (saved.get("origin") or {}).get("family") == "dit"
-    method = method or ("ddpm" if dit else "euler")
-    if dit and method != "ddpm":
-        raise ValueError(f"method={method!r}: {path} holds a DiT (DDPM eps) model; use --method ddpm")
-    if method == "ddpm" and not dit:
-        raise ValueError(f"method='ddpm': for DiT's DDPM models (mpdit convert --from dit); {path} holds a flow "
-                         "model")
-    if method == "ddpm" and (tuple(guidance_interval) != (0.0, 1.0) or cuda_graph):
-        raise ValueError("method='ddpm': guidance intervals and CUDA graphs are for the flow samplers")
-    return method
 
 
 def sample_labels(num_classes: int, classes=None, per_class: int = None, num_samples: int = None,
@@ -178,7 +161,7 @@ def sample_checkpoint(path: str, out: str, classes=None, per_class: int = None, 
     and a PNG grid; labels as in sample_labels. method: default euler, or ddpm for a converted DiT
     (a DDPM model; `steps` respaced steps). eval_ref: evaluate the result against this reference
     batch (mpdit eval) and write the metrics to FILE.metrics.json."""
-    if method is not None and method not in METHODS:
+    if method is not None and method not in METHODS:  # before any loading
         raise ValueError(f"method={method!r}: expected one of {METHODS}")
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}: expected a positive integer")
@@ -190,7 +173,7 @@ def sample_checkpoint(path: str, out: str, classes=None, per_class: int = None, 
     if cuda_graph and not torch.cuda.is_available():
         raise ValueError("--cuda-graph: CUDA graphs need a CUDA GPU; none is visible here")
     saved = read(path, "ema" if use_ema else "model")  # a training checkpoint or an EMA export
-    method = check_method(method, saved, path, guidance_interval, cuda_graph)
+    method = check_method(method, saved.get("origin"), path, guidance_interval, cuda_graph)
     model_config = saved["model_config"]
     latent_info = saved["latents"]
     if latent_info is None and model_config["in_channels"] not in (1, 3):

@@ -92,5 +92,6 @@ def build(saved: dict, kernel_backend: str = "torch", device="cpu") -> torch.nn.
     model = create_model(saved["model"], kernel_backend=kernel_backend, **model_overrides(saved["model_config"]))
     model.load_state_dict(saved["state_dict"])
     model.latents = saved["latents"]
+    model.origin = saved["origin"]  # mpdit convert's record: mpdit.sample follows the official conventions
     return model.to(device).eval()
 

@@ -26,7 +26,11 @@ def denormalise(latents: torch.Tensor, normalisation: str) -> torch.Tensor:
 
 
 def load_vae(name_or_path: str, device):
-    from diffusers.models import AutoencoderKL  # optional: only extraction and latent decoding need it
+    try:
+        from diffusers.models import AutoencoderKL  # optional: only extraction and latent decoding need it
+    except ImportError:
+        raise ValueError(f"vae={name_or_path!r}: latents are encoded and decoded with diffusers' AutoencoderKL; "
+                         "install it: pip install -e '.[latents]' (or pip install diffusers)") from None
 
     try:
         vae = AutoencoderKL.from_pretrained(name_or_path)
@@ -38,6 +42,10 @@ def load_vae(name_or_path: str, device):
 
 @torch.no_grad()
 def decode(latents: torch.Tensor, info: dict, vae=None) -> torch.Tensor:
-    """Normalised latents -> images in [-1, 1] through the VAE named in latents.json."""
+    """Normalised latents -> images in [-1, 1] through the VAE named in latents.json (`info`:
+    the model's `latents` record; None for a pixel-space model, whose samples are images)."""
+    if info is None:
+        raise ValueError("info=None: this model works in pixel space (no latents record); its samples are images "
+                         "already, in [-1, 1]")
     model = vae if vae is not None else load_vae(info["vae"], latents.device)
     return model.decode(denormalise(latents.float(), info["normalisation"])).sample.clamp(-1, 1)

@@ -8,6 +8,8 @@ torch.compile prefixes), so a crash mid-write leaves the last good one.
 import glob
 import os
 import re
+import shutil
+import time
 
 from mpdit.io.checkpoint_file import CheckpointError, save_checkpoint
 from mpdit.training.run_lock import process_alive
@@ -52,6 +54,23 @@ def latest(run_dir: str):
     """Path of the highest-step complete checkpoint in run_dir, or None."""
     found = _checkpoints(run_dir)
     return found[-1][1] if found else None
+
+
+def set_aside_newer(run_dir: str, step: int) -> tuple:
+    """A run rolled back to `step`: moves the checkpoints of later steps, and a copy of
+    metrics.jsonl (their history), into run_dir/rolled-back-<time>/, out of reach of pruning and
+    of --resume auto. Returns (that folder, the steps moved), or (None, []) when none is newer."""
+    newer = [(s, path) for s, path in _checkpoints(run_dir) if s > step]
+    if not newer:
+        return None, []
+    aside = os.path.join(run_dir, f"rolled-back-{time.strftime('%Y%m%d-%H%M%S')}-from-{newer[-1][0]}")
+    os.makedirs(aside, exist_ok=True)
+    metrics = os.path.join(run_dir, "metrics.jsonl")
+    if os.path.exists(metrics):
+        shutil.copy2(metrics, os.path.join(aside, "metrics.jsonl"))
+    for _, path in newer:
+        os.replace(path, os.path.join(aside, os.path.basename(path)))
+    return aside, [s for s, _ in newer]
 
 
 def prune(run_dir: str, keep: int) -> list:

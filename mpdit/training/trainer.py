@@ -132,6 +132,11 @@ def make_run_dir(run_dir: str) -> None:
 def _fit(config: TrainConfig, world: World, micro: int, accumulation: int) -> tuple:
     dataset = open_dataset(config.dataset, config.image_size)
     run = build(config, world, dataset)
+    if world.main:  # before the first step, which can take minutes (compilation, a slow first batch)
+        parameters = sum(p.numel() for p in run.train_step.ema.parameters()) / 1e6
+        print(f"mpdit train: {config.model}, {parameters:.1f} M parameters, {world.device.type} x {world.size} "
+              f"process(es), {config.dataset} ({len(dataset)} images), steps {run.step} -> {config.steps}, "
+              f"run dir {config.run_dir}", file=sys.stderr)
     batches = iter(data_loader(dataset, micro, run))
     log = MetricsLog(config.run_dir, world.main)
     log.keep_until(run.step)  # a resumed run logs the steps after its checkpoint again: once each
@@ -238,6 +243,10 @@ def resume_state(config: TrainConfig, world: World, model_config: dict):
             "resume with the same number of processes")
     if world.main:
         print(f"mpdit train: resuming from {path} at step {state['step']}", file=sys.stderr)
+        aside, steps = checkpoint.set_aside_newer(config.run_dir, state["step"])
+        if aside:  # a rollback: the abandoned steps are kept, not pruned or resumed by --resume auto
+            print(f"mpdit train: rolling back: moved the checkpoints of steps {', '.join(map(str, steps))} and a copy "
+                  f"of metrics.jsonl to {aside}", file=sys.stderr)
     return state
 
 
