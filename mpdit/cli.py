@@ -211,8 +211,9 @@ def run_export_ema(args: argparse.Namespace) -> int:
     source = input_path(args)
     check_output(args.out, ".safetensors", inputs=[source])  # before reading a multi-GB checkpoint
     state = load_checkpoint(source)
-    print(json.dumps({"out": export_ema(state, args.out), "model": state["train_config"]["model"],
-                      "step": state["step"], "tensors": len(state["ema"])}))
+    out = export_ema(state, args.out, source=f"checkpoint={source!r}")
+    print(json.dumps({"out": out, "model": state["train_config"]["model"], "step": state["step"],
+                      "tensors": len(state["ema"])}))
     return 0
 
 

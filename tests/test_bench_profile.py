@@ -107,7 +107,9 @@ def test_profile_section_streams_rows_and_writes_a_trace(tmp_path):
     assert profile["gemm"] > 0 and profile["optimizer"] > 0 and profile["ema"] > 0
     assert "Where a training step's time goes" in result["markdown"]
     streamed = [json.loads(line) for line in (tmp_path / "bench.jsonl").read_text().splitlines()]
-    assert [line for line in streamed if "done" not in line] == rows  # every row reached the stream
+    assert streamed[0] == {"settings": {"preset": "tiny", "device": "cpu", "models": ["MPDiT-S/8px"],
+                                        "providers": ["torch"], "sections": ["profile"]}}  # what --resume checks
+    assert [line for line in streamed[1:] if "done" not in line] == rows  # every row reached the stream
     assert [line["done"] for line in streamed if "done" in line] == [["setup", "-", "-"],
                                                                      ["train", "MPDiT-S/8px", "torch"]]
     trace = json.loads(gzip.decompress((tmp_path / "trace_MPDiT-S-8px_torch.json.gz").read_bytes()))

@@ -128,11 +128,11 @@ def test_resume_drops_an_unfinished_cases_rows_and_a_torn_line_and_says_so(tmp_p
     run(plan, quick)
     real = tmp_path / "run" / "bench.jsonl"
     whole = real.read_bytes()
-    real.write_bytes(whole + whole.splitlines()[0] + b"\n" + b'{"metric": "torn')
+    real.write_bytes(whole + whole.splitlines()[1] + b"\n" + b'{"metric": "torn')  # line 1: the settings
     said = []
     result = run(plan, RunOptions(progress=False, plots=False, resume=True, time_limit=1e-9), echo=said.append)
     assert any("dropped 2 line(s) after the last finished case" in line for line in said), said
-    assert real.read_bytes() == whole and len(result["results"].rows) == len(whole.splitlines()) - 1
+    assert real.read_bytes() == whole and len(result["results"].rows) == len(whole.splitlines()) - 2
 
 
 @pytest.mark.parametrize("bad, expected", [(b"[1, 2]", "line 2 is a JSON list, not a bench record"),
@@ -146,3 +146,23 @@ def test_a_line_that_is_not_a_record_is_one_error_naming_the_file(tmp_path, bad,
     with pytest.raises(ValueError) as error:
         read_stream(str(stream))
     assert str(stream) in str(error.value) and expected in str(error.value) and "\n" not in str(error.value)
+
+
+def test_one_bench_per_out_folder_and_resume_only_with_the_same_settings(tmp_path):
+    from mpdit.training.run_lock import RunDirInUse, RunLock
+
+    plan = make_plan("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"])
+    quick = RunOptions(progress=False, plots=False, time_limit=1e-9)  # the set-up case only
+    with RunLock(str(tmp_path), "bench.lock", "out", "mpdit bench"):  # another bench holds the folder
+        with pytest.raises(RunDirInUse, match=r"out='.*': in use by PID \d+ .* use another --out"):
+            run(plan, quick)
+    assert not (tmp_path / "bench.jsonl").exists()  # refused before touching anything
+    run(plan, quick)
+    assert not (tmp_path / "bench.lock").exists()  # released
+    other = make_plan("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch", "native"])
+    before = (tmp_path / "bench.jsonl").read_bytes()
+    with pytest.raises(ValueError, match=r"was written with providers=\['torch'\], this run has providers=\['torch', "
+                                         r"'native'\]; resume with the same settings"):
+        run(other, RunOptions(progress=False, plots=False, resume=True, time_limit=1e-9))
+    assert (tmp_path / "bench.jsonl").read_bytes() == before
+    run(plan, RunOptions(progress=False, plots=False, resume=True, time_limit=1e-9))  # the same settings: fine

@@ -114,9 +114,10 @@ def test_full_disk_in_training_is_one_line_and_exit_2(tmp_path, monkeypatch, cap
     code = main(["train", "--model", "MPDiT-S", "--stages", "4:1,2:1", "--dataset", "digits", "--steps", "1",
                  "--global-batch-size", "4", "--run-dir", str(tmp_path / "run"), "--num-workers", "0",
                  "--sample-every", "0"])
-    err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1
-    assert "no space left writing" in err and "no earlier checkpoint in the run folder" in err
+    lines = capsys.readouterr().err.rstrip("\n").split("\n")
+    start, error = lines[0], lines[-1]  # what it runs (before the first step), the progress bar, the error
+    assert code == 2 and start.startswith("mpdit train: MPDiT-S, ") and error.startswith("mpdit train: error: ")
+    assert "no space left writing" in error and "no earlier checkpoint in the run folder" in error
     assert not (tmp_path / "run" / "train.lock").exists()  # released on the way out
 
 

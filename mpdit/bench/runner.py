@@ -25,7 +25,8 @@ from mpdit.bench.environment import environment
 from mpdit.bench.executor import Ceilings, InProcess, Isolated
 from mpdit.bench.plan import Plan, SetupCase
 from mpdit.bench.report import markdown, write_plots
-from mpdit.bench.timing import Results, read_stream, trim_stream
+from mpdit.bench.timing import Results, read_stream, recorded_settings, trim_stream
+from mpdit.training.run_lock import RunLock
 from mpdit_kernels import attention_paths
 
 
@@ -62,10 +63,30 @@ def run(plan: Plan, options: RunOptions = RunOptions(), echo=print) -> dict:
     stream = os.path.join(plan.out, "bench.jsonl")
     if options.resume and not os.path.exists(stream):
         raise ValueError(f"resume: no {stream} to continue; run without --resume first")
+    os.makedirs(plan.out, exist_ok=True)
+    # One run per folder: a second bench on it would delete this one's rows and time against it.
     # Backward of a kernel is timed on a retained graph; compiled graphs refuse one while they
     # donate buffers (a memory saving, not a speed one). Restored on the way out.
-    with torch._functorch.config.patch(donated_buffer=False):
+    with RunLock(plan.out, "bench.lock", "out", "mpdit bench"), torch._functorch.config.patch(donated_buffer=False):
+        if options.resume:
+            check_settings(stream, plan_settings(plan))
         return _run(plan, options, echo, stream)
+
+
+def plan_settings(plan: Plan) -> dict:
+    """What makes two runs the same run: recorded in bench.jsonl, checked on --resume."""
+    return {"preset": plan.preset.name, "device": plan.device, "models": [spec.label for spec in plan.specs],
+            "providers": list(plan.providers), "sections": list(plan.sections)}
+
+
+def check_settings(stream: str, settings: dict) -> None:
+    recorded = recorded_settings(stream)
+    if recorded is None:  # a file of an earlier version: nothing to compare
+        return
+    for key in settings:
+        if recorded.get(key) != settings[key]:
+            raise ValueError(f"resume: {stream} was written with {key}={recorded.get(key)!r}, this run has "
+                             f"{key}={settings[key]!r}; resume with the same settings, or use another --out")
 
 
 def _run(plan: Plan, options: RunOptions, echo, stream: str) -> dict:
@@ -79,7 +100,9 @@ def _run(plan: Plan, options: RunOptions, echo, stream: str) -> dict:
     if not options.resume and os.path.exists(stream):
         os.remove(stream)
     results = Results(plan.device, stream=stream)
-    open(stream, "a").close()  # exists from the start: a case's own process appends to it
+    if not os.path.exists(stream) or os.path.getsize(stream) == 0:  # exists from the start, settings first
+        with open(stream, "w") as f:
+            f.write(json.dumps({"settings": plan_settings(plan)}) + "\n")
     results.rows = [row for rows, _ in done.values() for row in rows]
     results.errors = [error for _, error in done.values() if error]
     results.flushed = len(results.rows)

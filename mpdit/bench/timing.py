@@ -130,12 +130,21 @@ def read_stream(path: str) -> dict:
     or a case that did not finish)."""
     done, pending = {}, []
     for _, item, _ in _records(path):
+        if "settings" in item:  # the run's settings (recorded_settings), not a row
+            continue
         if "done" in item:
             done[json.dumps(item["done"])] = (pending, item.get("error"))
             pending = []
         else:
             pending.append(item)
     return done
+
+
+def recorded_settings(path: str):
+    """The settings bench.jsonl was written with (its first record), or None (an older file)."""
+    for _, item, _ in _records(path):
+        return item.get("settings")
+    return None
 
 
 def trim_stream(path: str) -> int:
@@ -147,7 +156,7 @@ def trim_stream(path: str) -> int:
         total = sum(1 for line in f.read().split(b"\n") if line.strip())
     for _, item, line in _records(path):
         kept.append(line)
-        if "done" in item:
+        if "done" in item or "settings" in item:  # the settings line heads the file: always kept
             last_done = len(kept)
     if total == last_done:
         return 0

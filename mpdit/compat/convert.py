@@ -47,7 +47,7 @@ def read_official(path: str, weights: str = "ema") -> dict:
                 state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated, not a checkpoint, or a pickle of other objects
         raise ValueError(f"checkpoint={path!r}: unreadable as a checkpoint ({type(error).__name__}: "
-                         f"{str(error).splitlines()[0][:120]})") from None
+                         f"{(str(error).splitlines() or ['no details'])[0][:120]})") from None
     if isinstance(state, dict) and isinstance(state.get(weights), dict):
         state = state[weights]
     elif isinstance(state, dict) and weights == "ema" and isinstance(state.get("model"), dict):

@@ -8,6 +8,8 @@ renames, reshapes and stacks, so a round trip is bit-exact.
 """
 import torch
 
+from mpdit.io.layout import check_state_dict
+
 FAMILIES = ("dit", "sit", "mpdit-ref")
 FNO_LAYERS = 3  # the reference's conv0..2 / w0..2
 
@@ -139,18 +141,9 @@ def guess_family(state: dict) -> str:
 def check_layout(given: dict, expected: dict, family: str, what: str = "checkpoint") -> None:
     """ValueError naming the first missing or unexpected key or shape mismatch between a state
     dict and the expected {key: shape} of the official model."""
-    shape = list  # [a, b]: shapes printed as the layouts file writes them
     family_hint = ""
     seen = guess_family(given)
     same = seen == family or (seen == "dit/sit" and family in ("dit", "sit", "engine"))  # DiT's keys are the engine's
     if seen != "unknown" and not same:
         family_hint = f" (its keys are those of a {seen} checkpoint, not {family})"
-    for key, want in expected.items():
-        if key not in given:
-            raise ValueError(f"{what}: missing key {key!r} (expected shape {shape(want)}){family_hint}")
-        if tuple(given[key].shape) != tuple(want):
-            raise ValueError(f"{what}: {key!r} has shape {shape(given[key].shape)}, the model expects "
-                             f"{shape(want)}{family_hint}")
-    for key, tensor in given.items():
-        if key not in expected:
-            raise ValueError(f"{what}: unexpected key {key!r} (shape {shape(tensor.shape)}){family_hint}")
+    check_state_dict(given, expected, what, family_hint)

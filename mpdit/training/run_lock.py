@@ -1,6 +1,7 @@
-"""One training run per run folder: a lock file naming its holder (PID, host, start time).
+"""One run per folder: a lock file naming its holder (PID, host, start time). `mpdit train`
+holds its run dir (train.lock), `mpdit bench` its --out (bench.lock).
 
-A second `mpdit train` on a folder in use stops at once, naming the holder; a lock left by a
+A second command on a folder in use stops at once, naming the holder; a lock left by a
 process that is gone (same host, PID no longer running) is taken over with a warning. The file
 is created with O_EXCL, so of two processes starting together exactly one wins. On another host
 liveness cannot be checked: the message says which file to remove if that run is gone.
@@ -38,10 +39,12 @@ def _read(path: str) -> dict:
 
 
 class RunLock:
-    """Context manager holding `<run_dir>/train.lock` for this process."""
+    """Context manager holding `<folder>/<name>` for this process; `option` and `command` name
+    the folder's option and the command in the messages."""
 
-    def __init__(self, run_dir: str):
-        self.path = os.path.join(run_dir, LOCK_NAME)
+    def __init__(self, run_dir: str, name: str = LOCK_NAME, option: str = "run_dir", command: str = "mpdit train"):
+        self.path = os.path.join(run_dir, name)
+        self.option, self.command = option, command
         self.mine = {"pid": os.getpid(), "host": socket.gethostname(),
                      "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         self.held = False
@@ -63,8 +66,8 @@ class RunLock:
             holder = _read(self.path)
             pid, host = holder.get("pid"), holder.get("host")
             if isinstance(pid, int) and host == self.mine["host"] and not process_alive(pid):
-                print(f"mpdit train: warning: taking over {self.path} from PID {pid} on {host}, which is no longer "
-                      "running", file=sys.stderr)
+                print(f"{self.command}: warning: taking over {self.path} from PID {pid} on {host}, which is no "
+                      "longer running", file=sys.stderr)
                 try:
                     os.remove(self.path)
                 except FileNotFoundError:
@@ -74,13 +77,14 @@ class RunLock:
                 time.sleep(0.1)
                 holder = _read(self.path)
                 if not holder:
-                    raise RunDirInUse(f"run_dir={os.path.dirname(self.path)!r}: locked by an unreadable "
+                    raise RunDirInUse(f"{self.option}={os.path.dirname(self.path)!r}: locked by an unreadable "
                                       f"{self.path}; remove it if no run uses this folder")
                 continue
-            raise RunDirInUse(f"run_dir={os.path.dirname(self.path)!r}: in use by PID {pid} on {host} (since "
-                              f"{holder.get('started')}); stop that run or use another --run-dir (a run that is gone "
+            flag = "--" + self.option.replace("_", "-")
+            raise RunDirInUse(f"{self.option}={os.path.dirname(self.path)!r}: in use by PID {pid} on {host} (since "
+                              f"{holder.get('started')}); stop that run or use another {flag} (a run that is gone "
                               f"from another host leaves {self.path}: remove it)")
-        raise RunDirInUse(f"run_dir={os.path.dirname(self.path)!r}: could not take {self.path}")
+        raise RunDirInUse(f"{self.option}={os.path.dirname(self.path)!r}: could not take {self.path}")
 
     def release(self) -> None:
         if self.held and _read(self.path).get("pid") == self.mine["pid"]:

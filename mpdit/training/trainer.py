@@ -141,8 +141,11 @@ def _fit(config: TrainConfig, world: World, micro: int, accumulation: int) -> tu
     log = MetricsLog(config.run_dir, world.main)
     log.keep_until(run.step)  # a resumed run logs the steps after its checkpoint again: once each
     progress = _progress(config.steps, run.step, world.main)
-    with _StopRequests(world) as stop:
-        return _loop(run, config, world, batches, accumulation, log, progress, stop)
+    try:
+        with _StopRequests(world) as stop:
+            return _loop(run, config, world, batches, accumulation, log, progress, stop)
+    finally:
+        progress.close()  # an error then starts its own line
 
 
 def _loop(run, config, world, batches, accumulation, log, progress, stop) -> tuple:
