@@ -118,7 +118,7 @@ def test_a_file_that_is_not_the_weights_is_one_line(tmp_path):
         load_inception(str(tmp_path / "missing.pth"))
 
 
-def test_only_uint8_nchw_rgb_goes_in(weights):
+def test_only_uint8_nchw_rgb_goes_in():
     network = InceptionV3()
     with pytest.raises(ValueError, match="expected uint8"):
         network(torch.rand(1, 3, 8, 8))

@@ -103,9 +103,10 @@ class Shards:
             block = []
             for i in indices[start:start + MERGE_ROWS]:
                 path, row = owner[i]
-                if path not in cache:  # shards come in order: keep only the current one
-                    cache = {path: dict(np.load(path))}
-                block.append(cache[path][field][row])
+                if path not in cache:  # shards come in order: keep only the current one, only this field
+                    with np.load(path) as shard:
+                        cache = {path: shard[field]}
+                block.append(cache[path][row])
             yield np.stack(block)
 
     def merge(self, count: int) -> tuple:

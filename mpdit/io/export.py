@@ -42,7 +42,7 @@ def export_ema(state: dict, out: str, source: str = "checkpoint") -> str:
     `mpdit.load(out)` and `mpdit sample` rebuild the model from it. The weights are checked
     against that model first: a damaged checkpoint makes no export."""
     with torch.device("meta"):  # shapes only, no memory
-        model = _model_of(state["train_config"]["model"], state["model_config"], f"{source}")
+        model = _model_of(state["train_config"]["model"], state["model_config"], source)
     check_state_dict(state["ema"], {key: tuple(t.shape) for key, t in model.state_dict().items()}, f"{source} (ema)")
     return write_safetensors(state["ema"], out, export_metadata(state["train_config"]["model"], state["step"],
                                                                 state["model_config"], state.get("latents")))
