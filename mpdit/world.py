@@ -1,6 +1,7 @@
 """One process or torchrun: the process group and the values ranks exchange. Used by every
 command that can run under torchrun (train, sample, extract-latents)."""
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +21,9 @@ class World:
 
 
 def init_world() -> World:
-    """torchrun's environment -> process group (nccl on GPU, gloo on CPU); else one process."""
+    """torchrun's environment -> process group (nccl on GPU, gloo on CPU); else one process.
+    The GPU is the node-local LOCAL_RANK: the global RANK says nothing about the node (and may
+    change when torchrun restarts the workers)."""
     cuda = torch.cuda.is_available()
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:
@@ -29,7 +32,21 @@ def init_world() -> World:
     if cuda:
         torch.cuda.set_device(local_rank)
     dist.init_process_group("nccl" if cuda else "gloo")
-    return World(dist.get_rank(), size, local_rank, torch.device("cuda", local_rank) if cuda else torch.device("cpu"))
+    world = World(dist.get_rank(), size, local_rank, torch.device("cuda", local_rank) if cuda else torch.device("cpu"))
+    advice = restart_advice(os.environ)
+    if advice and world.main:
+        print(f"mpdit: warning: {advice}", file=sys.stderr)
+    return world
+
+
+def restart_advice(env) -> str:
+    """A warning for torchrun restarts that can fail, or '': with --max-restarts, workers that
+    share the agent's rendezvous store can read the previous round's addresses and fail to connect
+    (PyTorch issue 135712; seen here with gloo)."""
+    if int(env.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0 and env.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        return ("a restart by torchrun --max-restarts can fail to connect while the workers share the rendezvous "
+                "store; export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 on every node (docs/multi-node.md)")
+    return ""
 
 
 def close_world(world: World) -> None:

@@ -115,13 +115,13 @@ def test_resume_refuses_a_changed_data_order_and_warns_of_other_changes(tmp_path
     from mpdit.training.checkpoint import CheckpointError
 
     train(config(tmp_path, steps=2))
-    for change, message in (({"seed": 1}, "seed was 0, now 1"), ({"global_batch_size": 4}, "global_batch_size was 8"),
-                            ({"micro_batch_size": 4}, "micro_batch_size was None, now 4")):
+    for change, message in (({"seed": 1}, "seed was 0, now 1"), ({"global_batch_size": 4}, "global_batch_size was 8")):
         with pytest.raises(CheckpointError, match=message):
             train(config(tmp_path, steps=3, resume="auto", **change))
     capsys.readouterr()
-    train(config(tmp_path, steps=3, resume="auto", lr=2e-4, grad_clip=0.5))
-    assert "warning: resuming with changed settings: lr: 0.0001 -> 0.0002; grad_clip: 1.0 -> 0.5" in \
+    train(config(tmp_path, steps=3, resume="auto", lr=2e-4, grad_clip=0.5, micro_batch_size=4))
+    # the micro-batch, like the number of processes, changes only the order of the sums: no word
+    assert "warning: resuming with changed settings: lr: 0.0001 -> 0.0002; grad_clip: 1.0 -> 0.5\n" in \
         capsys.readouterr().err
 
 

@@ -25,10 +25,10 @@ def dead_pid() -> int:
     return child.pid
 
 
-def write_lock(run_dir, pid, host=None):
+def write_lock(run_dir, pid, host=None, torchrun_job=None):
     run_dir.mkdir(exist_ok=True)
     (run_dir / "train.lock").write_text(json.dumps({"pid": pid, "host": host or socket.gethostname(),
-                                                    "started": "2026-11-27 10:00:00"}))
+                                                    "started": "2026-11-27 10:00:00", "torchrun_job": torchrun_job}))
 
 
 def test_a_live_holder_stops_the_second_run_naming_it(tmp_path):
@@ -51,6 +51,25 @@ def test_lock_on_another_host_is_not_guessed_stale(tmp_path):
     write_lock(tmp_path / "run", dead_pid(), host="some-other-node")
     with pytest.raises(RunDirInUse, match="on some-other-node .*remove it"):
         RunLock(str(tmp_path / "run")).acquire()
+
+
+def test_a_lock_of_an_earlier_round_of_the_same_torchrun_job_is_taken_over(tmp_path, monkeypatch, capsys):
+    """torchrun restarted the workers and rank 0 is now on another node: the lock the failed
+    round's rank 0 left there is this job's own. Another job's lock, or the default id, is not."""
+    write_lock(tmp_path / "run", 12345, host="node-07", torchrun_job="xl-run-1")
+    for job in ("xl-run-2", "none", None):
+        if job:
+            monkeypatch.setenv("TORCHELASTIC_RUN_ID", job)
+        else:
+            monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+        with pytest.raises(RunDirInUse, match="in use by PID 12345 on node-07"):
+            RunLock(str(tmp_path / "run")).acquire()
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "xl-run-1")
+    lock = RunLock(str(tmp_path / "run"))
+    lock.acquire()
+    assert "from PID 12345 on node-07, a worker of an earlier round of this torchrun job" in capsys.readouterr().err
+    assert json.loads((tmp_path / "run" / "train.lock").read_text())["pid"] == os.getpid()
+    lock.release()
 
 
 def test_partial_checkpoints_of_dead_writers_are_removed_at_start(tmp_path, capsys):

@@ -13,7 +13,7 @@ from mpdit import create_model
 from mpdit.io import export_ema, load_checkpoint
 from mpdit.training import checkpoint
 from mpdit.training.checkpoint import CheckpointError
-from mpdit.training.data import DigitsDataset, LatentShards, ResumableSampler
+from mpdit.training.data import DataPosition, DigitsDataset, LatentShards, ResumableSampler
 from mpdit.training.config import TrainConfig
 from mpdit.training.trainer import train
 from model_utils import tiny_vae
@@ -40,7 +40,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
             assert torch.equal(resumed[key][name], tensor), f"{key}.{name}"
     for a, b in zip(resumed["optimizer"]["state"].values(), straight["optimizer"]["state"].values()):
         assert all(torch.equal(a[k], b[k]) for k in b)
-    assert resumed["data"] == straight["data"] == {"batches_consumed": 12}  # 6 steps x 2 micro-batches
+    assert resumed["data"] == straight["data"] == {"epoch": 0, "offset": 48}  # 6 steps x 8 images
     assert not any(name.startswith(("module.", "_orig_mod.")) for name in straight["model"])
 
 
@@ -171,14 +171,31 @@ def test_shards_are_validated(tmp_path):
         LatentShards(str(tmp_path))
 
 
-def test_sampler_resumes_on_the_next_batch_and_splits_ranks():
-    full = iter(ResumableSampler(20, batch=2, seed=3))
-    stream = [next(full) for _ in range(30)]  # one and a half epochs of 10 batches
-    resumed = iter(ResumableSampler(20, batch=2, seed=3, start_batch=7))
-    assert [next(resumed) for _ in range(16)] == stream[14:30]
-    ranks = [iter(ResumableSampler(20, batch=2, rank=r, world=2, seed=3)) for r in range(2)]
-    seen = [next(ranks[r]) for _ in range(10) for r in range(2)]
-    assert sorted(seen) == list(range(20))  # one epoch covers every item once across ranks
+def _steps(size, global_batch, micro, world, steps, start=DataPosition()):
+    """The sets of items each of `steps` optimizer steps sees, over all ranks."""
+    ranks = [iter(ResumableSampler(size, global_batch, micro, r, world, seed=3, start=start)) for r in range(world)]
+    return [sorted(next(ranks[r]) for r in range(world) for _ in range(global_batch // world)) for _ in range(steps)]
+
+
+def test_sampler_steps_are_the_same_global_batches_on_any_world_and_micro_batch():
+    """22 items, global batch 4: 5 steps per epoch (2 items left out), then a new permutation."""
+    one = _steps(22, 4, micro=4, world=1, steps=12)
+    assert sorted(item for step in one[:5] for item in step) != list(range(22))  # 20 of the 22
+    assert len({item for step in one[:5] for item in step}) == 20
+    assert one[5:10] != one[:5]  # epoch 1: another order
+    for world, micro in ((2, 1), (2, 2), (4, 1)):
+        assert _steps(22, 4, micro, world, steps=12) == one, (world, micro)
+
+
+def test_sampler_resumes_at_a_position_in_global_samples():
+    one = _steps(22, 4, micro=2, world=1, steps=12)
+    for done in (3, 5, 7):
+        position = DataPosition().advance(done, 4, 22)
+        assert _steps(22, 4, micro=1, world=2, steps=12 - done, start=position) == one[done:], done
+    assert DataPosition().advance(7, 4, 22) == DataPosition(1, 8)
+    assert DataPosition(0, 12).advance(2, 4, 22) == DataPosition(1, 0)  # 16 + 4 > 22: the epoch ends
+    with pytest.raises(ValueError, match="global batch 6: expected a multiple of 4 processes x micro-batch 1"):
+        ResumableSampler(22, 6, 1, world=4)
 
 
 def test_digits_dataset():
@@ -258,7 +275,7 @@ def test_fsdp2_trains_saves_whole_weights_and_resumes(tmp_path):
     second = subprocess.run(base + ["--steps", "4", "--resume", "auto"], capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
     resumed = load_checkpoint(checkpoint.latest(str(tmp_path)))
-    assert resumed["step"] == 4 and resumed["data"]["batches_consumed"] == 8  # 4 steps x 2 micro-batches per rank
+    assert resumed["step"] == 4 and resumed["data"] == {"epoch": 0, "offset": 32}  # 4 steps x 8 images
     assert not torch.equal(resumed["model"]["blocks.0.attn.qkv.weight"], state["model"]["blocks.0.attn.qkv.weight"])
 
 
@@ -315,13 +332,17 @@ def test_sampling_shards_across_torchrun_ranks(tmp_path):
     assert (one["arr_0"] == two["arr_0"]).all()  # per-sample seeds: the split does not change the images
 
 
-def test_resuming_with_another_number_of_processes_is_refused(tmp_path):
-    train(config(tmp_path, steps=1))
-    state = load_checkpoint(checkpoint.latest(str(tmp_path)))
-    state["rng"]["generators"] = state["rng"]["generators"] * 2  # as if written by two processes
-    checkpoint.save({k: v for k, v in state.items() if k != "format"}, str(tmp_path), 5)
-    with pytest.raises(CheckpointError, match="written by 2 processes, resumed with 1"):
-        train(config(tmp_path, steps=6, resume="auto"))
+def test_a_checkpoint_counting_micro_batches_per_process_resumes_at_its_sample(tmp_path):
+    """Checkpoints of the previous version kept `batches_consumed` per process: 60 micro-batches
+    of 2 on 2 processes of 1,797 digits (449 micro-batches an epoch) is sample 240 of epoch 0."""
+    from mpdit.training.trainer import data_position
+
+    state = {"data": {"batches_consumed": 60}, "rng": {"generators": [None, None]},
+             "train_config": {"micro_batch_size": 2, "global_batch_size": 8}}
+    assert data_position(state, 1797) == DataPosition(0, 240)
+    state["data"]["batches_consumed"] = 450
+    assert data_position(state, 1797) == DataPosition(1, 4)
+    assert data_position({"data": {"epoch": 3, "offset": 16}}, 1797) == DataPosition(3, 16)
 
 
 def test_ema_update_rule():
@@ -371,3 +392,22 @@ def test_compile_mode_reaches_torch_compile(tmp_path, monkeypatch, mode):
     settings = config(tmp_path, steps=1, compile=True, compile_mode=mode)
     build(settings, World(), open_dataset("digits", settings.image_size))  # fit() refuses autotune on a CPU first
     assert modes == [mode]
+
+
+def test_an_optimizer_state_numbered_by_an_earlier_version_loads_by_name():
+    from mpdit.training.distributed import by_name, full_state, load_full_state
+
+    torch.manual_seed(0)
+    model = create_model("MPDiT-S", stages=((4, 1), (2, 1)), in_channels=1, latent_size=16, num_classes=10)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    model(torch.randn(2, 1, 16, 16), torch.rand(2), torch.tensor([1, 2])).square().mean().backward()
+    optimizer.step()
+    numbered = optimizer.state_dict()
+    named = full_state(model, model, optimizer, sharded=False)[2]
+    assert by_name(numbered, model)["param_groups"] == named["param_groups"]
+    assert by_name(named, model) is named
+    fresh = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    load_full_state({"model": model.state_dict(), "ema": model.state_dict(), "optimizer": numbered}, model, model,
+                    fresh, sharded=False)
+    for index, moments in numbered["state"].items():
+        assert all(torch.equal(fresh.state_dict()["state"][index][k], v) for k, v in moments.items())

@@ -90,9 +90,10 @@ def check_same_model(state: dict, path: str, model_config: dict) -> None:
 
 
 # Settings that fix the data order and what a step is: a resumed run must keep them.
-FIXED_ON_RESUME = ("model", "dataset", "global_batch_size", "micro_batch_size", "seed", "image_size")
+FIXED_ON_RESUME = ("model", "dataset", "global_batch_size", "seed", "image_size")
 # Settings a resumed run may change (said in one warning line); the others (steps, logging,
-# checkpoint cadence, workers, compile, kernel backend) change nothing a checkpoint records.
+# checkpoint cadence, workers, compile, kernel backend, the micro-batch: like the number of
+# processes, only the order of the sums) change nothing a checkpoint records.
 WARNED_ON_RESUME = ("lr", "weight_decay", "warmup_steps", "grad_clip", "ema_decay", "ema_warmup", "time_sampler",
                     "time_mean", "time_std", "class_dropout", "precision", "on_nonfinite", "parallel")
 

@@ -58,7 +58,7 @@ class TrainConfig:
     time_mean: float = option(0.0, "logit-normal mean")
     time_std: float = option(1.0, "logit-normal standard deviation")
     class_dropout: float = option(0.1, "probability of the null label (classifier-free guidance)")
-    seed: int = option(0, "initial weights, data order and per-process random streams")
+    seed: int = option(0, "initial weights, data order and each step's random draws (times, noise, dropout)")
     compile: bool = option(False, "torch.compile the model")
     compile_mode: str = option("default", "torch.compile's mode with --compile (max-autotune-no-cudagraphs: tuned "
                                           "matrix-product templates, fused epilogues; CUDA; minutes more compiling)",

@@ -18,23 +18,37 @@ def _full(fn, *args, **kwargs):
 
 
 def full_state(model, ema, optimizer, sharded: bool) -> tuple:
-    """(model, ema, optimizer) state dicts, whole; with FSDP a collective, complete on rank 0."""
-    if not sharded:
-        return model.state_dict(), ema.state_dict(), optimizer.state_dict()
+    """(model, ema, optimizer) state dicts, whole; with FSDP a collective, complete on rank 0.
+    The optimizer's state is keyed by parameter name in both cases, so that a checkpoint loads
+    sharded or not, on any number of processes."""
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
 
+    if not sharded:
+        return model.state_dict(), ema.state_dict(), get_optimizer_state_dict(model, optimizer)
     return (_full(get_model_state_dict, model), _full(get_model_state_dict, ema),
             _full(get_optimizer_state_dict, model, optimizer))
 
 
 def load_full_state(state, model, ema, optimizer, sharded: bool) -> None:
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+
+    optimizer_state = by_name(state["optimizer"], model)
     if not sharded:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
+        set_optimizer_state_dict(model, optimizer, optim_state_dict=optimizer_state)
         return
-    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
-
     _full(set_model_state_dict, model, state["model"])
     _full(set_model_state_dict, ema, state["ema"])
-    _full(set_optimizer_state_dict, model, optimizer, optim_state_dict=state["optimizer"])
+    _full(set_optimizer_state_dict, model, optimizer, optim_state_dict=optimizer_state)
+
+
+def by_name(optimizer_state: dict, model) -> dict:
+    """An optimizer state dict keyed by parameter name; one of an earlier version (plain
+    optimizer.state_dict(): numbered in the order of the trained parameters) renamed."""
+    groups = optimizer_state["param_groups"]
+    if not groups or not groups[0]["params"] or isinstance(groups[0]["params"][0], str):
+        return optimizer_state
+    names = [name for name, parameter in model.named_parameters() if parameter.requires_grad]
+    return {"state": {names[index]: moments for index, moments in optimizer_state["state"].items()},
+            "param_groups": [{**group, "params": [names[index] for index in group["params"]]} for group in groups]}

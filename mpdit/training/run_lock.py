@@ -4,7 +4,10 @@ holds its run dir (train.lock), `mpdit bench` its --out (bench.lock).
 A second command on a folder in use stops at once, naming the holder; a lock left by a
 process that is gone (same host, PID no longer running) is taken over with a warning. The file
 is created with O_EXCL, so of two processes starting together exactly one wins. On another host
-liveness cannot be checked: the message says which file to remove if that run is gone.
+liveness cannot be checked: the message says which file to remove if that run is gone; a lock of
+an earlier round of the same torchrun job (same TORCHELASTIC_RUN_ID, a worker restarted after a
+failure, whose rank 0 may now be on another node) is taken over, because torchrun stops every
+worker of a round before it starts the next.
 """
 import json
 import os
@@ -38,6 +41,13 @@ def _read(path: str) -> dict:
         return {}  # vanished, or cut short by a crash mid-write: no holder to name
 
 
+def torchrun_job():
+    """The torchrun job this process is a worker of (its --rdzv-id), or None: outside torchrun, or
+    under the default id 'none' that unrelated jobs share."""
+    job = os.environ.get("TORCHELASTIC_RUN_ID")
+    return None if job in (None, "", "none") else job
+
+
 class RunLock:
     """Context manager holding `<folder>/<name>` for this process; `option` and `command` name
     the folder's option and the command in the messages."""
@@ -46,7 +56,7 @@ class RunLock:
         self.path = os.path.join(run_dir, name)
         self.option, self.command = option, command
         self.mine = {"pid": os.getpid(), "host": socket.gethostname(),
-                     "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+                     "started": time.strftime("%Y-%m-%d %H:%M:%S"), "torchrun_job": torchrun_job()}
         self.held = False
 
     def _create(self) -> bool:
@@ -65,9 +75,13 @@ class RunLock:
                 return
             holder = _read(self.path)
             pid, host = holder.get("pid"), holder.get("host")
-            if isinstance(pid, int) and host == self.mine["host"] and not process_alive(pid):
-                print(f"{self.command}: warning: taking over {self.path} from PID {pid} on {host}, which is no "
-                      "longer running", file=sys.stderr)
+            gone = isinstance(pid, int) and host == self.mine["host"] and not process_alive(pid)
+            job = self.mine["torchrun_job"]
+            earlier_round = job is not None and holder.get("torchrun_job") == job
+            if gone or earlier_round:
+                why = "which is no longer running" if gone else "a worker of an earlier round of this torchrun job"
+                print(f"{self.command}: warning: taking over {self.path} from PID {pid} on {host}, {why}",
+                      file=sys.stderr)
                 try:
                     os.remove(self.path)
                 except FileNotFoundError:

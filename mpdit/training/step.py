@@ -12,10 +12,11 @@ import torch
 import torch.distributed as dist
 from torch.profiler import record_function
 
-from mpdit.diffusion.flow import flow_matching_loss
+from mpdit.diffusion.flow import FlowDraws, draw_flow, flow_matching_loss
 from mpdit.models import create_model
 from mpdit.models.float8 import convert_blocks_to_float8
 from mpdit.training.config import TrainConfig
+from mpdit.training.data import micro_batch_start
 from mpdit.training.distributed import shard
 from mpdit.world import World
 
@@ -69,8 +70,19 @@ class TrainStep:
     forward: Callable  # the model as trained: DDP- and/or compile-wrapped
     ema: torch.nn.Module
     optimizer: torch.optim.Optimizer
-    generator: torch.Generator  # this rank's times, noise and label dropout
     sharded: bool  # FSDP2
+
+    def draws(self, step: int, micro_batches: list) -> FlowDraws:
+        """Times, noise and label dropout of the step's whole global batch, drawn from a generator
+        seeded by (seed, step): every process draws the same and takes its rows, so they do not
+        depend on the number of processes, and a resumed run draws what it would have drawn."""
+        x = micro_batches[0][0]
+        global_batch = sum(len(x) for x, _ in micro_batches) * self.world.size
+        generator = torch.Generator(device=self.world.device).manual_seed(step_seed(self.config.seed, step))
+        config = self.config
+        return draw_flow((global_batch, *x.shape[1:]), time_sampler=config.time_sampler, time_mean=config.time_mean,
+                         time_std=config.time_std, class_dropout=config.class_dropout, device=self.world.device,
+                         generator=generator)
 
     def __call__(self, micro_batches: list, step: int) -> StepResult:
         """One optimizer step over `micro_batches` [(x, y)], after `step` completed steps.
@@ -81,6 +93,8 @@ class TrainStep:
         images = sum(len(x) for x, _ in micro_batches)
         ddp = world.size > 1 and not self.sharded
         loss_sum = torch.zeros((), device=world.device)
+        draws = self.draws(step, micro_batches)
+        micro = len(micro_batches[0][0])
         for index, (x, y) in enumerate(micro_batches):
             x, y = x.to(world.device, non_blocking=True), y.to(world.device, non_blocking=True)
             last = index == len(micro_batches) - 1
@@ -88,10 +102,9 @@ class TrainStep:
                 model.set_requires_gradient_sync(last)
             with self.forward.no_sync() if ddp and not last else contextlib.nullcontext():
                 with autocast(config, world.device):
-                    loss = flow_matching_loss(self.forward, x, y, time_sampler=config.time_sampler,
-                                              time_mean=config.time_mean, time_std=config.time_std,
-                                              class_dropout=config.class_dropout,
-                                              null_class=model.config.num_classes, generator=self.generator)
+                    start = micro_batch_start(index, world.rank, world.size, micro)
+                    loss = flow_matching_loss(self.forward, x, y, null_class=model.config.num_classes,
+                                              draws=draws.rows(start, start + len(x)))
                 (loss * (len(x) / images)).backward()
             loss_sum += loss.detach() * (len(x) / images)
         with record_function(OPTIMIZER_RANGE):
@@ -116,8 +129,8 @@ class TrainStep:
 
 
 def build_train_step(config: TrainConfig, world: World, overrides: dict, initial_weights=None) -> TrainStep:
-    """A fresh model (seeded by config.seed: the same on every rank), its EMA, AdamW and this rank's
-    random stream, wrapped as config says (float8, FSDP2 or DDP, torch.compile).
+    """A fresh model (seeded by config.seed: the same on every rank), its EMA and AdamW, wrapped as
+    config says (float8, FSDP2 or DDP, torch.compile).
     initial_weights(model): loads weights into the new model before the EMA copies it."""
     torch.manual_seed(config.seed)
     model = create_model(config.model, kernel_backend=config.kernel_backend, **overrides).to(world.device)
@@ -136,7 +149,6 @@ def build_train_step(config: TrainConfig, world: World, overrides: dict, initial
     fused = {"fused": True} if world.device.type == "cuda" and not sharded else {}
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                   weight_decay=config.weight_decay, **fused)
-    generator = torch.Generator(device=world.device).manual_seed(config.seed * 1_000_003 + world.rank)
     model.check_values = False  # the data was validated when it was opened: no device syncs per call
     forward = model
     if world.size > 1 and not sharded:
@@ -144,4 +156,9 @@ def build_train_step(config: TrainConfig, world: World, overrides: dict, initial
             model, device_ids=[world.local_rank] if world.device.type == "cuda" else None)
     if config.compile:
         forward = torch.compile(forward, mode=config.compile_mode)
-    return TrainStep(config, world, model, forward, ema, optimizer, generator, sharded)
+    return TrainStep(config, world, model, forward, ema, optimizer, sharded)
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The seed of a step's random draws: distinct for every (seed, step) a run can reach."""
+    return (seed % 2**31) * 2**32 + step

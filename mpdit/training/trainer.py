@@ -22,13 +22,13 @@ from mpdit.io.images import save_grid, to_uint8
 from mpdit.models import get_config
 from mpdit.training import checkpoint
 from mpdit.training.config import AUTOTUNE_ON_CPU, TrainConfig
-from mpdit.training.data import ResumableSampler, latents_info, open_dataset
+from mpdit.training.data import DataPosition, ResumableSampler, latents_info, open_dataset
 from mpdit.training.distributed import full_state, load_full_state
 from mpdit.training.evaluation import check_eval_inputs, evaluate_ema
 from mpdit.training.metrics import MetricsLog
 from mpdit.training.run_lock import RunDirInUse, RunLock
 from mpdit.training.step import TrainStep, build_train_step, learning_rate
-from mpdit.world import World, broadcast, close_world, gather, init_world
+from mpdit.world import World, broadcast, close_world, init_world
 
 
 class TrainingStopped(Exception):
@@ -78,8 +78,9 @@ class TrainingRun:
     world: World
     train_step: TrainStep  # model, EMA, optimizer, random stream
     model_config: dict
+    dataset_size: int
     step: int = 0
-    consumed: int = 0  # micro-batches this rank has drawn
+    position: DataPosition = DataPosition()  # of the next step, in global samples (the same on every rank)
 
 
 # --------------------------------------------------------------------------- entry points
@@ -153,7 +154,7 @@ def _loop(run, config, world, batches, accumulation, log, progress, stop) -> tup
     record, skipped, window_start, window_images = {}, 0, time.perf_counter(), 0
     while run.step < config.steps:
         micro_batches = [next(batches) for _ in range(accumulation)]
-        run.consumed += accumulation
+        run.position = run.position.advance(1, config.global_batch_size, run.dataset_size)
         loss, grad_norm, applied = run.train_step(micro_batches, run.step)
         skipped += not applied
         run.step += 1
@@ -239,11 +240,6 @@ def resume_state(config: TrainConfig, world: World, model_config: dict):
     changed = checkpoint.check_same_run(state, path, dataclasses.asdict(config))
     if changed and world.main:
         print(f"mpdit train: warning: resuming with changed settings: {'; '.join(changed)}", file=sys.stderr)
-    saved_world = len(state["rng"]["generators"])
-    if saved_world != world.size:  # the data order and random streams are per process
-        raise checkpoint.CheckpointError(
-            f"checkpoint={path!r}: written by {saved_world} processes, resumed with {world.size}; "
-            "resume with the same number of processes")
     if world.main:
         print(f"mpdit train: resuming from {path} at step {state['step']}", file=sys.stderr)
         aside, steps = checkpoint.set_aside_newer(config.run_dir, state["step"])
@@ -276,19 +272,31 @@ def build(config: TrainConfig, world: World, dataset) -> TrainingRun:
     state = resume_state(config, world, model_config)
     initial = (lambda model: load_init(model, config.init, world.main)) if config.init and state is None else None
     step = build_train_step(config, world, overrides, initial_weights=initial)
-    run = TrainingRun(config, world, step, model_config)
-    if state is not None:
+    run = TrainingRun(config, world, step, model_config, len(dataset))
+    if state is not None:  # on any number of processes: nothing saved is per process
         load_full_state(state, step.model, step.ema, step.optimizer, step.sharded)
-        run.step, run.consumed = state["step"], state["data"]["batches_consumed"]
-        step.generator.set_state(state["rng"]["generators"][world.rank])
+        run.step, run.position = state["step"], data_position(state, len(dataset))
         torch.set_rng_state(state["rng"]["torch"])
     return run
+
+
+def data_position(state: dict, dataset_size: int) -> DataPosition:
+    """The checkpoint's position in the data order; a checkpoint of an earlier version counted
+    micro-batches per process, which its writer's world and micro-batch turn into samples."""
+    data = state["data"]
+    if "epoch" in data:
+        return DataPosition(data["epoch"], data["offset"])
+    config, world = state["train_config"], len(state["rng"]["generators"])
+    micro = config["micro_batch_size"] or config["global_batch_size"] // world
+    epoch, taken = divmod(data["batches_consumed"], dataset_size // (micro * world))
+    return DataPosition(epoch, taken * micro * world)
 
 
 def data_loader(dataset, micro: int, run: TrainingRun):
     """An endless loader of this rank's micro-batches, from the run's position in the data order."""
     world, config = run.world, run.config
-    sampler = ResumableSampler(len(dataset), micro, world.rank, world.size, config.seed, start_batch=run.consumed)
+    sampler = ResumableSampler(len(dataset), config.global_batch_size, micro, world.rank, world.size, config.seed,
+                               start=run.position)
     return torch.utils.data.DataLoader(dataset, batch_size=micro, sampler=sampler, num_workers=config.num_workers,
                                        pin_memory=world.device.type == "cuda", drop_last=True,
                                        persistent_workers=config.num_workers > 0)
@@ -298,12 +306,10 @@ def data_loader(dataset, micro: int, run: TrainingRun):
 def save(run: TrainingRun) -> None:
     """A checkpoint of the whole run at its step (a collective: every rank calls it; rank 0 writes)."""
     config, world, step = run.config, run.world, run.train_step
-    generators = gather(world, step.generator.get_state())
     model_state, ema_state, optimizer_state = full_state(step.model, step.ema, step.optimizer, step.sharded)
     if world.main:
         checkpoint.save({"model": model_state, "ema": ema_state, "optimizer": optimizer_state,
-                         "step": run.step, "data": {"batches_consumed": run.consumed},
-                         "rng": {"torch": torch.get_rng_state(), "generators": generators},
+                         "step": run.step, "data": run.position._asdict(), "rng": {"torch": torch.get_rng_state()},
                          "train_config": dataclasses.asdict(config), "model_config": run.model_config,
                          "latents": None if config.dataset == "digits" else latents_info(config.dataset)},
                         config.run_dir, run.step)
