@@ -84,8 +84,14 @@ def main(argv=None) -> None:
             stream.write(json.dumps(row) + "\n")
             stream.flush()
             print(f"{processes} process(es): {row['images_per_s']:.1f} images/s", flush=True)
+    import platform
+
+    import torch
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores"
     settings = (f"{args.model} (stages {args.stages or 'default'}), {args.dataset}, {args.per_process_batch} images "
-                f"per process and step, {args.steps} steps, env OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 1)}")
+                f"per process and step, {args.steps} steps; {device} ({platform.processor() or platform.machine()}), "
+                f"torch {torch.__version__}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 1)} per process")
     text = f"{settings}\n\n{table(rows)}\n"
     with open(os.path.join(args.out, "scaling.md"), "w") as f:
         f.write(text)

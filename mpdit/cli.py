@@ -188,7 +188,8 @@ def run_train(args: argparse.Namespace) -> int:
         return 128 + stop.signum
     except (TrainingError, CheckpointError) as error:
         raise ValueError(str(error)) from None
-    print(json.dumps(final))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun: once, not once per process
+        print(json.dumps(final))
     return 0
 
 

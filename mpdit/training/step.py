@@ -76,11 +76,11 @@ class TrainStep:
         """Times, noise and label dropout of the step's whole global batch, drawn from a generator
         seeded by (seed, step): every process draws the same and takes its rows, so they do not
         depend on the number of processes, and a resumed run draws what it would have drawn."""
-        x = micro_batches[0][0]
+        sample_shape = micro_batches[0][0].shape[1:]
         global_batch = sum(len(x) for x, _ in micro_batches) * self.world.size
         generator = torch.Generator(device=self.world.device).manual_seed(step_seed(self.config.seed, step))
         config = self.config
-        return draw_flow((global_batch, *x.shape[1:]), time_sampler=config.time_sampler, time_mean=config.time_mean,
+        return draw_flow((global_batch, *sample_shape), time_sampler=config.time_sampler, time_mean=config.time_mean,
                          time_std=config.time_std, class_dropout=config.class_dropout, device=self.world.device,
                          generator=generator)
 
