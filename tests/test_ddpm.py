@@ -76,8 +76,10 @@ def test_fixed_variance_without_learn_sigma_converges_on_all_steps():
 
 
 def test_network_sees_the_original_step_indices_noisiest_first():
-    model = GaussianEps(250)
-    ddpm_sample(model, torch.tensor([3, 4]), steps=250, generator=torch.Generator().manual_seed(0))
+    model, reported = GaussianEps(250), []
+    ddpm_sample(model, torch.tensor([3, 4]), steps=250, generator=torch.Generator().manual_seed(0),
+                on_evaluation=lambda: reported.append(len(model.calls)))
+    assert reported == list(range(1, 251))  # after each call (the progress of `mpdit sample`)
     seen = [t for _, t, _ in model.calls]
     assert seen == sorted(seen, reverse=True) and seen[0] == 999 and seen[-1] == 0
     assert seen[::-1] == respaced_steps(1000, 250)

@@ -97,16 +97,21 @@ def test_shifted_grid_still_converges(noise):
 
 @pytest.mark.parametrize("method, nfe", [("euler", 5), ("heun", 10), ("euler_maruyama", 5)])
 def test_sample_counts_batched_guided_evaluations(method, nfe):
+    """Each evaluation is also reported to on_evaluation (the progress of `mpdit sample`'s batches)."""
     model = randomize_(tiny_model("MPDiT-S", latent_size=8, stages=[(4, 1), (2, 1)])).eval()
-    x0, used = sample(model, torch.tensor([1, 2, 3]), method=method, steps=5, cfg_scale=2.0, return_nfe=True)
+    reported = []
+    x0, used = sample(model, torch.tensor([1, 2, 3]), method=method, steps=5, cfg_scale=2.0, return_nfe=True,
+                      on_evaluation=lambda: reported.append(1))
     assert x0.shape == (3, 4, 8, 8) and torch.isfinite(x0).all()
-    assert used == nfe
+    assert used == nfe == len(reported)
 
 
 def test_sample_dopri5_reports_function_evaluations():
     model = randomize_(tiny_model("MPDiT-S", latent_size=8, stages=[(4, 1), (2, 1)])).eval()
-    _, used = sample(model, torch.tensor([1, 2]), method="dopri5", rtol=1e-3, atol=1e-3, return_nfe=True)
-    assert used >= 6
+    reported = []
+    _, used = sample(model, torch.tensor([1, 2]), method="dopri5", rtol=1e-3, atol=1e-3, return_nfe=True,
+                     on_evaluation=lambda: reported.append(1))
+    assert used >= 6 and len(reported) == used
 
 
 @pytest.mark.parametrize("call, argument", [

@@ -211,6 +211,7 @@ def test_sample_command_writes_npz_and_grid(tmp_path):
     result = run_cli("sample", "--checkpoint", checkpoint.latest(str(tmp_path)), "--classes", "0,1,2",
                      "--per-class", "2", "--cfg-scale", "2", "--steps", "3", "--out", str(out))
     assert result.returncode == 0, result.stderr
+    assert "batch: model call 3/3" in result.stderr  # a long batch shows its progress, not only "0/1"
     import numpy as np
 
     arrays = np.load(out)
@@ -355,6 +356,14 @@ def test_ema_update_rule():
     update_ema(ema, model, decay=0.9)
     torch.testing.assert_close(ema.weight, 0.1 * model.weight)
     assert torch.count_nonzero(ema.bias) == 0
+
+
+def test_the_progress_bar_says_when_the_run_draws_its_sample_grid(tmp_path):
+    result = run_cli("train", "--model", "MPDiT-S", "--stages", "4:1,2:1", "--dataset", "digits", "--steps", "1",
+                     "--global-batch-size", "4", "--run-dir", str(tmp_path), "--num-workers", "0",
+                     "--sample-every", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "drawing the sample grid: 100%" in result.stderr and (tmp_path / "samples" / "step-00000001.png").exists()
 
 
 def test_trainer_uses_the_configured_ema_decay(tmp_path):

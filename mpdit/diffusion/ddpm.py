@@ -80,11 +80,13 @@ class DDPMSchedule:
 
 @torch.no_grad()
 def ddpm_sample(model, y, *, steps: int = 250, cfg_scale: float = 1.0, noise: torch.Tensor = None,
-                generator: torch.Generator = None, num_train_steps: int = 1000, null_class: int = None):
+                generator: torch.Generator = None, num_train_steps: int = 1000, null_class: int = None,
+                on_evaluation=None):
     """Latents for labels y from a DiT-layout eps model (mpdit.compat.DiT: forward(x, t, y) with t
     the original integer step, forward_with_cfg for guidance), by ancestral sampling over `steps`
     respaced steps (DiT's default 250). cfg_scale > 1 guides as DiT's sample.py: the doubled
-    batch through forward_with_cfg, labels [y ; null], the first half kept."""
+    batch through forward_with_cfg, labels [y ; null], the first half kept. on_evaluation(): called
+    after each model call (a progress bar)."""
     check_guidance(cfg_scale)
     param = next(model.parameters())
     if not isinstance(y, torch.Tensor):
@@ -106,4 +108,6 @@ def ddpm_sample(model, y, *, steps: int = 250, cfg_scale: float = 1.0, noise: to
         out = model.forward_with_cfg(x, t, y, cfg_scale) if guided else model(x, t, y)
         fresh = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
         x = schedule.step(out, x, i, fresh)
+        if on_evaluation is not None:
+            on_evaluation()
     return x[: noise.shape[0]]

@@ -93,7 +93,7 @@ def euler_maruyama(velocity, x: torch.Tensor, steps: int, shift: float = 1.0, di
 def sample(model, y, *, method: str = "euler", steps: int = 50, cfg_scale: float = 1.0,
            guide_channels: int = None, guidance_interval: tuple = (0.0, 1.0), shift: float = 1.0,
            rtol: float = 1e-5, atol: float = 1e-5, noise: torch.Tensor = None, generator: torch.Generator = None,
-           cuda_graph: bool = False, return_nfe: bool = False):
+           cuda_graph: bool = False, return_nfe: bool = False, on_evaluation=None):
     """Latents for class labels y: a (B,) tensor or a list of ints in [0, num_classes).
 
     Integrates the model's velocity from noise at t = 1 to data at t = 0 with `method`
@@ -105,6 +105,7 @@ def sample(model, y, *, method: str = "euler", steps: int = 50, cfg_scale: float
     (default: standard normal from `generator`). cuda_graph (euler / heun on a GPU): each
     evaluation replayed from a CUDA graph. Returns x_0 (B, C, H, W), in the model's latent
     space (mpdit.decode turns latents into pixels); with return_nfe, (x_0, model evaluations).
+    on_evaluation(): called after each model evaluation (a progress bar).
     """
     if not isinstance(y, torch.Tensor):
         y = torch.as_tensor(y, dtype=torch.long, device=next(model.parameters()).device)
@@ -123,15 +124,25 @@ def sample(model, y, *, method: str = "euler", steps: int = 50, cfg_scale: float
         velocity = graphed_velocity(model, y, noise, cfg_scale, guide_channels, guidance_interval)
     else:
         velocity = GuidedVelocity(model, y, cfg_scale, guide_channels, guidance_interval)
+    field = velocity if on_evaluation is None else _reporting(velocity, on_evaluation)
     if method == "euler":
-        x, _ = euler(velocity, noise, steps, shift)
+        x, _ = euler(field, noise, steps, shift)
     elif method == "heun":
-        x, _ = heun(velocity, noise, steps, shift)
+        x, _ = heun(field, noise, steps, shift)
     elif method == "dopri5":
-        x, _ = dopri5(velocity, noise, rtol, atol)
+        x, _ = dopri5(field, noise, rtol, atol)
     else:
-        x, _ = euler_maruyama(velocity, noise, steps, shift, generator=generator)
+        x, _ = euler_maruyama(field, noise, steps, shift, generator=generator)
     return (x, velocity.nfe) if return_nfe else x
+
+
+def _reporting(velocity, on_evaluation):
+    def field(x, t):
+        v = velocity(x, t)
+        on_evaluation()
+        return v
+
+    return field
 
 
 def graphed_velocity(model, y, noise, cfg_scale, guide_channels, guidance_interval) -> GraphedVelocity:

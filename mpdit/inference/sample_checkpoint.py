@@ -6,6 +6,7 @@ only: alone or under torchrun, each rank streams its images into shards (FILE.sh
 are made, `resume` continues a killed run from them, and the main rank merges them at the end.
 """
 import hashlib
+import itertools
 import json
 import os
 from dataclasses import dataclass
@@ -80,6 +81,13 @@ def _barrier(world) -> None:
         dist.barrier()
 
 
+def _batch_progress(bar, expected):
+    """A callback that shows the batch's model calls so far on the bar ("batch: model call 7/50")."""
+    calls = itertools.count(1)
+    of = f"/{expected}" if expected else ""
+    return lambda: bar.disable or bar.set_postfix_str(f"batch: model call {next(calls)}{of}")
+
+
 @dataclass
 class Sampler:
     """How images are drawn: the sampler, its steps and guidance, the seed (image i's noise
@@ -99,8 +107,12 @@ class Sampler:
                 "guidance_interval": list(self.guidance_interval), "seed": self.seed,
                 "vae": self.latent_info and self.latent_info["vae"]}
 
-    def draw(self, model, labels: torch.Tensor, index: np.ndarray, decoder, device) -> np.ndarray:
-        """uint8 NHWC images for these indices."""
+    def evaluations(self):
+        """Model calls per batch, or None where the sampler decides (dopri5)."""
+        return {"heun": 2 * self.steps, "dopri5": None}.get(self.method, self.steps)
+
+    def draw(self, model, labels: torch.Tensor, index: np.ndarray, decoder, device, on_evaluation=None) -> np.ndarray:
+        """uint8 NHWC images for these indices; on_evaluation() after each model call."""
         config = model.config
         shape = (config.in_channels, config.latent_size, config.latent_size)
         # One noise stream per sample index: the images do not depend on how ranks split the work
@@ -110,11 +122,12 @@ class Sampler:
         generator = torch.Generator(device=device).manual_seed(self.seed * 1_000_003 + int(index[0]))
         y = labels[index].to(device)
         if self.method == "ddpm":
-            x = ddpm_sample(model, y, steps=self.steps, cfg_scale=self.cfg_scale, noise=noise, generator=generator)
+            x = ddpm_sample(model, y, steps=self.steps, cfg_scale=self.cfg_scale, noise=noise, generator=generator,
+                            on_evaluation=on_evaluation)
         else:
             x = sample(model, y, method=self.method, steps=self.steps, cfg_scale=self.cfg_scale,
                        guidance_interval=self.guidance_interval, noise=noise, generator=generator,
-                       cuda_graph=self.cuda_graph)
+                       cuda_graph=self.cuda_graph, on_evaluation=on_evaluation)
         if decoder is not None:
             x = decode(x, self.latent_info, decoder)
         return to_uint8(x).numpy()
@@ -139,7 +152,8 @@ def sample_to_npz(model, labels: torch.Tensor, out: str, world, sampler: Sampler
     mine = pieces[world.rank::world.size]
     with tqdm(total=sum(map(len, mine)), unit="img", desc="sampling", disable=not (progress and world.main)) as bar:
         for index in mine:
-            shards.write(index, sampler.draw(model, labels, index, decoder, world.device), labels[index].numpy())
+            tick = _batch_progress(bar, sampler.evaluations())  # a batch can take minutes: its model calls
+            shards.write(index, sampler.draw(model, labels, index, decoder, world.device, tick), labels[index].numpy())
             bar.update(len(index))
     _barrier(world)  # every shard is written
     result = {"npz": out, "png": out[:-4] + ".png", "count": len(labels)}

@@ -4,6 +4,7 @@ Reads top to bottom like DiT's train.py: train() -> fit(), which builds the run 
 EMA, optimizer, random streams; restored from a checkpoint when resuming), then steps it:
 the train step (mpdit.training.step), a metrics record, save(), a sample grid.
 """
+import contextlib
 import dataclasses
 import os
 import signal
@@ -173,9 +174,11 @@ def _loop(run, config, world, batches, accumulation, log, progress, stop) -> tup
             save(run)
         if config.sample_every and (run.step % config.sample_every == 0 or last):
             if world.main or run.train_step.sharded:  # a sharded EMA samples with every rank; rank 0 writes
-                _sample_grid(run.train_step.ema, config, run.step, write=world.main)
+                with _phase(progress, "drawing the sample grid"):
+                    _sample_grid(run.train_step.ema, config, run.step, write=world.main)
         if config.eval_every and (run.step % config.eval_every == 0 or last):
-            evaluate_ema(run, log)
+            with _phase(progress, "evaluating the EMA"):
+                evaluate_ema(run, log)
         signum = stop.agreed()
         if signum and not last:
             if run.step % config.checkpoint_every:  # not saved at this step yet
@@ -320,6 +323,16 @@ def _progress(total: int, initial: int, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True)
+
+
+@contextlib.contextmanager
+def _phase(progress, what: str):
+    """`what` on the progress bar while it runs: the bar does not move meanwhile, maybe for minutes."""
+    progress.set_description(what)
+    try:
+        yield
+    finally:
+        progress.set_description("")
 
 
 def _sample_grid(ema, config: TrainConfig, step: int, write: bool = True) -> None:
