@@ -14,11 +14,12 @@ times the softmax weights, no bias, 1008 classes: Inception Score).
 """
 import hashlib
 import os
-import socket
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from mpdit.network import reachable
 
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{WEIGHTS_FILE}"
@@ -204,12 +205,8 @@ class InceptionV3(nn.Module):
         return {"pool": pool, "spatial": spatial, "logits": pool @ self.fc.weight.T}
 
 
-def _online(host: str = "github.com", port: int = 443, timeout: float = 3.0) -> bool:
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
+def _online() -> bool:
+    return reachable("github.com")
 
 
 def find_weights(path: str = None, download: bool = True) -> str:

@@ -1,6 +1,11 @@
 """The autoencoder latent models run in: diffusers' AutoencoderKL (sd-vae-ft-ema / -mse) and the
 latent normalisations. Optional: only latent runs need diffusers."""
+import os
+from urllib.parse import urlparse
+
 import torch
+
+from mpdit.network import reachable
 
 # The MPDiT public code's per-channel statistics of raw sd-vae latents (docs/model.md, "Training").
 CHANNEL_MEAN = (5.81, 3.25, 0.12, -2.15)
@@ -32,9 +37,16 @@ def load_vae(name_or_path: str, device):
         raise ValueError(f"vae={name_or_path!r}: latents are encoded and decoded with diffusers' AutoencoderKL; "
                          "install it: pip install -e '.[latents]' (or pip install diffusers)") from None
 
+    # Without network diffusers retries the hub for about 30 s: ask once, then use the cache only
+    hub = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname
+    offline = not os.path.isdir(name_or_path) and (os.environ.get("HF_HUB_OFFLINE") == "1" or not reachable(hub))
     try:
-        vae = AutoencoderKL.from_pretrained(name_or_path)
+        vae = AutoencoderKL.from_pretrained(name_or_path, local_files_only=offline)
     except (OSError, ValueError) as error:  # offline hub, a wrong name, a folder without a VAE
+        if offline:
+            raise ValueError(f"vae={name_or_path!r}: not a local folder nor in the Hugging Face cache, and {hub} "
+                             "cannot be reached from here; download it where there is network "
+                             f"(huggingface-cli download {name_or_path}) or pass a local folder (--vae)") from None
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"vae={name_or_path!r}: cannot load an AutoencoderKL ({first})") from None
     return vae.to(device).eval().requires_grad_(False)
