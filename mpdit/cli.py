@@ -240,7 +240,8 @@ def run_sample(args: argparse.Namespace) -> int:
                                use_ema=not args.no_ema, vae=args.vae, cuda_graph=args.cuda_graph,
                                num_samples=args.num_samples, random_classes=args.random_classes,
                                batch_size=args.batch_size, resume=args.resume, eval_ref=args.eval,
-                               inception_weights=args.inception_weights, progress=not args.no_progress)
+                               inception_weights=args.inception_weights, progress=not args.no_progress,
+                               latents_only=args.latents_only)
     print(json.dumps(result))
     return 0
 
@@ -380,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--cuda-graph", action="store_true",
                         help="euler / heun: replay each model evaluation from a CUDA graph (GPU only)")
     sample.add_argument("--vae", help="latent runs: decode with this VAE (default: the one in latents.json)")
+    sample.add_argument("--latents-only", action="store_true",
+                        help="latent runs: keep the samples as latents (`latents`, float32 N x C x H x W, with labels; "
+                             "no VAE, no grid), to decode later with mpdit.decode")
     sample.set_defaults(handler=run_sample)
 
     evaluation = commands.add_parser(

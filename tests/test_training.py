@@ -220,6 +220,11 @@ def test_sample_command_writes_npz_and_grid(tmp_path):
     assert (tmp_path / "samples.png").stat().st_size > 0
     bad = run_cli("sample", "--checkpoint", checkpoint.latest(str(tmp_path)), "--classes", "12", "--out", str(out))
     assert bad.returncode == 2 and "classes=[12]" in bad.stderr
+    pixels = run_cli("sample", checkpoint.latest(str(tmp_path)), "--latents-only", "--out", str(tmp_path / "l.npz"))
+    assert pixels.returncode == 2 and "--latents-only: checkpoint=" in pixels.stderr and "pixel-space" in pixels.stderr
+    both = run_cli("sample", checkpoint.latest(str(tmp_path)), "--latents-only", "--eval", str(out),
+                   "--out", str(tmp_path / "l.npz"))
+    assert both.returncode == 2 and "--latents-only with --eval" in both.stderr
 
 
 def test_extract_train_and_decode_latents(tmp_path):
@@ -251,6 +256,25 @@ def test_extract_train_and_decode_latents(tmp_path):
     import numpy as np
 
     assert np.load(out)["arr_0"].shape == (2, 16, 16, 3)  # decoded back to pixels
+    # Where no VAE is at hand: keep the latents, decode them later to the same images
+    os.rename(vae, str(tmp_path / "vae-elsewhere"))
+    kept = tmp_path / "latents-only.npz"
+    result = run_cli("sample", checkpoint.latest(str(run)), "--classes", "0,1", "--steps", "2", "--out", str(kept),
+                     "--latents-only")
+    assert result.returncode == 0, result.stderr[-2000:]
+    latents = np.load(kept)["latents"]
+    assert latents.shape == (2, 4, 8, 8) and latents.dtype == np.float32 and not (tmp_path / "latents-only.png").exists()
+    import mpdit
+    from mpdit.io.images import to_uint8
+    from mpdit.models.vae import load_vae
+
+    info = load_checkpoint(checkpoint.latest(str(run)))["latents"]
+    pixels = mpdit.decode(torch.from_numpy(latents), info, load_vae(str(tmp_path / "vae-elsewhere"), "cpu"))
+    assert np.abs(to_uint8(pixels).numpy().astype(int) - np.load(out)["arr_0"]).max() <= 1
+    result = run_cli("sample", checkpoint.latest(str(run)), "--classes", "0,1", "--steps", "2", "--out", str(out))
+    last = result.stderr.strip().splitlines()[-1]  # (torchao and diffusers may print notices first)
+    assert result.returncode == 2 and last.startswith("mpdit sample: ") and "vae-elsewhere" not in last
+    assert f"vae={vae!r}: no such folder" in last and "Traceback" not in result.stderr
 
 
 def test_extract_rejects_bad_folders(tmp_path):

@@ -101,18 +101,20 @@ class Sampler:
     batch_size: int = 64
     cuda_graph: bool = False
     latent_info: dict = None  # latents.json's record (None: a pixel model)
+    latents_only: bool = False  # keep the latents, not decoded (no VAE needed)
 
     def settings(self) -> dict:
         return {"method": self.method, "steps": self.steps, "cfg_scale": self.cfg_scale,
                 "guidance_interval": list(self.guidance_interval), "seed": self.seed,
-                "vae": self.latent_info and self.latent_info["vae"]}
+                "vae": self.latent_info and self.latent_info["vae"], "latents_only": self.latents_only}
 
     def evaluations(self):
         """Model calls per batch, or None where the sampler decides (dopri5)."""
         return {"heun": 2 * self.steps, "dopri5": None}.get(self.method, self.steps)
 
     def draw(self, model, labels: torch.Tensor, index: np.ndarray, decoder, device, on_evaluation=None) -> np.ndarray:
-        """uint8 NHWC images for these indices; on_evaluation() after each model call."""
+        """uint8 NHWC images for these indices (float32 NCHW latents with latents_only); on_evaluation()
+        after each model call."""
         config = model.config
         shape = (config.in_channels, config.latent_size, config.latent_size)
         # One noise stream per sample index: the images do not depend on how ranks split the work
@@ -128,6 +130,8 @@ class Sampler:
             x = sample(model, y, method=self.method, steps=self.steps, cfg_scale=self.cfg_scale,
                        guidance_interval=self.guidance_interval, noise=noise, generator=generator,
                        cuda_graph=self.cuda_graph, on_evaluation=on_evaluation)
+        if self.latents_only:
+            return x.float().cpu().numpy()
         if decoder is not None:
             x = decode(x, self.latent_info, decoder)
         return to_uint8(x).numpy()
@@ -147,7 +151,8 @@ def sample_to_npz(model, labels: torch.Tensor, out: str, world, sampler: Sampler
     if world.main:
         shards.record(settings)
     _barrier(world)  # every rank has read the folder, and it exists, before any rank writes a shard
-    decoder = load_vae(sampler.latent_info["vae"], world.device) if sampler.latent_info is not None else None
+    decoding = sampler.latent_info is not None and not sampler.latents_only
+    decoder = load_vae(sampler.latent_info["vae"], world.device) if decoding else None
     pieces = [todo[start:start + sampler.batch_size] for start in range(0, len(todo), sampler.batch_size)]
     mine = pieces[world.rank::world.size]
     with tqdm(total=sum(map(len, mine)), unit="img", desc="sampling", disable=not (progress and world.main)) as bar:
@@ -156,6 +161,12 @@ def sample_to_npz(model, labels: torch.Tensor, out: str, world, sampler: Sampler
             shards.write(index, sampler.draw(model, labels, index, decoder, world.device, tick), labels[index].numpy())
             bar.update(len(index))
     _barrier(world)  # every shard is written
+    if sampler.latents_only:  # no grid: latents are not pictures
+        if world.main:
+            shards.merge(len(labels), key="latents")
+            shards.remove()
+        return {"npz": out, "latents": "float32 (N, C, H, W), normalised as in the model's latents record",
+                "count": len(labels)}
     result = {"npz": out, "png": out[:-4] + ".png", "count": len(labels)}
     if world.main:
         merged_labels, owner = shards.merge(len(labels))
@@ -170,17 +181,22 @@ def sample_checkpoint(path: str, out: str, classes=None, per_class: int = None, 
                       steps: int = 50, method: str = None, guidance_interval=(0.0, 1.0), seed: int = 0,
                       use_ema: bool = True, batch_size: int = 64, vae: str = None, cuda_graph: bool = False,
                       num_samples: int = None, random_classes: bool = False, resume: bool = False,
-                      eval_ref: str = None, inception_weights: str = None, progress: bool = True) -> dict:
+                      eval_ref: str = None, inception_weights: str = None, progress: bool = True,
+                      latents_only: bool = False) -> dict:
     """Samples of a checkpoint into an .npz (the ADM evaluator's layout: arr_0 uint8 NHWC, labels)
     and a PNG grid; labels as in sample_labels. method: default euler, or ddpm for a converted DiT
     (a DDPM model; `steps` respaced steps). eval_ref: evaluate the result against this reference
-    batch (mpdit eval) and write the metrics to FILE.metrics.json."""
+    batch (mpdit eval) and write the metrics to FILE.metrics.json. latents_only: a latent model's
+    samples as they come out of it (`latents`, float32 NCHW, with labels; no VAE, no grid), for
+    mpdit.decode later."""
     if method is not None and method not in METHODS:  # before any loading
         raise ValueError(f"method={method!r}: expected one of {METHODS}")
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}: expected a positive integer")
     check_guidance(cfg_scale, None, guidance_interval)  # before any loading: a NaN scale would sample all black
     check_output(out, ".npz", inputs=[path] + ([eval_ref] if eval_ref else []))
+    if latents_only and eval_ref:
+        raise ValueError("--latents-only with --eval: the evaluator reads images; decode the latents first")
     if eval_ref:  # before an hour of sampling, not after
         check_images_header(eval_ref)
         inception_weights = find_weights(inception_weights)
@@ -193,10 +209,13 @@ def sample_checkpoint(path: str, out: str, classes=None, per_class: int = None, 
     if latent_info is None and model_config["in_channels"] not in (1, 3):
         raise ValueError(f"checkpoint={path!r}: latents of {model_config['in_channels']} channels and no "
                          "latents.json record of their VAE to decode them with")
+    if latents_only and latent_info is None:
+        raise ValueError(f"--latents-only: checkpoint={path!r} is a pixel-space model; its samples are images")
     if latent_info is not None and vae is not None:
         latent_info = {**latent_info, "vae": vae}
     labels = sample_labels(model_config["num_classes"], classes, per_class, num_samples, random_classes, seed)
-    sampler = Sampler(method, steps, cfg_scale, tuple(guidance_interval), seed, batch_size, cuda_graph, latent_info)
+    sampler = Sampler(method, steps, cfg_scale, tuple(guidance_interval), seed, batch_size, cuda_graph, latent_info,
+                      latents_only)
     identity = {"checkpoint": os.path.abspath(path), "weights": "ema" if use_ema else "model"}
     world = init_world()
     try:

@@ -2,7 +2,7 @@
 they are made (no rank holds the run), a killed run continues from the shards it left, and at
 the end the shards are merged, in index order, into one ADM .npz.
 
-A shard holds `index` (the global image indices), `images` (uint8 NHWC) and `labels`. Image i
+A shard holds `index` (the global image indices), `images` (uint8 NHWC, or float32 latents) and `labels`. Image i
 depends on (seed, i) only, so shards written by any number of ranks or any batch size fit
 together. `settings.json` records what the shards were sampled with; a resume under other
 settings is refused, naming the first difference.
@@ -109,14 +109,15 @@ class Shards:
                 block.append(cache[path][row])
             yield np.stack(block)
 
-    def merge(self, count: int) -> tuple:
-        """Writes `out` (arr_0 and labels, in index order) from the shards; returns (labels, owners)."""
+    def merge(self, count: int, key: str = "arr_0") -> tuple:
+        """Writes `out` (the images under `key`, and labels, in index order) from the shards;
+        returns (labels, owners)."""
         owner = self.owners(count)
         labels = np.concatenate(list(self.rows(owner, range(count), "labels")))
         with np.load(owner[0][0]) as first:
-            image_shape = first["images"].shape[1:]
+            image_shape, dtype = first["images"].shape[1:], first["images"].dtype
         images = self.rows(owner, range(count), "images")
-        write_npz(self.out, {"arr_0": ((count,) + tuple(image_shape), np.uint8, images),
+        write_npz(self.out, {key: ((count,) + tuple(image_shape), dtype, images),
                              "labels": (labels.shape, labels.dtype, [labels])})
         return labels, owner
 

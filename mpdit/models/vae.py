@@ -37,6 +37,11 @@ def load_vae(name_or_path: str, device):
         raise ValueError(f"vae={name_or_path!r}: latents are encoded and decoded with diffusers' AutoencoderKL; "
                          "install it: pip install -e '.[latents]' (or pip install diffusers)") from None
 
+    if os.path.isabs(name_or_path) or name_or_path.startswith((".", "~")):  # a path, not a hub name
+        if not os.path.isdir(os.path.expanduser(name_or_path)):
+            raise ValueError(f"vae={name_or_path!r}: no such folder (expected a saved AutoencoderKL, or a hub name "
+                             "such as stabilityai/sd-vae-ft-ema; --vae chooses another)")
+        name_or_path = os.path.expanduser(name_or_path)
     # Without network diffusers retries the hub for about 30 s: ask once, then use the cache only
     hub = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname
     offline = not os.path.isdir(name_or_path) and (os.environ.get("HF_HUB_OFFLINE") == "1" or not reachable(hub))
