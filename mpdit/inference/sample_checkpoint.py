@@ -106,7 +106,8 @@ class Sampler:
     def settings(self) -> dict:
         return {"method": self.method, "steps": self.steps, "cfg_scale": self.cfg_scale,
                 "guidance_interval": list(self.guidance_interval), "seed": self.seed,
-                "vae": self.latent_info and self.latent_info["vae"], "latents_only": self.latents_only}
+                "vae": self.latent_info and self.latent_info["vae"],
+                **({"latents_only": True} if self.latents_only else {})}  # shards of earlier runs resume as before
 
     def evaluations(self):
         """Model calls per batch, or None where the sampler decides (dopri5)."""
