@@ -99,14 +99,24 @@ def test_extract_skips_unreadable_images_naming_each_or_stops_with_strict(tmp_pa
     (["--batch-size", "0"], "batch_size=0: expected a positive integer"),
     (["--image-size", "0"], "image_size=0: expected a positive multiple of 8"),
     ([], "vae="),  # a VAE that cannot load: one line naming it
+    (["--out", "{images}"], "inside the image folder"),
+    (["--out", "{images}/cat/latents"], "inside the image folder"),
+    (["--out", "{tmp}/earlier"], "holds an earlier extraction (2 files, e.g. latents.json)"),
+    (["--out", "{tmp}/a-file"], "a file, not a folder"),
 ])
 def test_extract_settings_are_checked_before_the_vae_loads(tmp_path, args, message):
     image_folder(tmp_path / "images")
+    (tmp_path / "earlier").mkdir()
+    (tmp_path / "earlier" / "latents.json").write_text("{}")
+    (tmp_path / "earlier" / "shard-r000-00000.safetensors").write_bytes(b"")
+    (tmp_path / "a-file").write_text("")
+    args = [arg.format(images=tmp_path / "images", tmp=tmp_path) for arg in args]
     result = extract("--images", str(tmp_path / "images"), "--out", str(tmp_path / "o"), "--vae",
                      str(tmp_path / "no-vae-here"), *args)
     last = result.stderr.strip().splitlines()[-1]  # (diffusers may print its own notices first)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert last.startswith("mpdit extract-latents: error: ") and message in last
+    assert sorted(os.listdir(tmp_path / "earlier")) == ["latents.json", "shard-r000-00000.safetensors"]
 
 
 def test_model_takes_small_integer_labels_and_refuses_an_empty_batch():

@@ -12,9 +12,25 @@ import sys
 
 import torch
 
+from mpdit.io.files import atomic_path
 from mpdit.models.vae import CHANNEL_MEAN, NORMALISATIONS, load_vae, normalise
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def check_out_folder(images: str, out: str) -> None:
+    """ValueError before any work when `out` is (or lies inside) the image folder, is a file, or
+    holds an earlier extraction, whose shards would mix with the new ones."""
+    images_path, out_path = os.path.realpath(images), os.path.realpath(out)
+    if os.path.commonpath([images_path, out_path]) == images_path:
+        raise ValueError(f"out={out!r}: inside the image folder {images!r}; write the latents elsewhere")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"out={out!r}: a file, not a folder")
+    earlier = sorted(name for name in os.listdir(out) if name.endswith(".safetensors") or name == "latents.json") \
+        if os.path.isdir(out) else []
+    if earlier:
+        raise ValueError(f"out={out!r}: holds an earlier extraction ({len(earlier)} files, e.g. {earlier[0]}); its "
+                         "shards would mix with the new ones: remove them or choose another --out")
 
 
 def list_image_folder(folder: str):
@@ -66,6 +82,9 @@ def extract_latents(images: str, out: str, vae="stabilityai/sd-vae-ft-ema", imag
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size}: expected a positive integer")
     items, classes = list_image_folder(images)
+    check_out_folder(images, out)
+    if world > 1 and torch.distributed.is_initialized():  # every rank looks before any rank writes
+        torch.distributed.barrier()
     vae_name = vae if isinstance(vae, str) else getattr(vae, "name_or_path", None) or "in-memory AutoencoderKL"
     model = load_vae(vae, device) if isinstance(vae, str) else vae.to(device).eval()
     if normalisation == "channel" and model.config.latent_channels != len(CHANNEL_MEAN):
@@ -79,9 +98,9 @@ def extract_latents(images: str, out: str, vae="stabilityai/sd-vae-ft-ema", imag
 
     def write_shard():
         nonlocal latents, labels, shards
-        if latents:
-            save_file({"latents": torch.cat(latents).cpu().contiguous(), "labels": torch.tensor(labels)},
-                      os.path.join(out, f"shard-r{rank:03d}-{shards:05d}.safetensors"))
+        if latents:  # complete or absent: a killed extraction leaves no torn shard
+            with atomic_path(os.path.join(out, f"shard-r{rank:03d}-{shards:05d}.safetensors")) as tmp:
+                save_file({"latents": torch.cat(latents).cpu().contiguous(), "labels": torch.tensor(labels)}, tmp)
             shards += 1
             latents, labels = [], []
 
@@ -113,11 +132,11 @@ def extract_latents(images: str, out: str, vae="stabilityai/sd-vae-ft-ema", imag
     write_shard()
     if bad_images:
         name = "bad_images.txt" if world == 1 else f"bad_images-r{rank:03d}.txt"
-        with open(os.path.join(out, name), "w") as f:
+        with atomic_path(os.path.join(out, name)) as tmp, open(tmp, "w") as f:
             f.write("".join(path + "\n" for path in bad_images))
     info = {"vae": vae_name, "normalisation": normalisation, "image_size": image_size, "classes": classes,
             "num_classes": len(classes), "flip": flip, "latent_shape": latent_shape}
     if rank == 0:
-        with open(os.path.join(out, "latents.json"), "w") as f:
+        with atomic_path(os.path.join(out, "latents.json")) as tmp, open(tmp, "w") as f:
             json.dump(info, f, indent=1)
     return {**info, "images": len(mine) - len(bad_images), "bad_images": len(bad_images), "shards": shards}
