@@ -4,6 +4,7 @@ import os
 from mpdit.bench import kernel_cases
 from mpdit.bench.profile import CATEGORIES
 from mpdit.bench.timing import NOISY
+from mpdit.io.files import atomic_path
 
 
 def _get(results, label, provider, mode, metric, x=None):
@@ -273,7 +274,8 @@ def write_plots(results, folder: str, meta: dict, kernel_providers) -> list:
     def save(fig, name):
         path = os.path.join(folder, name)
         fig.tight_layout()
-        fig.savefig(path, dpi=120)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
         plt.close(fig)
         written.append(path)
 

@@ -26,6 +26,7 @@ from mpdit.bench.executor import Ceilings, InProcess, Isolated
 from mpdit.bench.plan import Plan, SetupCase
 from mpdit.bench.report import markdown, write_plots
 from mpdit.bench.timing import Results, read_stream, recorded_settings, trim_stream
+from mpdit.io.files import atomic_path
 from mpdit.training.run_lock import RunLock
 from mpdit_kernels import attention_paths
 
@@ -156,7 +157,7 @@ def _write(plan: Plan, results, skipped: list, plots: bool) -> dict:
             "skipped": skipped, "baselines": plan.preset.baselines}
     path = results.write(plan.out, "bench", dict(meta))
     text = markdown(results, meta, plan.kernel_providers)
-    with open(os.path.join(plan.out, "bench.md"), "w") as f:
+    with atomic_path(os.path.join(plan.out, "bench.md")) as tmp, open(tmp, "w") as f:
         f.write(text + "\n")
     written = write_plots(results, plan.out, meta, plan.kernel_providers) if plots else []
     return {"json": path, "csv": path[:-5] + ".csv", "markdown_path": os.path.join(plan.out, "bench.md"),

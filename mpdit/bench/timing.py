@@ -19,6 +19,7 @@ from typing import Optional
 import torch
 
 from mpdit.bench.environment import environment
+from mpdit.io.files import atomic_path
 
 
 def time_call(fn, device: str, warmup_ms: float = 25, rep_ms: float = 100, min_reps: int = 10,
@@ -249,10 +250,10 @@ class Results:
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, f"{name}.json")
         env = (extra or {}).pop("environment", None) or environment(self.device)
-        with open(path, "w") as f:
+        with atomic_path(path) as tmp, open(tmp, "w") as f:
             json.dump({"environment": env, **(extra or {}), "rows": self.rows, "errors": self.errors,
                        "top_kernels": self.top_kernels()}, f, indent=1)
-        with open(os.path.join(folder, f"{name}.csv"), "w", newline="") as f:
+        with atomic_path(os.path.join(folder, f"{name}.csv")) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=ROW_FIELDS)
             writer.writeheader()
             writer.writerows(self.rows)

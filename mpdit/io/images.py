@@ -1,6 +1,8 @@
 """Images out of the models: uint8 conversion and PNG grids."""
 import torch
 
+from mpdit.io.files import atomic_path
+
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) in [-1, 1] -> (N, H, W, C) uint8, the layout of the ADM evaluator's .npz."""
@@ -31,5 +33,6 @@ def save_grid(images: torch.Tensor, labels, path: str, max_rows: int = 10, max_c
             cell = images[index].numpy()
             tile = Image.fromarray(cell.squeeze(-1) if c == 1 else cell).convert("RGB")
             picture.paste(tile.resize((cell_w, cell_h), Image.NEAREST), (margin + k * (cell_w + pad) + pad, top))
-    picture.save(path)
+    with atomic_path(path) as tmp:  # complete or absent
+        picture.save(tmp, format="PNG")
     return path
