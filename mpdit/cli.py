@@ -36,7 +36,10 @@ class _DefaultsHelp(argparse.HelpFormatter):
 
 
 def _fail(prog: str, message: str) -> int:
-    print(f"{prog}: error: {message}", file=sys.stderr)
+    # One write of the whole line: under torchrun every worker may say it into the same pipe, where
+    # print's two writes (text, then newline) interleave ("...3 processesmpdit train: error: ...").
+    sys.stderr.write(f"{prog}: error: {message}\n")
+    sys.stderr.flush()
     return 2
 
 
