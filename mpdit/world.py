@@ -54,15 +54,6 @@ def close_world(world: World) -> None:
         dist.destroy_process_group()
 
 
-def gather(world: World, value) -> list:
-    """`value` from every rank, in rank order."""
-    if world.size == 1:
-        return [value]
-    values = [None] * world.size
-    dist.all_gather_object(values, value)
-    return values
-
-
 def broadcast(world: World, value):
     """Rank 0's `value` on every rank."""
     if world.size == 1:
