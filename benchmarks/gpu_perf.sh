@@ -9,7 +9,9 @@
 #   3. MPDiT-XL training step, batch 256, bf16, in ONE process: compile (the baseline every
 #      user gets), triton+compile, then compile+autotune (max-autotune-no-cudagraphs: tuned
 #      GEMM templates with fused epilogues; its compile time is unknown, so it goes last and
-#      the two before it stream first), each with its profile, and the SDPA backends;
+#      the two before it stream first), each with its profile, and the attention table: the
+#      SDPA backends and xformers when its wheel is carried (only this bench sees it: compiled
+#      models call SDPA whatever is installed, while eager ones would switch to xformers);
 #   4. MPDiT-XL and SiT-XL/2 inference and guided sampling on triton (50 and 250 steps, batch 1
 #      and 16, eager and CUDA graph): issue 12's <= 1.0 s target and the headline's ratios;
 #   5. each fused op at MPDiT-XL's shapes (device time: CUDA-graph replays), % of the device
@@ -27,16 +29,19 @@
 # Reads the GPU's settings (nvidia-smi); never changes them. Run it as
 #   MPDIT_GIT_SHA=<the commit, read here> bash benchmarks/gpu_perf.sh
 # (the device tool's copy of the tree carries the session's first .git: rows would name it).
-# Carry .whl/ holding torchao's wheel for the device's Python 3.12 (the device reaches no registry):
+# Carry .whl/ holding torchao's and xformers' wheels for the device's Python 3.12 (the device
+# reaches no registry; 3.4 and 3.3 MB):
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#     --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 -d .whl torchao==0.18.0
+#     --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 -d .whl torchao==0.18.0 xformers==0.0.35
+# (FlashAttention 4 does not fit the 64 MiB carried: its nvidia-cutlass-dsl-libs wheel is 92 MB.)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results/gpu-perf-$(date +%F)}
 BUDGET=${BUDGET:-550}  # seconds for the whole script
 # A dry run on a CPU: PRESET=tiny XL=MPDiT-S/8px SIT=SiT-S/2/8px TRITON_INTERPRET=1 GATE_ARGS="--model MPDiT-S
 #   --image-size 8 --steps 4 --batch 4 --window 2 --precisions fp32,bf16 --kernel-backend torch --device cpu" \
-#   bash benchmarks/gpu_perf.sh   (184 s here; its last step, the compat models, stops at once: it is CUDA only)
+#   bash benchmarks/gpu_perf.sh   (404 s here on 2026-12-03; the interpreter is too slow for the GPU tests' and
+#   the sampling bench's limits, and the last step, the compat models, stops at once: it is CUDA only)
 PRESET=${PRESET:-paper} XL=${XL:-MPDiT-XL} SIT=${SIT:-SiT-XL/2} GATE_ARGS=${GATE_ARGS:-}
 WORK=/tmp/mpdit-perf
 mkdir -p "$OUT" "$WORK"
@@ -73,12 +78,20 @@ if ls .whl/torchao-*.whl > /dev/null 2>&1; then
   python -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/torchao-*.whl >> "$LOG" 2>&1 \
     && export PYTHONPATH=/tmp/site
 fi
+ATTENTION_SITE=${PYTHONPATH:-}  # what the attention table's bench adds: xformers, kept from the other benches
+if ls .whl/xformers-*.whl > /dev/null 2>&1; then
+  python -m pip install -q --no-index --no-deps --no-compile --target /tmp/site-xformers .whl/xformers-*.whl \
+    >> "$LOG" 2>&1 && ATTENTION_SITE=/tmp/site-xformers${PYTHONPATH:+:$PYTHONPATH}
+fi
 MPDIT_NATIVE_BUILD=0 python -m pip install -q --no-deps --no-build-isolation -e . >> "$LOG" 2>&1 \
   || { say "install failed"; exit 1; }
 python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())
 try:
     import torchao; print('torchao', torchao.__version__)
 except ImportError as e: print('no torchao:', e)" 2>&1 | grep -v "Failed to load" | tee -a "$LOG"
+PYTHONPATH=$ATTENTION_SITE python -c "import importlib.util
+if importlib.util.find_spec('xformers'):
+    import xformers; print('xformers', xformers.__version__, '(the attention table only)')" 2>&1 | grep -v "Failed to load" | tee -a "$LOG"
 
 # The op tests pin one config per kernel (each config has its own test) so that no test autotunes.
 MPDIT_TRITON_CONFIG=-1 run_step "GPU tests" 90 python -m pytest -q -x -p no:cacheprovider tests/test_op_adaln.py \
@@ -86,7 +99,7 @@ MPDIT_TRITON_CONFIG=-1 run_step "GPU tests" 90 python -m pytest -q -x -p no:cach
   -k "not native and (not test_backends or one_graph) and not follows_fp32"
 tests_rc=$?
 
-bench xl-compile 330 --models "$XL" --sections flops,train,profile --providers compile,triton+compile,compile+autotune
+PYTHONPATH=$ATTENTION_SITE bench xl-compile 330 --models "$XL" --sections flops,train,profile --providers compile,triton+compile,compile+autotune
 bench sampling 120 --models "$XL,$SIT" --sections inference,sampling --providers triton
 bench kernels 60 --models "$XL" --sections kernels --providers torch,triton
 run_step "fp8 loss gate: benchmarks/fp8_quality.py" 200 python benchmarks/fp8_quality.py --model MPDiT-XL \

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-PATHS = ("flash_attn", "xformers", "sdpa", "math")
+FUSED_PATHS = ("flash_attn", "xformers")  # libraries, tried in this order before SDPA
+PATHS = FUSED_PATHS + ("sdpa", "math")
 _used = set()
 _installed = {}
 
@@ -42,12 +43,12 @@ def choose_path(q: torch.Tensor) -> str:
         if forced not in PATHS:
             raise ValueError(f"MPDIT_ATTENTION={forced!r}: expected one of {PATHS}")
         return forced
-    if _fused_kernel_fits(q):
-        if _is_installed("flash_attn"):
-            return "flash_attn"
-        if _is_installed("xformers"):
-            return "xformers"
-    return "sdpa"
+    return (fused_paths(q) or ["sdpa"])[0]
+
+
+def fused_paths(q: torch.Tensor) -> list:
+    """The installed libraries' paths (flash_attn, xformers) that take q, in preference order."""
+    return [path for path in FUSED_PATHS if _fused_kernel_fits(q) and _is_installed(path)]
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -55,16 +56,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
     if torch.compiler.is_compiling():  # inductor picks SDPA's backend itself; no host-side bookkeeping
         return F.scaled_dot_product_attention(q, k, v)
     path = choose_path(q)
-    if path == "flash_attn":
-        from flash_attn import flash_attn_func  # (B, L, heads, head_dim) layout
-
+    if path in FUSED_PATHS:
         _used.add(path)
-        return flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
-    if path == "xformers":
-        from xformers.ops import memory_efficient_attention  # (B, L, heads, head_dim) layout
-
-        _used.add(path)
-        return memory_efficient_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+        return library_attention(path, q, k, v)
     if path == "math":
         backends, name = [SDPBackend.MATH], "sdpa-math"
     elif q.is_cuda:
@@ -75,6 +69,15 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
     _used.add(name)
     with sdpa_kernel(backends):
         return F.scaled_dot_product_attention(q, k, v)
+
+
+def library_attention(path: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """flash_attn's or xformers' kernel (one of FUSED_PATHS), called in their (B, L, heads, head_dim) layout."""
+    if path == "flash_attn":
+        from flash_attn import flash_attn_func as kernel
+    else:
+        from xformers.ops import memory_efficient_attention as kernel
+    return kernel(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
 
 
 SDPA_NAMES = {SDPBackend.FLASH_ATTENTION: "flash", SDPBackend.CUDNN_ATTENTION: "cudnn",

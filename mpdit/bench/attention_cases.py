@@ -3,14 +3,18 @@
 At each distinct (tokens, heads, head width) of the models under test (MPDiT-XL: 80 coarse
 and 272 fine tokens at width 72): SDPA as it chooses by itself, then each fused backend
 forced through torch.nn.attention.sdpa_kernel; a backend that refuses the shape is skipped.
+Then each installed library the engine would call instead (flash_attn, xformers), through the
+engine's own call; one that fails to load or refuses the inputs is named on stderr and skipped.
 """
+import sys
+
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from mpdit.bench.timing import time_call
 from mpdit.models.registry import get_config
-from mpdit_kernels.attention import sdpa_choice
+from mpdit_kernels.attention import fused_paths, library_attention, sdpa_choice
 
 FORCED = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
           "efficient": SDPBackend.EFFICIENT_ATTENTION}
@@ -46,3 +50,12 @@ def bench_attention(results, specs, batch: int, dtype: torch.dtype, device: str)
             except RuntimeError:  # this backend does not take the shape / dtype / device
                 continue
             results.add(case, f"sdpa-{name}", "attention", "fwd_bwd_ms", "ms", x, ms)
+        for path in fused_paths(q):
+            library_step = lambda: torch.autograd.grad(library_attention(path, q, k, v), (q, k, v), grad)
+            try:
+                ms = time_call(library_step, device)["median_ms"]
+            except (ImportError, OSError, RuntimeError) as error:  # a wheel built for another torch; no kernel
+                message = str(error).strip().splitlines() or [type(error).__name__]
+                print(f"{case}: {path} skipped: {message[0]}", file=sys.stderr)
+                continue
+            results.add(case, path, "attention", "fwd_bwd_ms", "ms", x, ms)
