@@ -1,4 +1,4 @@
-"""Which of PyTorch's SDPA backends runs the models' attention fastest (forward + backward).
+"""Which attention path runs the models' attention fastest (forward + backward): SDPA's backends, the libraries.
 
 At each distinct (tokens, heads, head width) of the models under test (MPDiT-XL: 80 coarse
 and 272 fine tokens at width 72): SDPA as it chooses by itself, then each fused backend
