@@ -5,17 +5,31 @@ feature space of a small classifier (scikit-learn's MLP, one hidden layer of 64 
 trained on two thirds of scikit-learn's real digits at the samples' resolution. The samples
 are compared with those training digits, and the same figures for the held-out real digits
 give the floor: what real data scores, so a model's number has something to stand beside.
+
+The classifier is fitted once per process and its weights kept in the feature cache
+($MPDIT_CACHE_DIR), keyed by what determines the fit (scikit-learn's version, the seed, the
+image size and the training digits themselves): a fit takes seconds, and training evaluates
+at every --eval-every.
 """
+import functools
+import hashlib
+import os
+import zipfile
+
 import numpy as np
+import sklearn
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 
+from mpdit.evaluation.features import cache_dir
 from mpdit.evaluation.metrics import frechet_distance, precision_recall, statistics
+from mpdit.io.files import atomic_path
 from mpdit.io.images import to_uint8
 from mpdit.io.npz_images import ImageFileError, array_keys, check_images_header
 from mpdit.training.data import DigitsDataset
 
 HIDDEN = 64
+WEIGHT_NAMES = ("hidden_weight", "hidden_bias", "output_weight", "output_bias")
 
 
 def _as_vectors(images_uint8: np.ndarray) -> np.ndarray:
@@ -32,19 +46,59 @@ class DigitsClassifier:
         labels = data.labels.numpy()
         self.train, self.held_out, self.train_labels, self.held_out_labels = train_test_split(
             real, labels, test_size=1 / 3, random_state=seed, stratify=labels)
-        self.model = MLPClassifier(hidden_layer_sizes=(HIDDEN,), max_iter=2000, random_state=seed)
-        self.model.fit(self.train, self.train_labels)
-        self.held_out_accuracy = float(self.model.score(self.held_out, self.held_out_labels))
+        self.weights = _fitted_weights(self.train, self.train_labels, seed)
+        self.held_out_accuracy = float((self.predict(self.held_out) == self.held_out_labels).mean())
+        self.reference = self.features(self.train)
+        self.reference_statistics = statistics(self.reference)
 
     def features(self, vectors: np.ndarray) -> np.ndarray:
         """The hidden layer's activations."""
-        return np.maximum(vectors @ self.model.coefs_[0] + self.model.intercepts_[0], 0)
+        hidden_weight, hidden_bias = self.weights[:2]
+        return np.maximum(vectors @ hidden_weight + hidden_bias, 0)
+
+    def predict(self, vectors: np.ndarray) -> np.ndarray:
+        """The label read from each image (the classes are 0..9, in order: argmax is the label)."""
+        output_weight, output_bias = self.weights[2:]
+        return np.argmax(self.features(vectors) @ output_weight + output_bias, axis=1)
+
+
+@functools.lru_cache(maxsize=None)
+def digits_classifier(size: int, seed: int = 0) -> DigitsClassifier:
+    """The classifier at `size`, built once per process."""
+    return DigitsClassifier(size, seed)
+
+
+def _cache_path(train: np.ndarray, seed: int) -> str:
+    digest = hashlib.sha256(np.ascontiguousarray(train).tobytes()).hexdigest()[:16]
+    size = int(round(train.shape[1] ** 0.5))
+    name = f"digits-classifier-sklearn{sklearn.__version__}-seed{seed}-{size}px-hidden{HIDDEN}-{digest}.npz"
+    return os.path.join(cache_dir(), name)
+
+
+def _fitted_weights(train: np.ndarray, labels: np.ndarray, seed: int) -> tuple:
+    """(hidden weight, hidden bias, output weight, output bias) of the MLP fitted to the training
+    digits: read from the cache, else fitted and written there."""
+    path = _cache_path(train, seed)
+    try:
+        with np.load(path) as saved:
+            return tuple(saved[name] for name in WEIGHT_NAMES)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):  # absent, or damaged: fit again
+        pass
+    model = MLPClassifier(hidden_layer_sizes=(HIDDEN,), max_iter=2000, random_state=seed).fit(train, labels)
+    weights = (model.coefs_[0], model.intercepts_[0], model.coefs_[1], model.intercepts_[1])
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **dict(zip(WEIGHT_NAMES, weights)))
+    except (OSError, ValueError):  # a cache that cannot be written costs a fit next time, nothing else
+        pass
+    return weights
 
 
 def _figures(classifier: DigitsClassifier, vectors: np.ndarray) -> dict:
-    reference, features = classifier.features(classifier.train), classifier.features(vectors)
-    precision, recall = precision_recall(reference, features, device="cpu")
-    return {"fd": frechet_distance(statistics(features), statistics(reference)), "precision": precision,
+    features = classifier.features(vectors)
+    precision, recall = precision_recall(classifier.reference, features, device="cpu")
+    return {"fd": frechet_distance(statistics(features), classifier.reference_statistics), "precision": precision,
             "recall": recall}
 
 
@@ -61,7 +115,7 @@ def evaluate_digits(samples: str) -> dict:
     if len(reader) < 4:
         raise ImageFileError(f"{samples}: {len(reader)} images; precision / recall with k=3 need at least 4")
     vectors = _as_vectors(np.concatenate(list(reader.chunks(1024))))
-    classifier = DigitsClassifier(size)
+    classifier = digits_classifier(size)
     floor = classifier.held_out[:len(vectors)]  # as many real digits as samples, where there are: the same bias
     result = {**_figures(classifier, vectors), "num_samples": len(vectors), "num_reference": len(classifier.train),
               "floor": {**_figures(classifier, floor), "num_samples": len(floor)},
@@ -70,7 +124,7 @@ def evaluate_digits(samples: str) -> dict:
         with np.load(samples) as saved:
             labels = saved["labels"]
         if len(labels) == len(vectors):
-            result["label_accuracy"] = float((classifier.model.predict(vectors) == labels).mean())
+            result["label_accuracy"] = float((classifier.predict(vectors) == labels).mean())
     return result
 
 
