@@ -43,7 +43,7 @@ def _fail(prog: str, message: str) -> int:
     return 2
 
 
-def _parse_stages(text: str):
+def parse_stages(text: str):
     """'8:14,4:8,2:6' -> ((8, 14), (4, 8), (2, 6))."""
     try:
         return tuple(tuple(int(part) for part in stage.split(":")) for stage in text.split(","))
@@ -67,7 +67,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = False)
         meta = {key: value for key, value in spec.metadata.items() if key != "override"}
         kind = hints[spec.name]
         kwargs = {"action": argparse.BooleanOptionalAction} if kind is bool else \
-            {"type": _parse_stages if spec.name == "stages" else kind}
+            {"type": parse_stages if spec.name == "stages" else kind}
         # default None: a value only when given, so the registered size's own value stands otherwise
         parser.add_argument("--" + spec.name.replace("_", "-"), dest=spec.name, default=None, **kwargs, **meta)
 
@@ -198,13 +198,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_extract(args: argparse.Namespace) -> int:
     from mpdit.training.latents import extract_latents
-    from mpdit.world import init_world
+    from mpdit.world import joined_world
 
-    world = init_world()
-    result = extract_latents(args.images, args.out, vae=args.vae, image_size=args.image_size,
-                             normalisation=args.normalisation, flip=args.flip, batch_size=args.batch_size,
-                             rank=world.rank, world=world.size, device=world.device, seed=args.seed,
-                             strict=args.strict)
+    with joined_world() as world:
+        result = extract_latents(args.images, args.out, vae=args.vae, image_size=args.image_size,
+                                 normalisation=args.normalisation, flip=args.flip, batch_size=args.batch_size,
+                                 rank=world.rank, world=world.size, device=world.device, seed=args.seed,
+                                 strict=args.strict)
     print(json.dumps({k: v for k, v in result.items() if k != "classes"}))
     return 0
 

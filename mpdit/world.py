@@ -1,5 +1,7 @@
 """One process or torchrun: the process group and the values ranks exchange. Used by every
-command that can run under torchrun (train, sample, extract-latents)."""
+command that can run under torchrun (train, sample, extract-latents), through joined_world()."""
+import contextlib
+import gc
 import os
 import sys
 from dataclasses import dataclass
@@ -49,9 +51,33 @@ def restart_advice(env) -> str:
     return ""
 
 
-def close_world(world: World) -> None:
-    if world.size > 1 and dist.is_initialized():
-        dist.destroy_process_group()
+@contextlib.contextmanager
+def joined_world():
+    """init_world() for the duration, then the process group's orderly end (close_world): after
+    an error without the barrier, since a peer may never reach it."""
+    world = init_world()
+    try:
+        yield world
+    except BaseException:
+        close_world(world, meet=False)
+        raise
+    close_world(world)
+
+
+def close_world(world: World, meet: bool = True) -> None:
+    """The end of a torchrun process group, in an order that lets its threads finish while the
+    interpreter is whole: the ranks meet (`meet`: no rank closes its connections while a peer still
+    sends on them), the garbage that still holds the group is collected (FSDP's sharded modules are
+    reference cycles: without this they keep the group, its gloo worker threads and their work
+    alive past destroy_process_group, to be torn down mid-exit), then the group is destroyed."""
+    if world.size == 1 or not dist.is_initialized():
+        return
+    if meet and world.device.type == "cuda":
+        dist.barrier(device_ids=[world.local_rank])
+    elif meet:
+        dist.barrier()
+    gc.collect()
+    dist.destroy_process_group()
 
 
 def broadcast(world: World, value):

@@ -28,7 +28,7 @@ from mpdit.io import atomic_path, check_output, read
 from mpdit.io.images import save_grid, to_uint8
 from mpdit.io.npz_images import check_images_header
 from mpdit.models.vae import decode, load_vae
-from mpdit.world import close_world, init_world
+from mpdit.world import joined_world
 
 MAX_SAMPLES = 10_000_000  # a sanity bound: 200x FID-50K
 GRID_CLASSES = GRID_PER_CLASS = 10
@@ -218,8 +218,7 @@ def sample_checkpoint(path: str, out: str, classes=None, per_class: int = None, 
     sampler = Sampler(method, steps, cfg_scale, tuple(guidance_interval), seed, batch_size, cuda_graph, latent_info,
                       latents_only)
     identity = {"checkpoint": os.path.abspath(path), "weights": "ema" if use_ema else "model"}
-    world = init_world()
-    try:
+    with joined_world() as world:
         model = sampling_model(saved, world.device)
         result = sample_to_npz(model, labels, out, world, sampler, identity, resume, progress)
         if world.main and eval_ref:
@@ -229,5 +228,3 @@ def sample_checkpoint(path: str, out: str, classes=None, per_class: int = None, 
             with atomic_path(result["metrics_file"]) as tmp, open(tmp, "w") as f:
                 json.dump(metrics, f, indent=1)
         return result
-    finally:
-        close_world(world)

@@ -29,7 +29,7 @@ from mpdit.training.evaluation import check_eval_inputs, evaluate_ema
 from mpdit.training.metrics import MetricsLog
 from mpdit.training.run_lock import RunDirInUse, RunLock
 from mpdit.training.step import TrainStep, build_train_step, learning_rate
-from mpdit.world import World, broadcast, close_world, init_world
+from mpdit.world import World, broadcast, joined_world
 
 
 class TrainingStopped(Exception):
@@ -89,11 +89,8 @@ def train(config: TrainConfig) -> dict:
     """Run (or resume) training; returns the last metrics record."""
     config.validate()
     check_eval_inputs(config)
-    world = init_world()
-    try:
-        return fit(config, world)[1]
-    finally:
-        close_world(world)
+    with joined_world() as world:
+        return fit(config, world)[1]  # the run (model, optimizer) dropped before the process group ends
 
 
 def fit(config: TrainConfig, world: World) -> tuple:
