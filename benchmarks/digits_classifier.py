@@ -48,7 +48,8 @@ def main() -> None:
     print("| class | samples: classified as requested | real held-out digits: accuracy |")
     print("|---|---|---|")
     for c in sorted(result["sample_accuracy_per_class"]):
-        print(f"| {c} | {result['sample_accuracy_per_class'][c]:.0%} | {result['held_out_accuracy_per_class'][c]:.0%} |")
+        sampled, held_out = result["sample_accuracy_per_class"][c], result["held_out_accuracy_per_class"][c]
+        print(f"| {c} | {sampled:.0%} | {held_out:.0%} |")
     print(f"| all | {result['sample_accuracy']:.1%} ({result['samples']} samples) | "
           f"{result['held_out_accuracy']:.1%} ({len(y_test)} digits) |")
     if args.out:

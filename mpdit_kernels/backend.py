@@ -21,8 +21,10 @@ from typing import Callable, Optional
 import torch
 
 from mpdit_kernels import native
-from mpdit_kernels.triton import (adaln as triton_adaln, fno as triton_fno, runtime as triton_runtime,
-                                   upsample as triton_upsample)
+from mpdit_kernels.triton import adaln as triton_adaln
+from mpdit_kernels.triton import fno as triton_fno
+from mpdit_kernels.triton import runtime as triton_runtime
+from mpdit_kernels.triton import upsample as triton_upsample
 
 logger = logging.getLogger("mpdit_kernels")
 

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from mpdit.models import create_model
-from mpdit.models.float8 import convert_blocks_to_float8
 from mpdit.bench.profile import profile_step
 from mpdit.bench.providers import split
 from mpdit.bench.timing import Shape, dtype_name, time_steps
 from mpdit.diffusion.guidance import GuidedVelocity
 from mpdit.diffusion.sampling import euler, graphed_velocity
+from mpdit.models import create_model
+from mpdit.models.float8 import convert_blocks_to_float8
 from mpdit.training.config import TrainConfig
 from mpdit.training.step import TrainStep, build_train_step
 from mpdit.world import World

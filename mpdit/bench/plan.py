@@ -5,7 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
-from mpdit.bench import kernel_cases, providers as bench_providers
+from mpdit.bench import kernel_cases
+from mpdit.bench import providers as bench_providers
 from mpdit.bench.model_cases import ModelSpec
 from mpdit.bench.presets import PRESETS, SECTIONS, Preset
 

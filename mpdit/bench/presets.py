@@ -1,8 +1,8 @@
 """What `mpdit bench` runs: presets sized for a machine and a time budget."""
 from dataclasses import dataclass, field, replace
 
-from mpdit.bench.model_cases import ModelSpec
 from mpdit.audit.paper import UPGRADES
+from mpdit.bench.model_cases import ModelSpec
 
 SECTIONS = ("flops", "train", "inference", "sampling", "kernels", "profile")
 # profile (torch.profiler over a few training steps, a Chrome trace each) only when asked for

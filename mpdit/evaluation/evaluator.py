@@ -10,8 +10,14 @@ import torch
 
 from mpdit.evaluation.features import load_features
 from mpdit.evaluation.inception import find_weights, load_inception
-from mpdit.evaluation.metrics import (IS_SPLIT, Statistics, frechet_distance, inception_score, precision_recall,
-                                      statistics)
+from mpdit.evaluation.metrics import (
+    IS_SPLIT,
+    Statistics,
+    frechet_distance,
+    inception_score,
+    precision_recall,
+    statistics,
+)
 from mpdit.io.npz_images import ImageFileError, array_keys, check_images_header
 
 METRICS = ("inception_score", "fid", "sfid", "precision", "recall")

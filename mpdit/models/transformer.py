@@ -12,8 +12,7 @@ import torch
 import torch.nn as nn
 
 from mpdit.models.blocks import Branch, Condition, FinalLayer, TransformerBlock, Upsample, adaln_projection
-from mpdit.models.embeddings import (ClassEmbedding, FNOTimeEmbedding, MLPTimeEmbedding, PatchEmbed,
-                                     sincos_pos_embed_2d)
+from mpdit.models.embeddings import ClassEmbedding, FNOTimeEmbedding, MLPTimeEmbedding, PatchEmbed, sincos_pos_embed_2d
 from mpdit_kernels import ops
 from mpdit_kernels.backend import Backend, get_backend
 
@@ -251,7 +250,8 @@ class MultiPatchTransformer(nn.Module):
         return torch.einsum("nhwpqc->nchpwq", x).reshape(B, -1, H, W)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """x (B, C, H, W), t (B,) in [0, 1] with t = 1 noise, y (B,) int in [0, num_classes] -> velocity (B, C, H, W)."""
+        """x (B, C, H, W), t (B,) in [0, 1] with t = 1 noise, y (B,) int in [0, num_classes] -> velocity
+        (B, C, H, W)."""
         self.check_inputs(x, t, y)
         return self.network(x, t, y)[:, : self.config.in_channels]  # flow matching: the velocity channels, as SiT
 
