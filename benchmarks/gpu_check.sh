@@ -36,9 +36,9 @@ ldd mpdit_kernels/_native*.so | grep libstdc | tee -a "$LOG"
 python -c "import mpdit_kernels._native as N; print('mpdit_kernels._native with_cuda =', N.with_cuda)" | tee -a "$LOG"
 
 echo "== kernel tests (native GPU) ==" | tee -a "$LOG"
-timeout 170 python -m pytest -q -p no:cacheprovider tests/test_op_adaln.py tests/test_op_upsample.py \
-  tests/test_op_fine_entry.py tests/test_op_fno.py tests/test_backends.py tests/test_native_extension.py \
-  tests/test_attention.py tests/test_sampling.py >> "$LOG" 2>&1
+timeout 170 python -m pytest -q -p no:cacheprovider tests/kernels/test_adaln.py tests/kernels/test_upsample.py \
+  tests/kernels/test_fine_entry.py tests/kernels/test_fno.py tests/kernels/test_backends.py \
+  tests/kernels/test_native_extension.py tests/kernels/test_attention.py tests/diffusion/test_samplers.py >> "$LOG" 2>&1
 tests_rc=$?
 tail -3 "$LOG"
 

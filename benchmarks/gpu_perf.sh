@@ -94,8 +94,9 @@ if importlib.util.find_spec('xformers'):
     import xformers; print('xformers', xformers.__version__, '(the attention table only)')" 2>&1 | grep -v "Failed to load" | tee -a "$LOG"
 
 # The op tests pin one config per kernel (each config has its own test) so that no test autotunes.
-MPDIT_TRITON_CONFIG=-1 run_step "GPU tests" 90 python -m pytest -q -x -p no:cacheprovider tests/test_op_adaln.py \
-  tests/test_op_upsample.py tests/test_op_fno.py tests/test_float8.py tests/test_sampling.py tests/test_backends.py \
+MPDIT_TRITON_CONFIG=-1 run_step "GPU tests" 90 python -m pytest -q -x -p no:cacheprovider tests/kernels/test_adaln.py \
+  tests/kernels/test_upsample.py tests/kernels/test_fno.py tests/models/test_float8.py tests/diffusion/test_samplers.py \
+  tests/kernels/test_backends.py \
   -k "not native and (not test_backends or one_graph) and not follows_fp32"
 tests_rc=$?
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "mpdit"
 # Lower numbers are lower layers; a module may import its own layer's or lower ones.
-LAYERS = {"mpdit.models": 0, "mpdit.diffusion": 0, "mpdit.world": 0, "mpdit.network": 0, "mpdit.io": 1, "mpdit.compat": 2,
-          "mpdit.evaluation": 3,
+LAYERS = {"mpdit.models": 0, "mpdit.diffusion": 0, "mpdit.world": 0, "mpdit.network": 0, "mpdit.io": 1,
+          "mpdit.compat": 2, "mpdit.evaluation": 3,
           "mpdit.training": 3, "mpdit.inference": 3, "mpdit.audit": 3, "mpdit.bench": 4, "mpdit.cli": 5,
           "mpdit.__main__": 5, "mpdit": 6}
 
@@ -52,7 +52,8 @@ def test_no_import_cycle_between_modules():
     graph = {module: {t for t in targets if t != module} for module, targets in imports().items()}
 
     def reaches(start, goal, seen=()):
-        return any(nxt == goal or (nxt not in seen and reaches(nxt, goal, (*seen, nxt))) for nxt in graph.get(start, ()))
+        return any(nxt == goal or (nxt not in seen and reaches(nxt, goal, (*seen, nxt)))
+                   for nxt in graph.get(start, ()))
 
     cycles = sorted(f"{a} <-> {b}" for a in graph for b in graph[a] if a < b and reaches(b, a))
     assert cycles == []

@@ -1,14 +1,10 @@
-"""The FLOP audit against the paper's tables, and the `mpdit flops` command."""
-import json
-import subprocess
-import sys
-
+"""The FLOP audit against the paper's tables."""
 import pytest
 
+from helpers.models import tiny_model
 from mpdit.audit.flops import audit, count_forward_macs, count_parameters, paper_attention_macs
-from mpdit.audit.report import paper_report
 from mpdit.audit.paper import PAPER_ROWS, ROUNDED_BY_THE_PAPER
-from model_utils import tiny_model
+from mpdit.audit.report import paper_report
 
 
 @pytest.fixture(scope="module")
@@ -78,48 +74,3 @@ def test_paper_convention_charges_attention_at_the_fine_image_tokens():
     model = tiny_model("MPDiT-S")
     assert paper_attention_macs(model.config) == 12 * 2 * 256 ** 2 * 64
     assert count_parameters(model) == sum(p.numel() for p in model.parameters())
-
-
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "mpdit", *args], capture_output=True, text=True, timeout=300)
-
-
-def test_cli_one_model_as_json():
-    result = run_cli("flops", "--model", "MPDiT-XL", "--fine-depth", "8", "--json")
-    assert result.returncode == 0, result.stderr
-    (row,) = json.loads(result.stdout)
-    assert {"name", "params_m", "gflops_paper", "gflops_exact"} <= set(row)
-    assert row["name"] == "MPDiT-XL" and row["stages"] == [[4, 20], [2, 8]]
-    assert row["gflops_paper"] == pytest.approx(65.4, abs=0.05)
-
-
-def test_cli_overrides_rebuild_an_ablation_row():
-    result = run_cli("flops", "--model", "DiT-B/2", "--shared-adaln", "--class-tokens", "16", "--time-embed", "fno",
-                     "--json")
-    (row,) = json.loads(result.stdout)
-    assert row["params_m"] == pytest.approx(101.2, abs=0.05)  # DiT's learned-sigma head kept
-    assert row["gflops_paper"] == pytest.approx(24.3, abs=0.05)
-
-
-def test_cli_default_prints_the_paper_table():
-    result = run_cli("flops")
-    assert result.returncode == 0, result.stderr
-    for row in PAPER_ROWS:
-        assert row.label in result.stdout
-    assert "+ MPDiT (k = 6) | 104.85 | 104.8 | +0.05 | 16.63 | 16.6 | +0.03 | 16.17 |" in result.stdout
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--model", "MPDiT-XXL"], "mpdit flops: error: model='MPDiT-XXL': unknown model; known models: DiT-S/2"),
-    (["--model", "MPDiT-B", "--fine-depth", "0"], "mpdit flops: error: fine_depth=0"),
-    (["--fine-depth", "4"], "mpdit flops: error: --fine-depth needs --model NAME"),
-    (["--model", "MPDiT-B", "--time-embed", "rope"], "mpdit flops: error: argument --time-embed: invalid choice"),
-    (["--model", "MPDiT-B", "--stages", "4-6"], "mpdit flops: error: argument --stages: '4-6'"),
-    (["--bogus"], "mpdit: error: unrecognized arguments: --bogus"),
-])
-def test_cli_errors_are_one_line_without_traceback(args, message):
-    result = run_cli("flops", *args)
-    assert result.returncode == 2
-    assert result.stdout == ""
-    assert result.stderr.startswith(message)
-    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

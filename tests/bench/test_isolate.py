@@ -8,17 +8,17 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
-import time
 
 import pytest
 
+from helpers.cli import module_command
+from helpers.runs import wait_until
 from mpdit.bench import executor
-from mpdit_kernels import attention
 from mpdit.bench.plan import make_plan
 from mpdit.bench.runner import RunOptions, run
 from mpdit.bench.timing import read_stream
+from mpdit_kernels import attention
 
 # Loaded by every Python process started with this folder on PYTHONPATH: the cases' processes.
 SITE = textwrap.dedent("""
@@ -46,6 +46,8 @@ SITE = textwrap.dedent("""
 
         executor.InProcess.run = lambda self, *args: None
 """)
+pytestmark = pytest.mark.slow  # a process per case
+
 CASES = [["setup", "-", "-"], ["train", "MPDiT-S/8px", "torch"], ["inference", "MPDiT-S/8px", "torch"],
          ["sampling", "MPDiT-S/8px", "torch"]]
 
@@ -63,7 +65,6 @@ def faulty_cases(tmp_path, monkeypatch):
     (site / "sitecustomize.py").write_text(SITE)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("BENCH_CASE_FAULT", "1")
-    monkeypatch.setenv("TRITON_INTERPRET", "0")
     monkeypatch.setattr(executor, "GRACE_S", 1.0)
     return tmp_path / "out"
 
@@ -100,17 +101,20 @@ def test_a_case_process_that_records_nothing_is_an_error(faulty_cases, monkeypat
 
 def test_sigterm_stops_the_run_and_its_case_process(faulty_cases):
     out = faulty_cases
-    bench = subprocess.Popen([sys.executable, "-m", "mpdit", "bench", "--preset", "tiny", "--models", "MPDiT-S/8px",
-                              "--providers", "torch", "--sections", "train,sampling", "--isolate", "--out", str(out),
-                              "--no-plots", "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-    deadline = time.time() + 120
-    while (out / "bench.jsonl").exists() is False or len(read_stream(str(out / "bench.jsonl"))) < 2:
-        assert time.time() < deadline and bench.poll() is None
-        time.sleep(0.2)
-    time.sleep(3)  # the sampling case's process is started and stuck
-    bench.send_signal(signal.SIGTERM)
-    _, stderr = bench.communicate(timeout=60)
+    bench = subprocess.Popen(module_command("bench", "--preset", "tiny", "--models", "MPDiT-S/8px", "--providers",
+                                            "torch", "--sections", "train,sampling", "--isolate", "--out", out,
+                                            "--no-plots", "--no-progress"),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: (out / "bench.jsonl").exists() and len(read_stream(str(out / "bench.jsonl"))) >= 2, 120,
+                   "two finished cases", process=bench, poll=0.2)
+        # the sampling case's process is started (and stuck: it blocks the signals it would time out with)
+        stuck = '"case": ["sampling"'
+        wait_until(lambda: any(stuck in line for line in case_processes(out)), 60, "the stuck case's process",
+                   process=bench, poll=0.2)
+    finally:
+        bench.send_signal(signal.SIGTERM)
+        _, stderr = bench.communicate(timeout=60)
     assert bench.returncode == 143 and "interrupted after 2 of 3 cases" in stderr
     assert json.loads((out / "bench.json").read_text())["rows"]
     assert case_processes(out) == []  # the stuck case's process went with the run

@@ -6,10 +6,8 @@ from types import SimpleNamespace
 import pytest
 from torch.autograd import DeviceType
 
-from mpdit.bench.profile import CATEGORIES, breakdown_of, classify
-from mpdit.bench import model_cases
-from mpdit.bench.providers import AUTOTUNE_MODE, AUTOTUNE_ON_CPU, Provider, split, unavailable_reason
 from mpdit.bench.plan import make_plan
+from mpdit.bench.profile import CATEGORIES, breakdown_of, classify
 from mpdit.bench.runner import RunOptions, run
 
 
@@ -59,41 +57,6 @@ def test_gpu_breakdown_splits_the_span_exactly():
     busy = 0.3 + 0.1 + 0.07 + 0.15 + 0.08  # the fused op and its overlap cover 450-520
     assert result["idle"] == pytest.approx(1.88 / 2 - busy)
     assert result["top"][0] == ("sm90_xmma_gemm", pytest.approx(0.3))
-
-
-def test_providers_parse_into_backend_compile_mode_and_float8():
-    assert split("compile") == Provider("torch", "default", False)
-    assert split("triton") == Provider("triton", None, False) and not split("triton").compiled
-    assert split("triton+compile+fp8") == Provider("triton", "default", True)
-    assert split("compile+fp8") == Provider("torch", "default", True)
-    assert split("compile+autotune") == Provider("torch", AUTOTUNE_MODE, False)
-    assert split("triton+compile+autotune") == Provider("triton", AUTOTUNE_MODE, False)
-    with pytest.raises(ValueError, match="provider='fp8': expected one of"):
-        split("fp8")
-
-
-def test_autotune_providers_are_gpu_only(monkeypatch):
-    monkeypatch.setattr("mpdit_kernels.triton.runtime.INTERPRET", True)
-    assert unavailable_reason("compile", "cpu") is None
-    for provider in ("compile+autotune", "triton+compile+autotune"):
-        assert unavailable_reason(provider, "cpu") == AUTOTUNE_ON_CPU
-
-
-@pytest.mark.parametrize("provider, mode", [("compile", "default"), ("compile+autotune", AUTOTUNE_MODE),
-                                            ("triton", None)])
-def test_the_bench_compiles_with_its_providers_mode(monkeypatch, provider, mode):
-    modes = []
-    monkeypatch.setattr(model_cases.torch, "compile", lambda model, mode: modes.append(mode) or model)
-    model_cases.build(model_cases.ModelSpec("S", "MPDiT-S", {"latent_size": 8, "stages": ((4, 1), (2, 1))}),
-                      provider, "cpu")
-    assert modes == ([mode] if mode else [])
-
-
-def test_fp8_provider_says_why_it_cannot_run_on_a_cpu(monkeypatch):
-    monkeypatch.setattr("mpdit_kernels.triton.runtime.INTERPRET", True)
-    for provider in ("compile+fp8", "triton+compile+fp8"):
-        reason = unavailable_reason(provider, "cpu")
-        assert "torchao" in reason or "compute capability 8.9" in reason
 
 
 def test_profile_section_streams_rows_and_writes_a_trace(tmp_path):

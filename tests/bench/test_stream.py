@@ -3,19 +3,18 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
+from helpers.cli import module_command, run_cli
+from helpers.runs import wait_until
 from mpdit.bench import model_cases
 from mpdit.bench.plan import make_plan
 from mpdit.bench.runner import RunOptions, run
 from mpdit.bench.timing import read_stream
 
-BENCH = [sys.executable, "-m", "mpdit", "bench", "--preset", "tiny", "--providers", "torch", "--no-plots",
-         "--no-progress"]
-ENV = {**os.environ, "TRITON_INTERPRET": "0"}
+BENCH = ["bench", "--preset", "tiny", "--providers", "torch", "--no-plots", "--no-progress"]
 
 
 def done_cases(out) -> list:
@@ -25,14 +24,15 @@ def done_cases(out) -> list:
     return [json.loads(line)["done"] for line in path.read_text().splitlines() if '"done"' in line]
 
 
+@pytest.mark.slow
 def test_sigterm_keeps_the_finished_cases_and_resume_skips_them(tmp_path):
-    process = subprocess.Popen([*BENCH, "--out", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=ENV)
-    deadline = time.time() + 240
-    while len(done_cases(tmp_path)) < 2 and time.time() < deadline and process.poll() is None:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=120)
+    process = subprocess.Popen(module_command(*BENCH, "--out", tmp_path), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: len(done_cases(tmp_path)) >= 2, 240, "two finished cases", process=process, poll=0.2)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
     assert process.returncode == 143, stderr
     finished = done_cases(tmp_path)
     assert finished[:2] == [["setup", "-", "-"], ["train", "MPDiT-S/8px", "torch"]]
@@ -41,11 +41,9 @@ def test_sigterm_keeps_the_finished_cases_and_resume_skips_them(tmp_path):
     first = [row for row in written["rows"] if row["mode"] == "train" and row["metric"] == "throughput"]
     assert len(first) == 1 and first[0]["case"] == "MPDiT-S/8px"  # the finished case, in bench.json too
 
-    resumed = subprocess.run([*BENCH, "--out", str(tmp_path), "--resume"], capture_output=True, text=True,
-                             timeout=300, env=ENV)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "train MPDiT-S/8px torch:" not in resumed.stdout  # not run again
-    assert "] train SiT-S/2/8px torch:" in resumed.stdout or ["train", "SiT-S/2/8px", "torch"] in finished
+    resumed = run_cli(*BENCH, "--out", tmp_path, "--resume").ok()
+    assert "train MPDiT-S/8px torch:" not in resumed.out  # not run again
+    assert "] train SiT-S/2/8px torch:" in resumed.out or ["train", "SiT-S/2/8px", "torch"] in finished
     final = json.loads((tmp_path / "bench.json").read_text())
     again = [row for row in final["rows"] if row["mode"] == "train" and row["metric"] == "throughput"]
     assert [row["case"] for row in again] == ["MPDiT-S/8px", "SiT-S/2/8px"]

@@ -1,14 +1,12 @@
 """`mpdit bench` end to end on the CPU with the tiny preset: every field, every file; no timing asserted."""
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
 
-from mpdit.bench.model_cases import ModelSpec
+from helpers.cli import run_cli
+from mpdit.bench.plan import make_plan
 from mpdit.bench.presets import PRESETS
-from mpdit.bench.plan import ModelCase, Plan, applicable_providers, make_plan
 from mpdit.bench.runner import RunOptions, run
 from mpdit.bench.timing import ROW_FIELDS
 
@@ -16,20 +14,19 @@ from mpdit.bench.timing import ROW_FIELDS
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    result = subprocess.run([sys.executable, "-m", "mpdit", "bench", "--preset", "tiny", "--providers", "torch",
-                             "--out", str(out), "--no-progress"], capture_output=True, text=True, timeout=300,
-                            env={**__import__("os").environ, "TRITON_INTERPRET": "0"})
-    return result, out
+    return run_cli("bench", "--preset", "tiny", "--providers", "torch", "--out", out, "--no-progress"), out
 
 
+@pytest.mark.slow
 def test_runs_end_to_end_and_prints_every_table(tiny_run):
     result, _ = tiny_run
-    assert result.returncode == 0, result.stderr[-2000:]
+    result.ok()
     for heading in ("| model | params (M) | GFLOPs paper conv.", "Training step", "Inference forward",
                     "Guided Euler sampling", "Fused ops", "measured ceilings: matmul"):
-        assert heading in result.stdout
+        assert heading in result.out
 
 
+@pytest.mark.slow
 def test_json_and_csv_hold_every_field(tiny_run):
     _, out = tiny_run
     data = json.loads((out / "bench.json").read_text())
@@ -52,12 +49,14 @@ def test_json_and_csv_hold_every_field(tiny_run):
     assert len(table) == len(rows) and tuple(table[0]) == ROW_FIELDS
 
 
+@pytest.mark.slow
 def test_plots_are_written(tiny_run):
     _, out = tiny_run
     for name in ("throughput_vs_gflops.png", "speedup_per_backend.png", "kernel_bandwidth.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_triton_provider_path_runs(tmp_path):
     """The fused-kernel provider end to end (interpreted here: a path check, not a speed figure)."""
     outcome = run(make_plan("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["triton"],
@@ -65,23 +64,6 @@ def test_triton_provider_path_runs(tmp_path):
                   RunOptions(progress=False))
     assert outcome["results"].errors == []
     assert outcome["results"].value("MPDiT-S/8px", "triton", "train", "throughput") > 0
-
-
-def test_compile_providers_only_where_the_preset_asks():
-    preset = PRESETS["paper"]
-    specs = (ModelSpec("MPDiT-XL", "MPDiT-XL"), ModelSpec("MPDiT-B", "MPDiT-B"))
-    paper = Plan(preset, "cuda", specs, preset.providers, preset.providers, ("train", "inference"), "-")
-    tasks = {case.key for case in paper.cases() if isinstance(case, ModelCase)}
-    assert ("train", "MPDiT-XL", "compile") in tasks and ("train", "MPDiT-XL", "triton+compile") in tasks
-    assert ("train", "MPDiT-B", "compile") not in tasks
-    assert ("inference", "MPDiT-XL", "compile") not in tasks and ("inference", "MPDiT-XL", "triton") in tasks
-
-
-def test_triton_is_dropped_on_a_cpu_without_the_interpreter(monkeypatch):
-    from mpdit_kernels.triton import runtime
-
-    monkeypatch.setattr(runtime, "INTERPRET", False)
-    assert applicable_providers(("torch", "compile", "triton", "triton+compile"), "cpu") == ("torch", "compile")
 
 
 def test_run_leaves_process_wide_settings_as_it_found_them(tmp_path):
@@ -96,19 +78,6 @@ def test_run_leaves_process_wide_settings_as_it_found_them(tmp_path):
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
             torch._functorch.config.donated_buffer) == before
     assert outcome["meta"]["environment"]["tf32_matmul"] == before[0]  # the caller's choice, recorded
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--preset", "huge"], "mpdit bench: error: argument --preset: invalid choice: 'huge'"),
-    (["--preset", "tiny", "--models", "MPDiT-Q"], "mpdit bench: error: models=MPDiT-Q: expected some of MPDiT-S/8px"),
-    (["--preset", "tiny", "--providers", "cudnn"], "mpdit bench: error: providers=cudnn: expected some of torch"),
-    (["--preset", "tiny", "--sections", "fid"], "mpdit bench: error: sections=fid: expected some of flops"),
-])
-def test_bad_arguments_are_one_line(args, message):
-    result = subprocess.run([sys.executable, "-m", "mpdit", "bench", *args, "--no-progress"], capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 2
-    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
 
 
 def test_paper_slices_are_parts_of_the_paper_preset():

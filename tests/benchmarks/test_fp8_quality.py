@@ -8,7 +8,7 @@ import pytest
 
 from mpdit.models import float8
 
-SCRIPT = pathlib.Path(__file__).parents[1] / "benchmarks" / "fp8_quality.py"
+SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "fp8_quality.py"
 spec = importlib.util.spec_from_file_location("fp8_quality", SCRIPT)
 fp8_quality = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(fp8_quality)
@@ -38,14 +38,18 @@ def test_script_streams_each_step_and_writes_the_verdict(tmp_path):
     assert "gate (within 2%)" in (tmp_path / "fp8_quality.md").read_text()
 
 
+@pytest.mark.slow
 def test_the_gate_itself_runs_float8_on_a_cpu(tmp_path, monkeypatch):
-    """bf16 against fp8 as on the GPU, fp8 through torch's CPU _scaled_mm (--float8-on-cpu)."""
+    """bf16 against fp8 as on the GPU, fp8 through torch's CPU _scaled_mm (--float8-on-cpu), a loop
+    on a CPU: two blocks (--stages), two steps (the first leaves the blocks out of the output: their
+    gates start at zero), a learning rate that opens them at once."""
     pytest.importorskip("torchao.float8")
     monkeypatch.setattr(float8, "ALLOW_CPU", False)  # main() sets it; restored after the test
-    code = fp8_quality.main(["--model", "MPDiT-S", "--image-size", "8", "--steps", "4", "--batch", "4", "--window",
-                             "2", "--kernel-backend", "torch", "--device", "cpu", "--float8-on-cpu", "--out",
-                             str(tmp_path)])
+    code = fp8_quality.main(["--model", "MPDiT-S", "--stages", "4:1,2:1", "--image-size", "8", "--steps", "2",
+                             "--batch", "2", "--window", "1", "--lr", "1e-2", "--kernel-backend", "torch", "--device",
+                             "cpu", "--float8-on-cpu", "--out", str(tmp_path)])
     assert code == 0 and float8.ALLOW_CPU
+    assert "# Loss gate: MPDiT-S stages 4:1,2:1, digits 8px" in (tmp_path / "fp8_quality.md").read_text()
     norms = {precision: [json.loads(line)["grad_norm"] for line in (tmp_path / f"{precision}.jsonl").open()]
              for precision in ("bf16", "fp8")}
     # the same seed and data: fp8 follows bf16 closely, and differs from it (bf16 twice is bit-identical)

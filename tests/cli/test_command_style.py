@@ -1,13 +1,12 @@
 """One command-line style: the input file given the same way in every command, every result
-printed as JSON, outputs checked before any work (suffix, not the command's own input)."""
+printed as JSON, outputs checked before any work (suffix, not the command's own input), a
+mistake in any command one line."""
 import json
 
 import pytest
 
-from mpdit.cli import build_parser, input_path, main
-from mpdit.training import checkpoint
-from mpdit.training.config import TrainConfig
-from mpdit.training.trainer import train
+from helpers.cli import run_cli
+from mpdit.cli import build_parser, input_path
 
 
 @pytest.mark.parametrize("command", [["sample", "--out", "s.npz"], ["export-ema", "--out", "e.safetensors"],
@@ -22,21 +21,33 @@ def test_the_input_is_positional_in_every_command_and_once(command):
         input_path(parser.parse_args(command))
 
 
-def test_an_output_that_is_the_input_is_refused_before_any_work(tmp_path, capsys):
+def test_an_output_that_is_the_input_is_refused_before_any_work(tmp_path):
     official = tmp_path / "dit.safetensors"
     official.write_bytes(b"the user's only copy")
-    code = main(["convert", "--from", "dit", "--model", "DiT-S/8", str(official), "--out", str(official)])
-    err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "the file this command reads" in err
+    result = run_cli("convert", "--from", "dit", "--model", "DiT-S/8", official, "--out", official)
+    assert "the file this command reads" in result.error
     assert official.read_bytes() == b"the user's only copy"
 
 
-def test_export_ema_prints_its_result_as_json(tmp_path, capsys):
-    train(TrainConfig(model="MPDiT-S", dataset="digits", image_size=8, steps=1, global_batch_size=4,
-                      run_dir=str(tmp_path), num_workers=0, sample_every=0, overrides={"stages": ((4, 1), (2, 1))}))
+def test_export_ema_prints_its_result_as_json(digits_run, tmp_path):
     out = tmp_path / "ema.safetensors"
-    capsys.readouterr()
-    assert main(["export-ema", checkpoint.latest(str(tmp_path)), "--out", str(out)]) == 0
-    printed = json.loads(capsys.readouterr().out)
-    assert printed == {"out": str(out), "model": "MPDiT-S", "step": 1, "tensors": printed["tensors"]}
+    printed = json.loads(run_cli("export-ema", digits_run.checkpoint, "--out", out).ok().out)
+    assert printed == {"out": str(out), "model": "MPDiT-S", "step": 2, "tensors": printed["tensors"]}
     assert printed["tensors"] > 0 and out.stat().st_size > 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--model", "MPDiT-S", "--dataset", "digits", "--steps", "1", "--global-batch-size", "4",
+      "--run-dir", "{file}"], "run_dir='{file}': cannot be a folder here"),
+    (["train", "--model", "MPDiT-S", "--dataset", "digits", "--steps", "1", "--global-batch-size", "4",
+      "--run-dir", "{file}/run"], "run_dir='{file}/run': cannot be a folder here"),
+    (["export-ema", "--checkpoint", "{file}", "--out", "{file}/ema.safetensors"],
+     "out='{file}/ema.safetensors': a file stands where the folder {file} should be"),
+    (["sample", "--checkpoint", "{file}", "--out", "s.npz", "--classes", ""],
+     "argument --classes: '': expected comma-separated integers"),
+])
+def test_cli_mistakes_are_one_line(tmp_path, argv, message):
+    file = tmp_path / "a-file"
+    file.write_text("")
+    result = run_cli(*(arg.format(file=file) for arg in argv))
+    assert message.format(file=file) in result.error

@@ -1,21 +1,13 @@
 """`mpdit eval` from the command line: each bad input is one line on stderr and exit 2, before
-any network is loaded; a reference batch made from one's own images; the digits figure."""
+any network is loaded; a reference batch made from one's own images."""
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from mpdit.cli import main
+from helpers.cli import run_cli
 from mpdit.evaluation.inception import WEIGHTS_FILE, InceptionV3
-from mpdit.training.data import DigitsDataset
-from mpdit.io.images import to_uint8
-
-
-def run(argv, capsys):
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
@@ -43,7 +35,7 @@ def bad_file(tmp_path, name, **arrays):
     ("flat", "expected images N x H x W x C"),
     ("truncated", "not an .npz file"),  # its zip directory, at the end, is gone
 ])
-def test_a_bad_sample_file_is_one_line_and_exit_2(case, expected, good, tmp_path, capsys, monkeypatch):
+def test_a_bad_sample_file_is_one_line_and_exit_2(case, expected, good, tmp_path, monkeypatch):
     monkeypatch.setattr("mpdit.evaluation.evaluator.load_inception", lambda *a: pytest.fail("loaded the network"))
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, (6, 16, 16, 3)).astype(np.uint8)
@@ -76,30 +68,26 @@ def test_a_bad_sample_file_is_one_line_and_exit_2(case, expected, good, tmp_path
         np.savez(whole, arr_0=images)
         path = str(tmp_path / "s.npz")
         (tmp_path / "s.npz").write_bytes(whole.read_bytes()[:-900])
-    code, out, err = run(["eval", good, path, "--no-progress"], capsys)
-    assert code == 2 and out == ""
-    assert err.count("\n") == 1 and err.startswith("mpdit eval: error: ") and expected in err
-    assert "Traceback" not in err
+    error = run_cli("eval", good, path, "--no-progress").error
+    assert error.startswith("mpdit eval: error: ") and expected in error
 
 
-def test_wrong_numbers_of_files_and_options_are_one_line(good, tmp_path, capsys):
+def test_wrong_numbers_of_files_and_options_are_one_line(good, tmp_path):
     for argv, expected in [(["eval", good], "expected REF.npz SAMPLES.npz, got 1 file"),
                            (["eval", good, good, "--out", str(tmp_path / "x.npz")], "only with --make-ref"),
                            (["eval", good, good, "--json", str(tmp_path / "m.txt")], "expected a path ending in .json"),
                            (["eval", "--features", "digits", good, good], "expected one SAMPLES.npz"),
                            (["eval", "--make-ref", good], "needs --out REF.npz")]:
-        code, _, err = run(argv, capsys)
-        assert code == 2 and err.count("\n") == 1 and expected in err, (argv, err)
+        assert expected in run_cli(*argv).error, argv
 
 
-def test_a_reference_with_mis_shaped_statistics_is_named(good, tmp_path, capsys):
+def test_a_reference_with_mis_shaped_statistics_is_named(good, tmp_path):
     ref = bad_file(tmp_path, "ref.npz", arr_0=np.zeros((6, 16, 16, 3), np.uint8), mu=np.zeros(2048),
                    sigma=np.eye(2047))
-    code, _, err = run(["eval", ref, good, "--no-progress"], capsys)
-    assert code == 2 and "mu / sigma of shape (2048,) / (2047, 2047)" in err
+    assert "mu / sigma of shape (2048,) / (2047, 2047)" in run_cli("eval", ref, good, "--no-progress").error
 
 
-def test_make_ref_writes_the_adm_layout_with_a_fixed_subset(tmp_path, capsys, monkeypatch):
+def test_make_ref_writes_the_adm_layout_with_a_fixed_subset(tmp_path):
     from PIL import Image
 
     torch.manual_seed(0)
@@ -116,11 +104,9 @@ def test_make_ref_writes_the_adm_layout_with_a_fixed_subset(tmp_path, capsys, mo
     for i, picture in enumerate(pictures):
         Image.fromarray(picture).save(folder / f"{i}.png")
     out = tmp_path / "ref.npz"
-    code, stdout, err = run(["eval", "--make-ref", str(tmp_path / "images"), "--out", str(out), "--image-size", "16",
-                             "--ref-images", "5", "--inception-weights", str(weights), "--no-progress",
-                             "--device", "cpu"], capsys)
-    assert code == 0, err
-    assert json.loads(stdout) == {"out": str(out), "images": 7, "arr_0": 5, "resolution": [16, 16]}
+    made = run_cli("eval", "--make-ref", tmp_path / "images", "--out", out, "--image-size", "16", "--ref-images", "5",
+                   "--inception-weights", weights, "--no-progress", "--device", "cpu").ok()
+    assert json.loads(made.out) == {"out": str(out), "images": 7, "arr_0": 5, "resolution": [16, 16]}
     with np.load(out) as ref:
         assert sorted(ref.keys()) == ["arr_0", "mu", "mu_s", "sigma", "sigma_s"]
         assert ref["arr_0"].shape == (5, 16, 16, 3) and ref["arr_0"].dtype == np.uint8
@@ -138,32 +124,11 @@ def test_make_ref_writes_the_adm_layout_with_a_fixed_subset(tmp_path, capsys, mo
         assert kept <= {crop.tobytes() for crop in crops} and len(kept) == 5
     # fixed: the same subset again
     again = tmp_path / "again.npz"
-    run(["eval", "--make-ref", str(tmp_path / "images"), "--out", str(again), "--image-size", "16", "--ref-images",
-         "5", "--inception-weights", str(weights), "--no-progress", "--device", "cpu"], capsys)
+    run_cli("eval", "--make-ref", tmp_path / "images", "--out", again, "--image-size", "16", "--ref-images", "5",
+            "--inception-weights", weights, "--no-progress", "--device", "cpu").ok()
     with np.load(out) as a, np.load(again) as b:
         assert np.array_equal(a["arr_0"], b["arr_0"])
     # different sizes without --image-size: named
-    code, _, err = run(["eval", "--make-ref", str(tmp_path / "images"), "--out", str(tmp_path / "x.npz"),
-                        "--inception-weights", str(weights), "--no-progress", "--device", "cpu"], capsys)
-    assert code == 2 and "pass --image-size" in err
-
-
-def test_digits_samples_get_a_frechet_distance_beside_the_real_data_floor(tmp_path, capsys):
-    real = DigitsDataset(16)
-    good = tmp_path / "real.npz"
-    np.savez(good, arr_0=to_uint8(real.images[-200:]).numpy(), labels=real.labels[-200:].numpy())
-    noise = tmp_path / "noise.npz"
-    np.savez(noise, arr_0=np.random.default_rng(3).integers(0, 256, (200, 16, 16, 1), dtype=np.uint8))
-    results = {}
-    for name, path in (("real", good), ("noise", noise)):
-        code, out, err = run(["eval", "--features", "digits", str(path), "--json", str(tmp_path / f"{name}.json")],
-                             capsys)
-        assert code == 0, err
-        assert "real held-out digits" in out
-        results[name] = json.loads((tmp_path / f"{name}.json").read_text())
-    real_fd, noise_fd, floor = results["real"]["fd"], results["noise"]["fd"], results["real"]["floor"]["fd"]
-    assert noise_fd > 20 * max(real_fd, floor)  # noise is far; real digits are near the floor
-    assert results["noise"]["precision"] == 0 and results["real"]["precision"] > 0.5
-    assert results["real"]["label_accuracy"] > 0.9 and "label_accuracy" not in results["noise"]
-    code, _, err = run(["eval", "--features", "digits", str(tmp_path / "good.npz")], capsys)
-    assert code == 2 and "no such file" in err
+    result = run_cli("eval", "--make-ref", tmp_path / "images", "--out", tmp_path / "x.npz", "--inception-weights",
+                     weights, "--no-progress", "--device", "cpu")
+    assert "pass --image-size" in result.error

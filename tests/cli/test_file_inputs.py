@@ -9,24 +9,15 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from model_utils import digits_config
-from mpdit.cli import main
-from mpdit.io import export_ema, load_checkpoint
-from mpdit.training import checkpoint
-from mpdit.training.trainer import train
+from helpers.cli import run_cli
 
 
 @pytest.fixture(scope="module")
-def valid(tmp_path_factory):
+def valid(digits_run, digits_export, tmp_path_factory):
     """A checkpoint, its export, a sample batch: the valid files the variants are made from."""
-    folder = tmp_path_factory.mktemp("valid")
-    train(digits_config(folder / "run", steps=1))
-    ckpt = checkpoint.latest(str(folder / "run"))
-    export = str(folder / "ema.safetensors")
-    export_ema(load_checkpoint(ckpt), export)
-    images = str(folder / "images.npz")
+    images = str(tmp_path_factory.mktemp("valid") / "images.npz")
     np.savez(images, arr_0=np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8))
-    return {".pt": ckpt, ".safetensors": export, ".npz": images}
+    return {".pt": digits_run.checkpoint, ".safetensors": digits_export, ".npz": images}
 
 
 def _metadata_edit(source, out):
@@ -85,7 +76,7 @@ KINDS = ("truncated", "empty", "text", "wrong_family", "hand_edited")
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("command", list(COMMANDS))
-def test_a_bad_input_file_is_one_line_and_a_failed_exit(valid, tmp_path, capsys, command, kind, monkeypatch):
+def test_a_bad_input_file_is_one_line_and_a_failed_exit(valid, tmp_path, command, kind, monkeypatch):
     monkeypatch.setattr("mpdit.evaluation.evaluator.find_weights", lambda path=None: pytest.fail("got to weights"))
     suffix, argv = COMMANDS[command]
     if command == "eval digits" and kind == "hand_edited":
@@ -93,12 +84,9 @@ def test_a_bad_input_file_is_one_line_and_a_failed_exit(valid, tmp_path, capsys,
     source = variant(kind, valid[suffix], tmp_path, suffix)
     out = str(tmp_path / "out")
     argv = [part.format(input=source, out=out, reference=valid[".npz"]) for part in argv]
-    try:
-        code = main(argv)
-    except SystemExit as error:  # argparse
-        code = error.code
-    err = capsys.readouterr().err
-    assert code not in (0, None), (command, kind, err)
+    result = run_cli(*argv)
+    code, err = result.code, result.err
+    assert code != 0, (command, kind, err)
     lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]  # progress bars aside
     errors = [line for line in lines if ": error: " in line]
     assert len(errors) == 1 and "Traceback" not in err, (command, kind, err)

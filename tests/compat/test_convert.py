@@ -1,26 +1,19 @@
 """mpdit convert (official <-> engine, bit-exact), mpdit sample and train --init on converted files,
 and every bad checkpoint case as one line."""
 import argparse
-import subprocess
-import sys
 
+import numpy as np
 import pytest
 import torch
 
 import mpdit
-from mpdit.cli import main
+from helpers.cli import run_cli
+from helpers.models import official_state
 from mpdit.compat import DiT_models, MPDiT_models, SiT_models
 from mpdit.compat.sampling import SiTVelocity
 from mpdit.diffusion.sampling import sample
 from mpdit.training.config import TrainConfig
 from mpdit.training.trainer import train
-
-
-def official_state(factory, std=0.05, **kwargs):
-    """Random values in an official model's layout, and the model's shapes come from the module."""
-    with torch.device("meta"):
-        shapes = {key: t.shape for key, t in factory(**kwargs).state_dict().items()}
-    return {key: torch.randn(shape) * std for key, shape in shapes.items()}
 
 
 def train_py_checkpoint(path, ema, prefix=""):
@@ -31,43 +24,40 @@ def train_py_checkpoint(path, ema, prefix=""):
     return path
 
 
-def cli(capsys, *args):
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
+SLOW = pytest.mark.slow  # a B-size model: two train.py checkpoints of about 1 GB written and read
 CASES = [
-    ("dit", "DiT-S/8", DiT_models["DiT-S/8"], {"input_size": 16}, ""),
-    ("sit", "SiT-S/8", SiT_models["SiT-S/8"], {"input_size": 16, "learn_sigma": True}, ""),
-    ("mpdit-ref", "MPDiT-B/4x", MPDiT_models["MPDiT-B/4x"], {"input_size": 16}, "_orig_mod."),
-    ("mpdit-ref", "MPDiTv2-B", MPDiT_models["MPDiTv2-B"], {"input_size": 16, "time_emb": "mlp"}, ""),
+    pytest.param("dit", "DiT-S/8", DiT_models["DiT-S/8"], {"input_size": 16}, "", id="DiT-S/8"),
+    pytest.param("sit", "SiT-S/8", SiT_models["SiT-S/8"], {"input_size": 16, "learn_sigma": True}, "", id="SiT-S/8"),
+    pytest.param("mpdit-ref", "MPDiT-B/4x", MPDiT_models["MPDiT-B/4x"], {"input_size": 16}, "_orig_mod.",
+                 id="MPDiT-B/4x", marks=SLOW),
+    pytest.param("mpdit-ref", "MPDiTv2-B", MPDiT_models["MPDiTv2-B"], {"input_size": 16, "time_emb": "mlp"}, "",
+                 id="MPDiTv2-B", marks=SLOW),
 ]
 
 
-@pytest.mark.parametrize("family, name, factory, kwargs, prefix", CASES, ids=[c[1] for c in CASES])
-def test_convert_there_and_back_is_bit_exact(tmp_path, capsys, family, name, factory, kwargs, prefix):
+@pytest.mark.parametrize("family, name, factory, kwargs, prefix", CASES)
+def test_convert_there_and_back_is_bit_exact(tmp_path, family, name, factory, kwargs, prefix):
     ema = official_state(factory, **kwargs)
     ckpt = train_py_checkpoint(tmp_path / "0001000.pt", ema, prefix)
     engine = tmp_path / "engine.safetensors"
-    code, out, err = cli(capsys, "convert", "--from", family, "--model", name, str(ckpt), "--out", str(engine))
-    assert code == 0, err
-    code, out, err = cli(capsys, "convert", "--to", family, str(engine), "--out", str(tmp_path / "back.pt"))
-    assert code == 0, err
+    run_cli("convert", "--from", family, "--model", name, ckpt, "--out", engine).ok()
+    run_cli("convert", "--to", family, engine, "--out", tmp_path / "back.pt").ok()
     back = torch.load(tmp_path / "back.pt", weights_only=True)
-    assert list(back) == list(factory(**kwargs).state_dict())  # the official keys, in the official order
+    with torch.device("meta"):  # the layout only: keys and shapes
+        official = factory(**kwargs)
+    assert list(back) == list(official.state_dict())  # the official keys, in the official order
     assert all(torch.equal(back[key], ema[key]) for key in ema)
-    # the official module loads it strictly
-    factory(**kwargs).load_state_dict(back, strict=True)
+    official.load_state_dict(back, strict=True, assign=True)  # the official module takes it strictly
 
 
-def test_converted_reference_mpdit_runs_the_same_function_in_the_engine(tmp_path, capsys):
+@pytest.mark.slow
+def test_converted_reference_mpdit_runs_the_same_function_in_the_engine(tmp_path):
     """The reference MPDiT's convention is the engine's: mpdit.load gives the same velocity."""
     factory = MPDiT_models["MPDiT-B/4x"]
     state = official_state(factory, input_size=16, std=0.03)
     torch.save(state, tmp_path / "ref.pt")
-    cli(capsys, "convert", "--from", "mpdit-ref", "--model", "MPDiT-B/4x", str(tmp_path / "ref.pt"), "--out",
-        str(tmp_path / "e.safetensors"))
+    run_cli("convert", "--from", "mpdit-ref", "--model", "MPDiT-B/4x", tmp_path / "ref.pt", "--out",
+            tmp_path / "e.safetensors").ok()
     engine = mpdit.load(str(tmp_path / "e.safetensors"))
     official = factory(input_size=16)
     official.load_state_dict(state)
@@ -90,30 +80,22 @@ def test_sit_weights_sample_in_the_engine_as_sit_integrates_them():
     torch.testing.assert_close(ours, x, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("family, name, method", [("sit", "SiT-S/8", "euler"), ("dit", "DiT-S/8", "ddpm")])
-def test_sample_takes_a_converted_file(tmp_path, capsys, family, name, method):
+def test_sample_takes_a_converted_file(converted_pixel_model, tmp_path):
     """Pixel-space (3-channel) official models: no VAE needed; DiT's file samples with DDPM by default."""
-    registry = {"dit": DiT_models, "sit": SiT_models}[family]
-    torch.save(official_state(registry[name], input_size=16, in_channels=3, num_classes=10), tmp_path / "o.pt")
-    cli(capsys, "convert", "--from", family, "--model", name, str(tmp_path / "o.pt"), "--out",
-        str(tmp_path / "c.safetensors"))
-    code, out, err = cli(capsys, "sample", "--checkpoint", str(tmp_path / "c.safetensors"), "--out",
-                         str(tmp_path / "s.npz"), "--classes", "1,2", "--steps", "4", "--cfg-scale", "2")
-    assert code == 0, err
-    import numpy as np
-
+    family, _, converted = converted_pixel_model
+    run_cli("sample", "--checkpoint", converted, "--out", tmp_path / "s.npz", "--classes", "1,2", "--steps", "4",
+            "--cfg-scale", "2").ok()
     assert np.load(tmp_path / "s.npz")["arr_0"].shape == (2, 16, 16, 3)
     if family == "dit":  # a flow sampler on DiT's eps model is refused
-        code, _, err = cli(capsys, "sample", "--checkpoint", str(tmp_path / "c.safetensors"), "--out",
-                           str(tmp_path / "s.npz"), "--method", "euler")
-        assert code == 2 and "holds a DiT (DDPM eps) model; use --method ddpm" in err
+        result = run_cli("sample", "--checkpoint", converted, "--out", tmp_path / "s.npz", "--method", "euler")
+        assert "holds a DiT (DDPM eps) model; use --method ddpm" in result.error
 
 
 def test_train_init_starts_from_converted_weights(tmp_path, capsys):
     state = official_state(DiT_models["DiT-S/8"], input_size=8, in_channels=1, num_classes=10)
     torch.save({"ema": state}, tmp_path / "dit.pt")
-    cli(capsys, "convert", "--from", "dit", "--model", "DiT-S/8", str(tmp_path / "dit.pt"), "--out",
-        str(tmp_path / "dit.safetensors"))
+    run_cli("convert", "--from", "dit", "--model", "DiT-S/8", tmp_path / "dit.pt", "--out",
+            tmp_path / "dit.safetensors").ok()
     config = TrainConfig(model="DiT-S/8", dataset="digits", image_size=8, steps=1, global_batch_size=4,
                          run_dir=str(tmp_path / "run"), sample_every=0, num_workers=0, lr=1e-12,
                          init=str(tmp_path / "dit.safetensors"))
@@ -151,21 +133,21 @@ def bad_cases(dit_state):
     ]
 
 
-def test_every_bad_checkpoint_is_one_line_naming_the_first_offending_key(tmp_path, capsys, dit_state):
+def test_every_bad_checkpoint_is_one_line_naming_the_first_offending_key(tmp_path, dit_state):
     for label, state, family, name, message in bad_cases(dit_state):
         torch.save(state, tmp_path / "bad.pt")
-        code, out, err = cli(capsys, "convert", "--from", family, "--model", name, str(tmp_path / "bad.pt"), "--out",
-                             str(tmp_path / "x.safetensors"))
-        assert code == 2 and message in err and err.count("\n") == 1, (label, err)
+        result = run_cli("convert", "--from", family, "--model", name, tmp_path / "bad.pt", "--out",
+                         tmp_path / "x.safetensors")
+        assert message in result.error, label
         assert not (tmp_path / "x.safetensors").exists()
 
 
-def test_unreadable_or_engine_files_and_wrong_direction(tmp_path, capsys, dit_state):
+def test_unreadable_or_engine_files_and_wrong_direction(tmp_path, dit_state):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     torch.save({"step": 3}, tmp_path / "nostate.pt")
     torch.save(dit_state, tmp_path / "dit.pt")
-    cli(capsys, "convert", "--from", "dit", "--model", "DiT-S/8", str(tmp_path / "dit.pt"), "--out",
-        str(tmp_path / "e.safetensors"))
+    run_cli("convert", "--from", "dit", "--model", "DiT-S/8", tmp_path / "dit.pt", "--out",
+            tmp_path / "e.safetensors").ok()
     export = mpdit.io.read(str(tmp_path / "e.safetensors"))
     torch.save(export["state_dict"], tmp_path / "engine.pt")
     for args, message in [
@@ -177,33 +159,19 @@ def test_unreadable_or_engine_files_and_wrong_direction(tmp_path, capsys, dit_st
         (["--to", "mpdit-ref", str(tmp_path / "e.safetensors")], "holds a dit model (DiT-S/8)"),
     ]:
         out = tmp_path / ("o.pt" if args[0] == "--to" else "o.safetensors")  # the suffix of the format written
-        code, _, err = cli(capsys, "convert", *args, "--out", str(out))
-        assert code == 2 and message in err and err.count("\n") == 1, (args, err)
+        assert message in run_cli("convert", *args, "--out", out).error, args
 
 
-def test_cli_error_has_no_traceback(tmp_path):
-    torch.save({"blocks.0.adaLN_modulation.1.weight": torch.zeros(2)}, tmp_path / "bad.pt")
-    result = subprocess.run([sys.executable, "-m", "mpdit", "convert", "--from", "dit", "--model", "DiT-S/8",
-                             str(tmp_path / "bad.pt"), "--out", str(tmp_path / "x.safetensors")],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("mpdit convert: error: checkpoint=") and result.stderr.count("\n") == 1
-
-
-@pytest.mark.parametrize("family, name", [("sit", "SiT-S/8"), ("dit", "DiT-S/8")])
-def test_the_python_api_samples_a_converted_file_as_the_command_line_does(tmp_path, capsys, family, name):
+def test_the_python_api_samples_a_converted_file_as_the_command_line_does(converted_pixel_model):
     """mpdit.sample(mpdit.load(converted)): SiT's velocity turned around, DiT's DDPM sampler, and
     the wrong sampler for the objective refused, as `mpdit sample` refuses it."""
     from mpdit.compat.sampling import sampling_model
     from mpdit.diffusion.ddpm import ddpm_sample
     from mpdit.io import read
 
-    registry = {"dit": DiT_models, "sit": SiT_models}[family]
-    torch.save(official_state(registry[name], input_size=16, in_channels=3, num_classes=10), tmp_path / "o.pt")
-    cli(capsys, "convert", "--from", family, "--model", name, str(tmp_path / "o.pt"), "--out",
-        str(tmp_path / "c.safetensors"))
-    model = mpdit.load(str(tmp_path / "c.safetensors"))
-    reference = sampling_model(read(str(tmp_path / "c.safetensors")), "cpu")
+    family, _, converted = converted_pixel_model
+    model = mpdit.load(converted)
+    reference = sampling_model(read(converted), "cpu")
     noise = torch.randn(2, 3, 16, 16)
     if family == "dit":
         got = mpdit.sample(model, [1, 2], steps=3, noise=noise, generator=torch.Generator().manual_seed(0))  # ddpm
@@ -218,34 +186,3 @@ def test_the_python_api_samples_a_converted_file_as_the_command_line_does(tmp_pa
         assert not torch.allclose(got, sample(model, torch.tensor([1, 2]), steps=3, noise=noise))  # turned around
         with pytest.raises(ValueError, match="method='ddpm': for DiT's DDPM models"):
             mpdit.sample(model, [1, 2], method="ddpm")
-
-
-def test_decode_of_a_pixel_model_and_a_missing_diffusers_are_one_line(monkeypatch):
-    from mpdit.models.vae import load_vae
-
-    with pytest.raises(ValueError, match="info=None: this model works in pixel space"):
-        mpdit.decode(torch.zeros(1, 3, 8, 8), None)
-    monkeypatch.setitem(sys.modules, "diffusers", None)  # as if not installed
-    monkeypatch.setitem(sys.modules, "diffusers.models", None)
-    with pytest.raises(ValueError, match=r"install it: pip install -e '\.\[latents\]'"):
-        load_vae("stabilityai/sd-vae-ft-ema", "cpu")
-
-
-def test_a_vae_without_network_is_one_line_at_once(monkeypatch):
-    """No hub: the cache only (diffusers would retry for about 30 s), then one line naming what to do."""
-    diffusers_models = pytest.importorskip("diffusers.models")
-    import mpdit.models.vae as vae
-
-    asked = []
-    real = diffusers_models.AutoencoderKL.from_pretrained.__func__
-
-    def from_pretrained(cls, name, **kwargs):
-        asked.append(kwargs)
-        return real(cls, name, **kwargs)
-
-    monkeypatch.setattr(diffusers_models.AutoencoderKL, "from_pretrained", classmethod(from_pretrained))
-    monkeypatch.setattr(vae, "reachable", lambda host: False)
-    with pytest.raises(ValueError, match=r"vae='mpdit-tests/no-such-vae': not a local folder nor in the Hugging "
-                                         r"Face cache, and huggingface.co cannot be reached .*--vae"):
-        vae.load_vae("mpdit-tests/no-such-vae", "cpu")  # in no cache
-    assert asked == [{"local_files_only": True}]

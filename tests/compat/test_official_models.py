@@ -3,9 +3,9 @@ re-statements of the official forwards (official_reference.py, from the layouts 
 import pytest
 import torch
 
+from helpers.models import assert_same_function
+from helpers.official_reference import dit_forward, forward_with_cfg, mpdit_ref_forward
 from mpdit.compat import DiT_models, MPDiT, MPDiT_models, MPDiTv2, SiT_models
-from model_utils import assert_same_function
-from official_reference import dit_forward, forward_with_cfg, mpdit_ref_forward
 
 
 def random_official_state(model, std=0.05):
@@ -176,6 +176,7 @@ def test_strict_load_names_a_wrong_key():
 
 
 # --------------------------------------------------------------------------- fused backends
+@pytest.mark.slow
 def test_fused_backend_equals_torch_on_official_models(fused):
     """The official-layout MPDiT and DiT on a fused backend: same outputs and every gradient."""
     for make in (lambda **kw: MPDiT(input_size=16, patch_size=4, hidden_size=64, num_heads=4, depth_downsample=2,
@@ -192,6 +193,7 @@ def test_fused_backend_equals_torch_on_official_models(fused):
         assert_same_function(reference, model, x, t, y)
 
 
+@pytest.mark.slow
 def test_official_module_compiles_to_one_graph():
     model, _ = loaded(MPDiT(input_size=16, patch_size=4, hidden_size=32, num_heads=2, depth_downsample=1,
                             depth_upsample=1))

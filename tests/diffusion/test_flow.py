@@ -69,6 +69,7 @@ def test_loss_is_the_mse_to_the_velocity_target():
     assert t.shape == (2,) and loss.item() == pytest.approx(0.0, abs=1e-12)
 
 
+@pytest.mark.slow
 def test_tiny_mpdit_overfits_a_handful_of_latents():
     """Loss falls at least 10x in 300 CPU steps on 4 fixed latents, fresh noise and times each step."""
     config = replace(get_config("MPDiT-S", latent_size=8, num_classes=4, stages=[(4, 2), (2, 2)]),

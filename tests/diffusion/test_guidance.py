@@ -2,8 +2,8 @@
 import pytest
 import torch
 
+from helpers.models import random_inputs, randomize_, tiny_model
 from mpdit.diffusion.guidance import GuidedVelocity
-from model_utils import random_inputs, randomize_, tiny_model
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from fidelity_reference import fidelity_inception_class, fidelity_resize
+from helpers.fidelity_reference import fidelity_inception_class, fidelity_resize
 from mpdit.evaluation import inception
 from mpdit.evaluation.inception import WEIGHTS_FILE, WEIGHTS_URL, InceptionV3, find_weights, load_inception
 

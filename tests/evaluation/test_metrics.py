@@ -5,11 +5,14 @@ import pytest
 import torch
 from scipy import linalg
 
-from mpdit.evaluation import evaluate, evaluator
-from mpdit.evaluation.metrics import (RunningStatistics, Statistics, frechet_distance, inception_score,
-                                      precision_recall, statistics)
-
-
+from mpdit.evaluation.metrics import (
+    RunningStatistics,
+    Statistics,
+    frechet_distance,
+    inception_score,
+    precision_recall,
+    statistics,
+)
 
 # ---- re-statements of the evaluator's definitions -------------------------------------------
 
@@ -114,77 +117,3 @@ def test_identical_sets_score_one_and_far_apart_sets_score_zero():
     ref = rng.normal(size=(30, 8))
     assert precision_recall(ref, ref, device="cpu") == (1.0, 1.0)
     assert precision_recall(ref, ref + 1000, device="cpu") == (0.0, 0.0)
-
-
-# ---- evaluate(): which statistics each figure uses ---------------------------------------------
-
-class FakeInception(torch.nn.Module):
-    """A cheap stand-in with the real network's outputs (features of the image content)."""
-
-    def __init__(self):
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.pool = torch.randn(3 * 16, 2048, generator=g)
-        self.spatial = torch.randn(3 * 16, 2023, generator=g)
-        self.fc = torch.randn(2048, 1008, generator=g) / 40
-
-    def forward(self, images):
-        x = torch.nn.functional.adaptive_avg_pool2d(images.float() / 255, 4).flatten(1)
-        pool = torch.tanh(x @ self.pool)
-        return {"pool": pool, "spatial": torch.tanh(x @ self.spatial), "logits": pool @ self.fc}
-
-
-def test_evaluate_uses_the_references_stored_mu_sigma_and_says_what_it_skips(tmp_path, monkeypatch):
-    monkeypatch.setattr(evaluator, "load_inception", lambda path, device: FakeInception())
-    monkeypatch.setenv("MPDIT_CACHE_DIR", str(tmp_path / "cache"))
-    weights = tmp_path / "w.pth"
-    weights.write_bytes(b"stand-in")
-    rng = np.random.default_rng(6)
-    samples = rng.integers(0, 256, (24, 16, 16, 3), dtype=np.uint8)
-    ref_images = rng.integers(0, 256, (20, 24, 24, 3), dtype=np.uint8)
-    with torch.no_grad():
-        pool = FakeInception()(torch.from_numpy(samples).permute(0, 3, 1, 2))["pool"].double().numpy()
-    # stored statistics unlike the images': same covariance as the samples, a shifted mean, so that
-    # FID against them is exactly |shift|^2 and FID against the images would be something else
-    shift = rng.normal(size=2048) * 0.1
-    np.savez(tmp_path / "ref.npz", arr_0=ref_images, mu=pool.mean(0) + shift, sigma=np.cov(pool, rowvar=False))
-    np.savez(tmp_path / "samples.npz", arr_0=samples)
-    notes = []
-    result = evaluate(str(tmp_path / "ref.npz"), str(tmp_path / "samples.npz"), inception_weights=str(weights),
-                      device="cpu", progress=False, warn=notes.append)
-    assert result["fid"] == pytest.approx(shift @ shift, rel=1e-3)
-    assert result["sfid"] is None and any("no mu_s / sigma_s" in n for n in notes)
-    assert result["inception_score"] is None and any("fewer than one split of 5000" in n for n in notes)
-    assert any("16x16" in n and "24x24" in n for n in notes)  # resolutions differ: named
-    assert result["used"]["fid"] == "24 samples against the reference's stored mu / sigma"
-    assert result["num_samples"] == 24 and result["num_reference"] == 20
-    assert 0 <= result["precision"] <= 1 and 0 <= result["recall"] <= 1
-
-
-def test_features_are_cached_by_file_content_and_weights(tmp_path, monkeypatch):
-    from mpdit.evaluation.features import load_features
-
-    monkeypatch.setenv("MPDIT_CACHE_DIR", str(tmp_path / "cache"))
-    calls = []
-
-    class Counting(FakeInception):
-        def forward(self, images):
-            calls.append(len(images))
-            return super().forward(images)
-
-    network, weights, other_weights = Counting(), tmp_path / "w.pth", tmp_path / "v.pth"
-    weights.write_bytes(b"weights one")
-    other_weights.write_bytes(b"weights two")
-    images = tmp_path / "images.npz"
-    np.savez(images, arr_0=np.random.default_rng(7).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8))
-    first, cached = load_features(str(images), network, str(weights), batch_size=2, progress=False)
-    assert not cached and calls == [2, 2, 1]
-    again, cached = load_features(str(images), network, str(weights), batch_size=2, progress=False)
-    assert cached and calls == [2, 2, 1]  # not run again
-    assert np.array_equal(first.pool, again.pool) and np.array_equal(first.spatial.sigma, again.spatial.sigma)
-    load_features(str(images), network, str(other_weights), progress=False)  # other weights: computed
-    np.savez(images, arr_0=np.random.default_rng(8).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8))
-    changed, cached = load_features(str(images), network, str(weights), progress=False)  # other content
-    assert not cached and len(calls) == 5 and not np.array_equal(changed.pool, first.pool)
-    load_features(str(images), network, str(weights), progress=False, cache=False)
-    assert len(calls) == 6

@@ -1,6 +1,6 @@
 """`python -m mpdit` with a crash: in torchrun's first round, the worker of rank FAIL_RANK exits
 with code 1 right after optimizer step FAIL_AFTER, as a worker lost to a hardware fault would.
-A test of torchrun's restarts (tests/test_multinode.py)."""
+A test of torchrun's restarts (tests/training/test_multinode.py)."""
 import os
 import sys
 

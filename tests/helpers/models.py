@@ -6,15 +6,6 @@ import torch
 from mpdit import MultiPatchTransformer, get_config
 
 
-def digits_config(run_dir, steps: int, **settings):
-    """A TrainConfig for a two-block MPDiT-S on scikit-learn's digits: seconds per run on a CPU."""
-    from mpdit.training.config import TrainConfig
-
-    base = dict(model="MPDiT-S", dataset="digits", global_batch_size=8, checkpoint_every=1, log_every=1,
-                sample_every=0, num_workers=0, overrides={"stages": ((4, 1), (2, 1))})
-    return TrainConfig(steps=steps, run_dir=str(run_dir), **{**base, **settings})
-
-
 def tiny_model(name: str = "MPDiT-S", width: int = 64, heads: int = 4, **overrides) -> MultiPatchTransformer:
     """The registered network `name` with its depth and schedule but a small width."""
     config = replace(get_config(name, **overrides), hidden_size=width, num_heads=heads)
@@ -61,6 +52,13 @@ def assert_same_function(torch_model, fused_model, x, t, y):
             torch.testing.assert_close(p_fused.grad, p_torch.grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
+def official_state(factory, std=0.05, **kwargs):
+    """Random values in an official model's layout; the shapes come from the module itself."""
+    with torch.device("meta"):
+        shapes = {key: t.shape for key, t in factory(**kwargs).state_dict().items()}
+    return {key: torch.randn(shape) * std for key, shape in shapes.items()}
+
+
 def tiny_vae(path):
     """A small randomly initialised AutoencoderKL saved locally: nothing is downloaded."""
     from diffusers.models import AutoencoderKL
@@ -71,3 +69,16 @@ def tiny_vae(path):
                         layers_per_block=1, norm_num_groups=4, sample_size=16)
     vae.save_pretrained(str(path))
     return str(path)
+
+
+def allow_float8(monkeypatch, device):
+    """float8 on `device`: natively on an sm_89+ GPU, on a CPU through torch's CPU _scaled_mm (float8.ALLOW_CPU)."""
+    import pytest
+
+    from mpdit.models import float8
+
+    pytest.importorskip("torchao.float8")
+    if device == "cpu":
+        monkeypatch.setattr(float8, "ALLOW_CPU", True)
+    elif float8.float8_unavailable_reason(device):
+        pytest.skip(float8.float8_unavailable_reason(device))

@@ -3,31 +3,24 @@ torchrun ranks give what one process gives), streamed to shards, resumable after
 merged into one ADM .npz, evaluated with --eval."""
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from model_utils import digits_config
+from helpers.fake_inception import FakeInception
+from helpers.torchrun import one_thread, torchrun
 from mpdit.evaluation import evaluator
 from mpdit.inference import sample_checkpoint as sampling
 from mpdit.inference.sample_checkpoint import sample_checkpoint, sample_labels
 from mpdit.inference.shards import Shards, shard_folder
-from mpdit.training import checkpoint
-from mpdit.training.trainer import train
-from test_evaluation import FakeInception
 
-STEPS = ["--steps", "2"]
 real_sample = sampling.sample
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    run = tmp_path_factory.mktemp("run")
-    train(digits_config(run, steps=1))
-    return checkpoint.latest(str(run))
+@pytest.fixture
+def trained(digits_run):
+    return digits_run.checkpoint
 
 
 def test_balanced_labels_are_exact_and_random_ones_do_not_depend_on_n():
@@ -52,20 +45,21 @@ def test_conflicting_or_absurd_label_requests_are_refused(kwargs, expected):
     assert expected in str(error.value)
 
 
+@pytest.mark.distributed
 def test_two_torchrun_ranks_give_the_images_of_one_process(trained, tmp_path):
-    one = sample_checkpoint(trained, str(tmp_path / "one.npz"), num_samples=37, steps=2, batch_size=5,
-                            progress=False)
-    assert one["count"] == 37
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
-               "-m", "mpdit", "sample", trained, "--num-samples", "37", "--batch-size", "4", *STEPS,
-               "--out", str(tmp_path / "two.npz"), "--no-progress"]
-    two = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert two.returncode == 0, two.stderr[-3000:]
+    """39 images (20 and 19 per rank) of classes in the order asked, another batch size per rank:
+    rank 0 writes them in the requested order, each image as one process samples it."""
+    with one_thread():
+        one = sample_checkpoint(trained, str(tmp_path / "one.npz"), classes=[3, 1, 2], per_class=13, steps=2,
+                                batch_size=5, progress=False)
+    assert one["count"] == 39
+    two = torchrun(["-m", "mpdit", "sample", trained, "--classes", "3,1,2", "--per-class", "13", "--batch-size", "4",
+                    "--steps", "2", "--out", tmp_path / "two.npz", "--no-progress"], per_node=2)
+    assert two.returncode == 0, two.output[-3000:]
     with np.load(tmp_path / "one.npz") as a, np.load(tmp_path / "two.npz") as b:
-        assert a["arr_0"].shape == (37, 16, 16, 1) and a["arr_0"].dtype == np.uint8
+        assert a["arr_0"].shape == (39, 16, 16, 1) and a["arr_0"].dtype == np.uint8
         assert np.array_equal(a["labels"], b["labels"]) and np.array_equal(a["arr_0"], b["arr_0"])
-        assert np.array_equal(a["labels"], sample_labels(10, num_samples=37).numpy())
+        assert b["labels"].tolist() == [3] * 13 + [1] * 13 + [2] * 13  # per-sample seeds; the order asked
     assert not os.path.exists(shard_folder(str(tmp_path / "two.npz")))  # merged, then removed
     assert (tmp_path / "two.png").stat().st_size > 0
 
@@ -100,6 +94,7 @@ def test_a_run_killed_after_its_first_shard_resumes_to_the_same_images(trained, 
         assert np.array_equal(a["arr_0"], b["arr_0"]) and np.array_equal(a["labels"], b["labels"])
 
 
+@pytest.mark.slow
 def test_eval_writes_the_metrics_beside_the_samples(trained, tmp_path, monkeypatch):
     monkeypatch.setattr(evaluator, "load_inception", lambda path, device: FakeInception())
     monkeypatch.setenv("MPDIT_CACHE_DIR", str(tmp_path / "cache"))
@@ -120,27 +115,3 @@ def test_eval_writes_the_metrics_beside_the_samples(trained, tmp_path, monkeypat
     assert result["metrics"] == {key: metrics[key] for key in ("inception_score", "fid", "sfid", "precision", "recall")}
     assert metrics["num_samples"] == 6 and metrics["fid"] > 0 and metrics["inception_score"] is None
     assert any("grey images" in note for note in metrics["notes"])  # the digits model's one channel, said
-
-
-def test_training_evaluates_its_ema_into_metrics_jsonl(tmp_path):
-    run = tmp_path / "run"
-    final = train(digits_config(run, steps=2, checkpoint_every=2, eval_every=1, eval_ref="digits", eval_samples=12,
-                                eval_steps=2))
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    evals = [r for r in records if "eval_fd_digits" in r]
-    assert [r["step"] for r in evals] == [1, 2] and all(r["eval_samples"] == 12 for r in evals)
-    assert all(r["eval_fd_digits"] > r["eval_fd_digits_floor"] > 0 for r in evals)  # an untrained model: far
-    assert sorted(p.name for p in (run / "eval").iterdir()) == ["step-00000001.png", "step-00000002.png"]
-    assert final["step"] == 2
-
-
-@pytest.mark.parametrize("settings, expected", [
-    (dict(eval_every=5), "eval_every=5: needs eval_ref"),
-    (dict(eval_ref="digits"), "eval_ref='digits': used only with eval_every"),
-    (dict(eval_every=5, eval_ref="missing.npz"), "missing.npz: no such file"),
-    (dict(eval_every=5, eval_ref="digits", eval_samples=0), "eval_samples=0: expected an integer >= 1"),
-])
-def test_training_evaluation_settings_are_checked_before_training(tmp_path, settings, expected):
-    with pytest.raises(ValueError, match=expected.replace("(", r"\(")):
-        train(digits_config(tmp_path / "run", steps=1, **settings))
-    assert not (tmp_path / "run" / "metrics.jsonl").exists()

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from kernel_checks import ADALN_SHAPES, DTYPES, adaln_inputs, check_op, check_strided_rows_and_expanded_gradients
+from helpers.kernels import ADALN_SHAPES, DTYPES, adaln_inputs, check_op, check_strided_rows_and_expanded_gradients
 from mpdit_kernels import ops
 from mpdit_kernels.backend import TORCH
 from mpdit_kernels.ops import adaln_modulate_ref, residual_adaln_modulate_ref
@@ -64,7 +64,8 @@ def test_h_is_written_in_the_autocast_dtype(fused):
     y, gate, shift, scale = (t.bfloat16().requires_grad_() for t in adaln_inputs(2, 17, 72, fused.device)[1:])
     for backend in (fused.backend, TORCH):
         # the same computation without autocast: the kernels form gate * y in fp32, eager in bf16
-        wide = (y.float(), gate.float(), shift.float(), scale.float()) if backend is not TORCH else (y, gate, shift, scale)
+        branch = (y, gate, shift, scale)
+        wide = tuple(t.float() for t in branch) if backend is not TORCH else branch
         expected_out, expected_h = residual_adaln_modulate_ref(x, *wide)
         with torch.autocast(torch.device(fused.device).type, dtype=torch.bfloat16):
             x_out, h = residual_on(backend)(x, y, gate, shift, scale)

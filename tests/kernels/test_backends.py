@@ -5,12 +5,13 @@ import warnings
 import pytest
 import torch
 
+from helpers.models import assert_same_function, random_inputs, randomize_, tiny_model, twin_models
 from mpdit import create_model
 from mpdit_kernels import BACKEND_NAMES, BACKENDS, KernelUnavailable, get_backend
 from mpdit_kernels.backend import AUTO, NATIVE, TORCH, TRITON
-from model_utils import assert_same_function, random_inputs, randomize_, tiny_model, twin_models
 
 
+@pytest.mark.slow
 def test_mpdit_s_equals_torch_with_every_parameter_gradient(fused):
     """Full-width MPDiT-S (D 384, 12 blocks) at a 16 x 16 latent to keep the interpreter quick."""
     torch_model = randomize_(create_model("MPDiT-S", latent_size=16), std=0.02).to(fused.device)
@@ -21,6 +22,7 @@ def test_mpdit_s_equals_torch_with_every_parameter_gradient(fused):
     assert_same_function(torch_model, fused_model, x, t, y)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, overrides", [
     ("DiT-S/2", {"latent_size": 8}),
     ("MPDiT-S", {"latent_size": 16, "stages": [(8, 1), (4, 1), (2, 1)]}),
@@ -32,6 +34,7 @@ def test_other_schedules_and_ablations(fused, name, overrides):
     assert_same_function(torch_model, fused_model, x, t, y)
 
 
+@pytest.mark.slow
 def test_compiled_model_is_one_graph(fused):
     """custom ops with fake implementations: torch.compile(fullgraph=True) traces every fused op."""
     torch_model, fused_model = twin_models("MPDiT-S", fused.device, fused.backend.name, latent_size=8,
@@ -51,7 +54,6 @@ def test_training_follows_the_torch_backend(fused, tmp_path):
     """`mpdit train --kernel-backend <fused>`: the same seeded run as on torch, step by step."""
     from mpdit.training.config import TrainConfig
     from mpdit.training.trainer import train
-
     from mpdit_kernels.triton import runtime
 
     if fused.backend is TRITON and runtime.INTERPRET:
@@ -131,6 +133,7 @@ def test_absent_triton_is_refused_by_name_and_skipped_by_auto(monkeypatch):
     assert get_backend("auto") is AUTO
 
 
+@pytest.mark.slow
 def test_compiled_auto_model_is_one_graph():
     """auto picks per call, inside the traced forward: it must not break the graph."""
     model = randomize_(tiny_model("MPDiT-S", latent_size=8, stages=[(4, 1), (2, 1)]))

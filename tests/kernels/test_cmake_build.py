@@ -8,9 +8,10 @@ import sys
 import pytest
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake is not installed")
 @pytest.mark.skipif(os.environ.get("MPDIT_NATIVE_BUILD") == "0", reason="MPDIT_NATIVE_BUILD=0: no native build")
 def test_cmake_build_and_ctest(tmp_path):

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from kernel_checks import DTYPES, FINE_CASES, check_op, fine_entry_inputs
+from helpers.kernels import DTYPES, FINE_CASES, check_op, fine_entry_inputs
 from mpdit_kernels import ops
 from mpdit_kernels.ops import fine_entry_ref
 

@@ -3,7 +3,7 @@ backends that implement it (the native extension has no FNO kernel: its models r
 import pytest
 import torch
 
-from kernel_checks import check_op
+from helpers.kernels import check_op
 from mpdit_kernels import ops
 from mpdit_kernels.dft import real_dft_bases
 from mpdit_kernels.ops import fno_time_features_ref
@@ -79,7 +79,8 @@ def test_opcheck(fno_backend):
 
 @pytest.mark.parametrize("change, message", [
     (lambda a: (a[0][:, None], *a[1:]), r"t must be a \(B,\) tensor"),
-    (lambda a: (*a[:4], a[4][..., :1], *a[5:]), r"spectral has shape \(3, 32, 32, 16, 1\), expected \(3, 32, 32, 16, 2\)"),
+    (lambda a: (*a[:4], a[4][..., :1], *a[5:]),
+     r"spectral has shape \(3, 32, 32, 16, 1\), expected \(3, 32, 32, 16, 2\)"),
     (lambda a: (*a[:5], a[5][:2], a[6]), r"pointwise_weight has shape \(2, 32, 32\), expected \(3, 32, 32\)"),
     (lambda a: (a[0].double(), *a[1:]), r"t has dtype torch.float64, expected float32"),
 ])

@@ -60,7 +60,8 @@ def test_cpp_checks_raise_value_errors_naming_the_argument():
     assert run.stdout.splitlines() == [
         "residual_adaln_modulate: y has shape [2, 5, 8], expected [2, 3, 8]",
         "adaln_modulate: shift has dtype Double, expected float32, bfloat16 or float16",
-        "adaln_modulate: shift has dtype BFloat16, expected Float like the other inputs (mpdit_kernels/native.py casts)",
+        "adaln_modulate: shift has dtype BFloat16, expected Float like the other inputs "
+        "(mpdit_kernels/native.py casts)",
         "adaln_modulate_backward: mean/rstd must be contiguous float32 [2, 3] on cpu, got Double [2, 3]",
         "upsample_shuffle_norm: ratio=2: expected >= 2 dividing wide's 90 channels into ratio^2 groups",
         "fine_entry: pos has 20 tokens, more than refined's 19",

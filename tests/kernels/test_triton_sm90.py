@@ -11,10 +11,11 @@ import sys
 import pytest
 import triton
 
-ROOT = pathlib.Path(__file__).parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 PTXAS = glob.glob(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas*"))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not PTXAS, reason="this Triton wheel ships no ptxas")
 def test_kernels_lower_to_sm90_without_spills_or_narrow_row_accesses(tmp_path):
     env = {**os.environ, "TRITON_INTERPRET": "0", "TRITON_CACHE_DIR": str(tmp_path)}  # the interpreter builds no PTX

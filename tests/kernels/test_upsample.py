@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from kernel_checks import DTYPES, UPSAMPLE_CASES, check_op, upsample_inputs
+from helpers.kernels import DTYPES, UPSAMPLE_CASES, check_op, upsample_inputs
 from mpdit_kernels import ops
 from mpdit_kernels.ops import upsample_shuffle_norm_ref
 

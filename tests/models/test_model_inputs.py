@@ -1,9 +1,10 @@
-"""Bad input: a ValueError that names the argument, the value and what was expected."""
+"""The model's inputs and settings: bad ones get a ValueError that names the argument, the value and
+what was expected; odd but valid ones (small integer labels, the null class) work."""
 import pytest
 import torch
 
+from helpers.models import tiny_model
 from mpdit import create_model, get_config
-from model_utils import tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +66,23 @@ def test_bad_width_is_named():
     from dataclasses import replace
     with pytest.raises(ValueError, match="hidden_size=100: expected a multiple of num_heads=6"):
         replace(get_config("MPDiT-S"), hidden_size=100).validate()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"learn_sigma": "no"}, "learn_sigma='no': expected True or False"),
+    ({"mlp_ratio": 0}, "mlp_ratio=0: expected a positive finite number"),
+    ({"skip": 1}, "skip=1: expected True or False"),
+])
+def test_create_model_takes_only_real_booleans_and_ratios(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        create_model("MPDiT-S", **overrides)
+
+
+def test_model_takes_small_integer_labels_and_refuses_an_empty_batch():
+    model = create_model("MPDiT-S", stages=((4, 1), (2, 1)), latent_size=16).eval()
+    x, t = torch.randn(2, 4, 16, 16), torch.rand(2)
+    with torch.no_grad():
+        small = torch.tensor([3, 7], dtype=torch.uint8)
+        torch.testing.assert_close(model(x, t, small), model(x, t, torch.tensor([3, 7])))
+    with pytest.raises(ValueError, match=r"x: an empty batch \(shape \(0, 4, 16, 16\)\)"):
+        model(x[:0], t[:0], torch.zeros(0, dtype=torch.long))

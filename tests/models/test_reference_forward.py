@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model_utils import random_inputs, randomize_, tiny_model
-from official_reference import gelu_tanh, layer_norm
+from helpers.models import random_inputs, randomize_, tiny_model
+from helpers.official_reference import gelu_tanh, layer_norm
 
 
 def patches(x, p):

@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
+from helpers.models import random_inputs, randomize_, tiny_model
 from mpdit import MODELS, create_model, get_config, list_models
 from mpdit.models.embeddings import FNOTimeEmbedding, sincos_pos_embed_2d
-from model_utils import random_inputs, randomize_, tiny_model
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -1,18 +1,14 @@
-"""Bad data named where it is: latent shards checked when opened (readable, float square latents of
-one shape, finite, integer labels), latents.json read with its name, unreadable images skipped and
-listed by extract-latents (or --strict), and the model API's odd-but-valid labels and empty batches."""
+"""Training data: latent shards checked when opened (readable, float square latents of one shape,
+finite, integer labels in range), latents.json read with its name, the digits, and the sampler's
+global batches (the same on any world and micro-batch, resumable at a position)."""
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from mpdit import create_model
-from mpdit.training.data import LatentShards, open_dataset
-from model_utils import tiny_vae
+from mpdit.training.data import DataPosition, DigitsDataset, LatentShards, ResumableSampler, open_dataset
 
 
 def shard(folder, name, latents, labels):
@@ -60,94 +56,49 @@ def test_latents_json_shape_and_syntax_are_checked(tmp_path):
         open_dataset(str(tmp_path))
 
 
-def image_folder(root):
-    from PIL import Image
+def test_shards_are_validated(tmp_path):
+    from safetensors.torch import save_file
 
-    os.makedirs(root / "cat")
-    for i in range(3):
-        Image.fromarray(torch.randint(0, 255, (16, 16, 3), dtype=torch.uint8).numpy()).save(root / "cat" / f"{i}.png")
-    Image.fromarray(torch.randint(0, 255, (64, 64, 3), dtype=torch.uint8).numpy()).save(root / "cat" / "big.jpg")
-    (root / "cat" / "truncated.jpg").write_bytes((root / "cat" / "big.jpg").read_bytes()[:400])
-    (root / "cat" / "corrupt.png").write_bytes(b"\x89PNG not really")
-    return [str(root / "cat" / "corrupt.png"), str(root / "cat" / "truncated.jpg")]
-
-
-def extract(*args):
-    return subprocess.run([sys.executable, "-m", "mpdit", "extract-latents", *args], capture_output=True, text=True,
-                          timeout=300)
+    labels = torch.tensor([0, 1, 2, 3])
+    save_file({"latents": torch.randn(4, 4, 8, 8), "labels": labels}, str(tmp_path / "a.safetensors"))
+    save_file({"latents": torch.randn(4, 4, 4, 4), "labels": labels}, str(tmp_path / "b.safetensors"))
+    with pytest.raises(ValueError, match="latent shape \\(4, 4, 4\\) differs"):
+        LatentShards(str(tmp_path))
+    os.remove(tmp_path / "b.safetensors")
+    save_file({"latents": torch.randn(2, 4, 8, 8), "labels": torch.tensor([0, 1000])}, str(tmp_path / "c.safetensors"))
+    with pytest.raises(ValueError, match="labels in \\[0, 1000\\], expected \\[0, 999\\]"):
+        LatentShards(str(tmp_path))
 
 
-def test_extract_skips_unreadable_images_naming_each_or_stops_with_strict(tmp_path):
-    pytest.importorskip("diffusers")
-    bad = image_folder(tmp_path / "images")
-    vae = tiny_vae(tmp_path / "vae")
-    common = ["--images", str(tmp_path / "images"), "--vae", vae, "--image-size", "16"]
-    result = extract(*common, "--out", str(tmp_path / "latents"))
-    assert result.returncode == 0, result.stderr[-2000:]
-    for path in bad:
-        assert f"skipping unreadable image {path}" in result.stderr
-    assert (tmp_path / "latents" / "bad_images.txt").read_text().split() == bad
-    summary = json.loads(result.stdout.splitlines()[-1])
-    assert summary["images"] == 4 and summary["bad_images"] == 2
-    assert len(open_dataset(str(tmp_path / "latents"))) == 4  # latents.json's shape matches the shards
-    strict = extract(*common, "--out", str(tmp_path / "strict"), "--strict")
-    assert strict.returncode == 2 and "Traceback" not in strict.stderr
-    assert f"image {bad[0]!r}: unreadable" in strict.stderr
+def _steps(size, global_batch, micro, world, steps, start=DataPosition()):
+    """The sets of items each of `steps` optimizer steps sees, over all ranks."""
+    ranks = [iter(ResumableSampler(size, global_batch, micro, r, world, seed=3, start=start)) for r in range(world)]
+    return [sorted(next(ranks[r]) for r in range(world) for _ in range(global_batch // world)) for _ in range(steps)]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--batch-size", "0"], "batch_size=0: expected a positive integer"),
-    (["--image-size", "0"], "image_size=0: expected a positive multiple of 8"),
-    ([], "vae="),  # a VAE that cannot load: one line naming it
-    (["--out", "{images}"], "inside the image folder"),
-    (["--out", "{images}/cat/latents"], "inside the image folder"),
-    (["--out", "{tmp}/earlier"], "holds an earlier extraction (2 files, e.g. latents.json)"),
-    (["--out", "{tmp}/a-file"], "a file, not a folder"),
-])
-def test_extract_settings_are_checked_before_the_vae_loads(tmp_path, args, message):
-    image_folder(tmp_path / "images")
-    (tmp_path / "earlier").mkdir()
-    (tmp_path / "earlier" / "latents.json").write_text("{}")
-    (tmp_path / "earlier" / "shard-r000-00000.safetensors").write_bytes(b"")
-    (tmp_path / "a-file").write_text("")
-    args = [arg.format(images=tmp_path / "images", tmp=tmp_path) for arg in args]
-    result = extract("--images", str(tmp_path / "images"), "--out", str(tmp_path / "o"), "--vae",
-                     str(tmp_path / "no-vae-here"), *args)
-    last = result.stderr.strip().splitlines()[-1]  # (diffusers may print its own notices first)
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert last.startswith("mpdit extract-latents: error: ") and message in last
-    assert sorted(os.listdir(tmp_path / "earlier")) == ["latents.json", "shard-r000-00000.safetensors"]
+def test_sampler_steps_are_the_same_global_batches_on_any_world_and_micro_batch():
+    """22 items, global batch 4: 5 steps per epoch (2 items left out), then a new permutation."""
+    one = _steps(22, 4, micro=4, world=1, steps=12)
+    assert sorted(item for step in one[:5] for item in step) != list(range(22))  # 20 of the 22
+    assert len({item for step in one[:5] for item in step}) == 20
+    assert one[5:10] != one[:5]  # epoch 1: another order
+    for world, micro in ((2, 1), (2, 2), (4, 1)):
+        assert _steps(22, 4, micro, world, steps=12) == one, (world, micro)
 
 
-def test_model_takes_small_integer_labels_and_refuses_an_empty_batch():
-    model = create_model("MPDiT-S", stages=((4, 1), (2, 1)), latent_size=16).eval()
-    x, t = torch.randn(2, 4, 16, 16), torch.rand(2)
-    with torch.no_grad():
-        small = torch.tensor([3, 7], dtype=torch.uint8)
-        torch.testing.assert_close(model(x, t, small), model(x, t, torch.tensor([3, 7])))
-    with pytest.raises(ValueError, match=r"x: an empty batch \(shape \(0, 4, 16, 16\)\)"):
-        model(x[:0], t[:0], torch.zeros(0, dtype=torch.long))
+def test_sampler_resumes_at_a_position_in_global_samples():
+    one = _steps(22, 4, micro=2, world=1, steps=12)
+    for done in (3, 5, 7):
+        position = DataPosition().advance(done, 4, 22)
+        assert _steps(22, 4, micro=1, world=2, steps=12 - done, start=position) == one[done:], done
+    assert DataPosition().advance(7, 4, 22) == DataPosition(1, 8)
+    assert DataPosition(0, 12).advance(2, 4, 22) == DataPosition(1, 0)  # 16 + 4 > 22: the epoch ends
+    with pytest.raises(ValueError, match="global batch 6: expected a multiple of 4 processes x micro-batch 1"):
+        ResumableSampler(22, 6, 1, world=4)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", "--model", "MPDiT-S", "--dataset", "digits", "--steps", "1", "--global-batch-size", "4",
-      "--run-dir", "{file}"], "run_dir='{file}': cannot be a folder here"),
-    (["train", "--model", "MPDiT-S", "--dataset", "digits", "--steps", "1", "--global-batch-size", "4",
-      "--run-dir", "{file}/run"], "run_dir='{file}/run': cannot be a folder here"),
-    (["export-ema", "--checkpoint", "{file}", "--out", "{file}/ema.safetensors"],
-     "out='{file}/ema.safetensors': a file stands where the folder {file} should be"),
-    (["sample", "--checkpoint", "{file}", "--out", "s.npz", "--classes", ""],
-     "argument --classes: '': expected comma-separated integers"),
-])
-def test_cli_mistakes_are_one_line(tmp_path, capsys, argv, message):
-    from mpdit.cli import main
-
-    file = tmp_path / "a-file"
-    file.write_text("")
-    argv = [arg.format(file=file) for arg in argv]
-    try:
-        code = main(argv)
-    except SystemExit as exit_:  # argparse's own errors
-        code = exit_.code
-    err = capsys.readouterr().err
-    assert code == 2 and message.format(file=file) in err and err.count("\n") == 1, err
+def test_digits_dataset():
+    data = DigitsDataset(16)
+    image, label = data[5]
+    assert len(data) == 1797 and image.shape == (1, 16, 16) and -1 <= image.min() and image.max() <= 1
+    assert 0 <= label < 10

@@ -3,31 +3,28 @@ rendezvous, gloo). Training on 2 nodes equals one process within the reduction o
 that dies is restarted by torchrun and the run ends bit-identical; a run resumed on another number
 of processes (2 -> 1, 1 -> 4 with FSDP2, 4 -> 1) sees the same global batches; sampling on 2 nodes
 gives one process's images. Each launch is bounded by multinode.TIMEOUT."""
-import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
+from helpers.cli import run_cli
+from helpers.runs import digits_config
+from helpers.torchrun import FAULTY_WORKER, TRAIN, one_thread, torchrun
 from mpdit.io import load_checkpoint
 from mpdit.training import checkpoint
-from mpdit.training.config import TrainConfig
 from mpdit.training.trainer import train
-from multinode import TRAIN, torchrun
+
+pytestmark = pytest.mark.distributed
 
 STEPS = 6
-FAULTY_WORKER = os.path.join(os.path.dirname(__file__), "faulty_worker.py")
 
 
 def one_process(run_dir, steps=STEPS, **kwargs) -> None:
-    """TRAIN's run in this process (world of one)."""
-    torch.set_num_threads(1)  # as the torchrun workers: one thread each
-    train(TrainConfig(model="MPDiT-S", dataset="digits", steps=steps, global_batch_size=8, lr=1e-3,
-                      run_dir=str(run_dir), checkpoint_every=2, keep_checkpoints=0, log_every=1, sample_every=0,
-                      num_workers=0, overrides={"stages": ((4, 1), (2, 1))}, **kwargs))
+    """TRAIN's run in this process (world of one), on one thread as each torchrun worker."""
+    with one_thread():
+        train(digits_config(run_dir, steps, lr=1e-3, checkpoint_every=2, keep_checkpoints=0, **kwargs))
 
 
 def state_at(run_dir, step: int) -> dict:
@@ -78,8 +75,8 @@ def test_a_worker_that_dies_is_restarted_and_the_run_ends_bit_identical(two_node
     """Rank 1 exits after step 3 (checkpoints at 2, 4, 6): torchrun restarts both workers, which
     resume from step 2 and finish as the uninterrupted run did, bit for bit. The workers do not
     share the agent's store (docs/multi-node.md, "Restarts": without it a restart can fail)."""
-    launch = torchrun(TRAIN + ["--steps", str(STEPS), "--run-dir", str(tmp_path), "--resume", "auto"],
-                      nodes=nodes, per_node=per_node, max_restarts=1, script=FAULTY_WORKER,
+    launch = torchrun([FAULTY_WORKER, *TRAIN[2:], "--steps", STEPS, "--run-dir", tmp_path, "--resume", "auto"],
+                      nodes=nodes, per_node=per_node, max_restarts=1,
                       env={"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1", "FAIL_RANK": "1", "FAIL_AFTER": "3"})
     launch_ok(launch)
     assert "rank 1 exits after step 3" in launch.output
@@ -118,37 +115,10 @@ def test_a_world_that_cannot_divide_the_global_batch_is_refused_in_one_line(one_
 
 def test_two_agents_sample_the_images_of_one_process(two_nodes, tmp_path):
     ckpt = checkpoint.checkpoint_path(str(two_nodes[0]), STEPS)
-    args = ["-m", "mpdit", "sample", "--checkpoint", ckpt, "--num-samples", "6", "--steps", "2", "--batch-size", "2"]
-    launch_ok(torchrun(args + ["--out", str(tmp_path / "two.npz")], nodes=2))
-    single = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one.npz")], capture_output=True,
-                            text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert single.returncode == 0, single.stderr[-2000:]
+    args = ["sample", "--checkpoint", ckpt, "--num-samples", "6", "--steps", "2", "--batch-size", "2"]
+    launch_ok(torchrun(["-m", "mpdit", *args, "--out", tmp_path / "two.npz"], nodes=2))
+    with one_thread():
+        run_cli(*args, "--out", tmp_path / "one.npz").ok()
     one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
     assert two["arr_0"].shape[0] == 6 and (one["labels"] == two["labels"]).all()
     assert (one["arr_0"] == two["arr_0"]).all()
-
-
-def test_restarts_with_a_shared_rendezvous_store_are_warned_of():
-    from mpdit.world import restart_advice
-
-    shared = {"TORCHELASTIC_MAX_RESTARTS": "3", "TORCHELASTIC_USE_AGENT_STORE": "True"}
-    assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1" in restart_advice(shared)
-    assert restart_advice({**shared, "TORCHELASTIC_USE_AGENT_STORE": "False"}) == ""
-    assert restart_advice({**shared, "TORCHELASTIC_MAX_RESTARTS": "0"}) == ""
-    assert restart_advice({}) == ""
-
-
-def test_the_device_is_the_local_rank_not_the_global_rank(monkeypatch):
-    """Rank 5 of 8, the second worker of its node: cuda:1 (DiT's device_ids=[rank] fails on node 2)."""
-    import mpdit.world as world
-
-    chosen = []
-    monkeypatch.setenv("WORLD_SIZE", "8")
-    monkeypatch.setenv("RANK", "5")
-    monkeypatch.setenv("LOCAL_RANK", "1")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
-    monkeypatch.setattr(world.dist, "init_process_group", lambda backend: chosen.append(backend))
-    monkeypatch.setattr(world.dist, "get_rank", lambda: 5)
-    result = world.init_world()
-    assert chosen == [1, "nccl"] and result.device == torch.device("cuda", 1) and result.rank == 5

@@ -12,12 +12,14 @@ import time
 import pytest
 import torch
 
-from mpdit.cli import main
+from helpers.cli import module_command, run_cli
+from helpers.runs import TRAIN_ARGS, wait_until
+from helpers.runs import digits_config as config
+from mpdit.io import checkpoint_file, load_checkpoint
 from mpdit.training import checkpoint
 from mpdit.training.run_lock import RunDirInUse, RunLock
 from mpdit.training.trainer import train
-from mpdit.io import checkpoint_file, load_checkpoint
-from model_utils import digits_config as config
+
 
 def dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -128,60 +130,32 @@ def test_full_disk_during_a_save_keeps_the_previous_checkpoint(tmp_path, monkeyp
     assert load_checkpoint(first)["step"] == 1
 
 
-def test_full_disk_in_training_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+def test_full_disk_in_training_is_one_line_and_exit_2(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoint_file, "open", _FullDisk(room=100), raising=False)
-    code = main(["train", "--model", "MPDiT-S", "--stages", "4:1,2:1", "--dataset", "digits", "--steps", "1",
-                 "--global-batch-size", "4", "--run-dir", str(tmp_path / "run"), "--num-workers", "0",
-                 "--sample-every", "0"])
-    lines = capsys.readouterr().err.rstrip("\n").split("\n")
-    start, error = lines[0], lines[-1]  # what it runs (before the first step), the progress bar, the error
-    assert code == 2 and start.startswith("mpdit train: MPDiT-S, ") and error.startswith("mpdit train: error: ")
+    result = run_cli(*TRAIN_ARGS, "--steps", "1", "--run-dir", tmp_path / "run")
+    lines = result.err.rstrip("\n").split("\n")
+    start, error = lines[0], result.last_line  # what it runs (before the first step), the progress bar, the error
+    assert start.startswith("mpdit train: MPDiT-S, ") and error.startswith("mpdit train: error: ")
     assert "no space left writing" in error and "no earlier checkpoint in the run folder" in error
     assert not (tmp_path / "run" / "train.lock").exists()  # released on the way out
 
 
+@pytest.mark.slow
 def test_second_cli_run_on_a_folder_in_use_exits_at_once_while_the_first_goes_on(tmp_path):
-    """The pinned interface: non-zero within 30 s, the first run unharmed (then SIGTERM -> 143)."""
-    run_dir = str(tmp_path / "run")
-    args = [sys.executable, "-m", "mpdit", "train", "--model", "MPDiT-S", "--stages", "4:1,2:1", "--dataset",
-            "digits", "--global-batch-size", "4", "--run-dir", run_dir, "--num-workers", "0", "--sample-every", "0",
-            "--checkpoint-every", "1000", "--log-every", "1"]
-    first = subprocess.Popen(args + ["--steps", "100000"], stderr=subprocess.PIPE, text=True)
+    """The pinned interface: refused at once, the first run (another process) unharmed, then
+    SIGTERM -> 143."""
+    run_dir = tmp_path / "run"
+    args = [*TRAIN_ARGS, "--run-dir", run_dir, "--checkpoint-every", "1000"]
+    first = subprocess.Popen(module_command(*args, "--steps", "100000"), stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 120
-        while not os.path.exists(os.path.join(run_dir, "metrics.jsonl")) and time.time() < deadline:
-            time.sleep(0.5)
+        wait_until((run_dir / "metrics.jsonl").exists, 120, "the first run's first step", process=first)
         start = time.time()
-        second = subprocess.run(args + ["--steps", "5"], capture_output=True, text=True, timeout=60)
+        second = run_cli(*args, "--steps", "5")
         assert time.time() - start < 30
-        assert second.returncode == 2 and "Traceback" not in second.stderr
-        assert f"in use by PID {first.pid} on {socket.gethostname()}" in second.stderr
+        assert f"in use by PID {first.pid} on {socket.gethostname()}" in second.error
         assert first.poll() is None  # still training
     finally:
         first.send_signal(signal.SIGTERM)
         _, err = first.communicate(timeout=120)
     assert first.returncode == 143 and "stopped at step" in err
-    assert not os.path.exists(os.path.join(run_dir, "train.lock"))
-
-
-def test_a_rolled_back_run_keeps_the_abandoned_checkpoints_aside_and_one_history(tmp_path, capsys):
-    """Resume from step 10 of a 20-step run with keep 1: the new step-15 checkpoint is kept, the
-    abandoned step 20 is moved aside (not pruned, not found by --resume auto), and metrics.jsonl
-    holds one history."""
-    from model_utils import digits_config
-    from mpdit.training import checkpoint
-    from mpdit.training.trainer import train
-
-    run = tmp_path / "run"
-    train(digits_config(run, steps=20, checkpoint_every=10, keep_checkpoints=0))
-    train(digits_config(run, steps=15, checkpoint_every=5, keep_checkpoints=1,
-                        resume=str(run / "ckpt-00000010.pt")))
-    assert [p.name for p in run.glob("ckpt-*.pt")] == ["ckpt-00000015.pt"]
-    assert checkpoint.latest(str(run)).endswith("ckpt-00000015.pt")
-    aside = list(run.glob("rolled-back-*"))
-    assert len(aside) == 1 and (aside[0] / "ckpt-00000020.pt").exists()
-    assert "rolling back: moved the checkpoints of steps 20" in capsys.readouterr().err
-    old = [json.loads(line)["step"] for line in (aside[0] / "metrics.jsonl").read_text().splitlines()]
-    new = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert max(old) == 20 and max(new) == 15
-    assert [s for s in new if s <= 15] == new and new[:-1] == sorted(new[:-1])  # one history (then the final)
+    assert not (run_dir / "train.lock").exists()

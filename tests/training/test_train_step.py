@@ -35,7 +35,8 @@ def test_the_bench_times_the_trainers_step(monkeypatch, tmp_path):
         def add(self, *row):
             pass
 
-    model_cases.bench_train(Rows(), SPEC, "torch", "cpu", torch.float32, batch=2, reps=1, warmup=0, macs=1.0, peak_tflops=1.0)
+    model_cases.bench_train(Rows(), SPEC, "torch", "cpu", torch.float32, batch=2, reps=1, warmup=0, macs=1.0,
+                            peak_tflops=1.0)
     benched = built[0]
 
     config = TrainConfig(model=SPEC.name, dataset=str(tmp_path), steps=1, global_batch_size=2, run_dir=str(tmp_path),
