@@ -39,6 +39,17 @@ def remove_stale_partials(run_dir: str) -> list:
     return removed
 
 
+# What a run leaves in its folder (partial checkpoints and the lock are not records: they are cleaned up)
+RUN_RECORDS = ("ckpt-*.pt", "metrics.jsonl", "samples", "eval", "tensorboard", "rolled-back-*")
+
+
+def run_records(run_dir: str) -> list:
+    """The names of the records of a run that `run_dir` holds (checkpoints, metrics.jsonl, sample
+    grids, evaluations, TensorBoard events, rolled-back steps), sorted."""
+    found = (path for pattern in RUN_RECORDS for path in glob.glob(os.path.join(run_dir, pattern)))
+    return sorted(os.path.basename(path) for path in found)
+
+
 def _checkpoints(run_dir: str) -> list:
     """[(step, path)] of the complete checkpoints in run_dir, oldest first."""
     return sorted((int(m.group(1)), p) for p in glob.glob(os.path.join(run_dir, "ckpt-*.pt"))

@@ -21,6 +21,7 @@ from mpdit.diffusion.sampling import sample
 from mpdit.io import load_checkpoint, read
 from mpdit.io.images import save_grid, to_uint8
 from mpdit.models import get_config
+from mpdit.models.float8 import float8_unavailable_reason
 from mpdit.training import checkpoint
 from mpdit.training.config import AUTOTUNE_ON_CPU, TrainConfig
 from mpdit.training.data import DataPosition, ResumableSampler, latents_info, open_dataset
@@ -101,24 +102,43 @@ def fit(config: TrainConfig, world: World) -> tuple:
                          "mpdit sample --eval on its checkpoints")
     if config.compile and config.compile_mode != "default" and world.device.type != "cuda":
         raise ValueError(f"compile_mode={config.compile_mode!r}: {AUTOTUNE_ON_CPU}; got device {world.device}")
-    make_run_dir(config.run_dir)
+    if config.precision == "fp8" and float8_unavailable_reason(world.device):
+        raise ValueError(f"precision='fp8' {float8_unavailable_reason(world.device)}")
+    dataset = open_dataset(config.dataset, config.image_size)
+    get_config(config.model, **dataset_overrides(config, dataset))  # the model and its overrides, checked
+    make_run_dir(config.run_dir)  # only now: a refused command leaves nothing behind
     lock = RunLock(config.run_dir)  # rank 0 holds it for the whole job
     refusal = None
     if world.main:
         try:
             lock.acquire()
-        except RunDirInUse as error:
-            refusal = str(error)
+            if not config.resume:
+                check_no_earlier_run(config.run_dir)
+        except ValueError as error:
+            lock.release()
+            refusal = (isinstance(error, RunDirInUse), str(error))
     refusal = broadcast(world, refusal)  # every rank stops, not only rank 0
     if refusal:
-        raise RunDirInUse(refusal)
+        in_use, message = refusal
+        raise (RunDirInUse if in_use else ValueError)(message)
     try:
         if world.main:
             for path in checkpoint.remove_stale_partials(config.run_dir):
                 print(f"mpdit train: removed {path}, the partial checkpoint of a writer that is gone", file=sys.stderr)
-        return _fit(config, world, micro, accumulation)
+        return _fit(config, world, dataset, micro, accumulation)
     finally:
         lock.release()
+
+
+def check_no_earlier_run(run_dir: str) -> None:
+    """A new run (no --resume) into a folder that holds another run's records would mix the two
+    histories (metrics.jsonl started over, checkpoints of two runs, maybe two models, for --resume
+    auto to pick from): refused, nothing touched."""
+    found = checkpoint.run_records(run_dir)
+    if found:
+        shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        raise ValueError(f"run_dir={run_dir!r}: holds an earlier run ({shown}); continue it with --resume auto, or "
+                         "train into another --run-dir")
 
 
 def make_run_dir(run_dir: str) -> None:
@@ -128,23 +148,23 @@ def make_run_dir(run_dir: str) -> None:
         raise ValueError(f"run_dir={run_dir!r}: cannot be a folder here ({error.strerror})") from None
 
 
-def _fit(config: TrainConfig, world: World, micro: int, accumulation: int) -> tuple:
-    dataset = open_dataset(config.dataset, config.image_size)
+def _fit(config: TrainConfig, world: World, dataset, micro: int, accumulation: int) -> tuple:
     run = build(config, world, dataset)
     if world.main:  # before the first step, which can take minutes (compilation, a slow first batch)
         parameters = sum(p.numel() for p in run.train_step.ema.parameters()) / 1e6
         print(f"mpdit train: {config.model}, {parameters:.1f} M parameters, {world.device.type} x {world.size} "
               f"process(es), {config.dataset} ({len(dataset)} images), steps {run.step} -> {config.steps}, "
               f"run dir {config.run_dir}", file=sys.stderr)
-    batches = iter(data_loader(dataset, micro, run))
     log = MetricsLog(config.run_dir, world.main)
     log.keep_until(run.step)  # a resumed run logs the steps after its checkpoint again: once each
-    progress = _progress(config.steps, run.step, world.main)
-    try:
-        with _StopRequests(world) as stop:
+    with _StopRequests(world) as stop:  # from before the loader's workers start: this process owns the stop
+        batches = iter(data_loader(dataset, micro, run))
+        progress = _progress(config.steps, run.step, world.main)
+        try:
             return _loop(run, config, world, batches, accumulation, log, progress, stop)
-    finally:
-        progress.close()  # an error then starts its own line
+        finally:
+            progress.close()  # an error then starts its own line
+            del batches  # the loader's workers end here, not at interpreter exit (they ignore SIGTERM)
 
 
 def _loop(run, config, world, batches, accumulation, log, progress, stop) -> tuple:
@@ -202,14 +222,21 @@ def batch_split(config: TrainConfig, world: World) -> tuple:
 
 
 def dataset_overrides(config: TrainConfig, dataset) -> dict:
-    """create_model overrides with the input shape and classes the dataset dictates."""
-    overrides = dict(config.overrides)
+    """create_model overrides with the input shape and classes the dataset dictates; an override
+    that says otherwise is refused (it would be recorded in the checkpoint, and not be what ran)."""
     if config.dataset == "digits":  # pixels: 1 channel at image_size, 10 classes
-        overrides.update(in_channels=1, latent_size=config.image_size, num_classes=dataset.num_classes)
+        data = {"in_channels": 1, "latent_size": config.image_size, "num_classes": dataset.num_classes}
+        why = {"latent_size": f"for pixel data the latent size is the image size (image_size={config.image_size}, "
+                              "--image-size)"}
     else:
         sample = dataset[0][0]
-        overrides.update(in_channels=sample.shape[0], latent_size=sample.shape[-1], num_classes=dataset.num_classes)
-    return overrides
+        data = {"in_channels": sample.shape[0], "latent_size": sample.shape[-1], "num_classes": dataset.num_classes}
+        why = {}
+    for name, value in data.items():
+        given = config.overrides.get(name)
+        if given is not None and given != value:
+            raise ValueError(f"{name}={given}: " + why.get(name, f"dataset={config.dataset!r} has {name}={value}"))
+    return {**config.overrides, **data}
 
 
 def newest_readable(run_dir: str, warn: bool = True) -> tuple:
@@ -299,7 +326,17 @@ def data_loader(dataset, micro: int, run: TrainingRun):
                                start=run.position)
     return torch.utils.data.DataLoader(dataset, batch_size=micro, sampler=sampler, num_workers=config.num_workers,
                                        pin_memory=world.device.type == "cuda", drop_last=True,
-                                       persistent_workers=config.num_workers > 0)
+                                       persistent_workers=config.num_workers > 0,
+                                       worker_init_fn=leave_stop_signals_to_the_main_process)
+
+
+def leave_stop_signals_to_the_main_process(worker_id: int) -> None:
+    """A loader worker ignores SIGINT and SIGTERM. A scheduler's SIGTERM (scancel, a preemption,
+    kill -- -PGID) or a terminal's Ctrl-C reaches every process of the group, workers too, and a
+    worker killed by it ends the run ("DataLoader worker ... killed by signal") before the main
+    process can finish its step and save; the main process stops, then ends its workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 # --------------------------------------------------------------------------- save

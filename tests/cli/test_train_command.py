@@ -5,7 +5,8 @@ import re
 import pytest
 
 from helpers.cli import run_cli
-from helpers.runs import TRAIN_ARGS
+from helpers.runs import TRAIN_ARGS, copy_run
+from mpdit.io import load_checkpoint
 
 
 @pytest.mark.parametrize("make, message", [
@@ -21,6 +22,7 @@ def test_bad_training_input_is_one_line(tmp_path, make, message):
             "--num-workers", "0"]
     result = run_cli(*args, *make(tmp_path))
     assert re.search(message, result.error), result.err
+    assert not (tmp_path / "run").exists()  # checked before anything is created
 
 
 @pytest.mark.parametrize("args, message", [
@@ -37,6 +39,32 @@ def test_bad_training_settings_stop_before_any_work(tmp_path, args, message):
                      "--run-dir", tmp_path / "run", *args)
     assert result.error == f"mpdit train: error: {message}"
     assert not (tmp_path / "run").exists()
+
+
+def folder_contents(folder) -> dict:
+    return {path.relative_to(folder): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_a_new_run_into_a_folder_that_holds_a_run_is_refused_and_nothing_in_it_is_touched(digits_run, tmp_path):
+    run = copy_run(digits_run.folder, tmp_path / "run")
+    before = folder_contents(tmp_path / "run")
+    error = run_cli(*TRAIN_ARGS, "--steps", "3", "--run-dir", run).error
+    assert f"run_dir={run!r}: holds an earlier run (ckpt-00000001.pt, ckpt-00000002.pt, metrics.jsonl)" in error
+    assert "continue it with --resume auto, or train into another --run-dir" in error
+    assert folder_contents(tmp_path / "run") == before  # the history, the checkpoints, no lock left
+    run_cli(*TRAIN_ARGS, "--steps", "3", "--run-dir", run, "--resume", "auto").ok()  # the way on it names
+    (tmp_path / "empty").mkdir()
+    run_cli(*TRAIN_ARGS, "--steps", "1", "--run-dir", tmp_path / "empty").ok()  # an empty folder is fine
+
+
+def test_a_latent_size_that_is_not_the_datas_is_refused_and_what_ran_is_recorded(tmp_path):
+    digits = [*TRAIN_ARGS, "--steps", "1", "--image-size", "8"]
+    error = run_cli(*digits, "--latent-size", "16", "--run-dir", tmp_path / "run").error
+    assert "latent_size=16: for pixel data the latent size is the image size (image_size=8, --image-size)" in error
+    assert not (tmp_path / "run").exists()
+    run_cli(*digits, "--latent-size", "8", "--run-dir", tmp_path / "agreed").ok()
+    state = load_checkpoint(str(tmp_path / "agreed" / "ckpt-00000001.pt"))
+    assert state["model_config"]["latent_size"] == state["train_config"]["overrides"]["latent_size"] == 8
 
 
 @pytest.mark.slow

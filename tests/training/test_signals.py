@@ -47,6 +47,57 @@ def test_sigterm_saves_the_step_reached_and_resume_equals_an_uninterrupted_run(t
         assert all(torch.equal(a[key][name], tensor) for name, tensor in b[key].items()), key
 
 
+def group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_sigterm_to_the_whole_process_group_with_loader_workers_saves_the_step_reached(tmp_path):
+    """What scancel, a preemption or kill -- -PGID sends: the loader's workers get the signal too,
+    and must leave the stop to the main process, which saves and exits 143; nothing is left running."""
+    command = module_command(*TRAIN_ARGS, "--num-workers", "2", "--checkpoint-every", "1000", "--steps", "200",
+                             "--run-dir", tmp_path)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        wait_until(lambda: logged_steps(tmp_path) >= 2, 240, "two logged steps", process=process)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err[-3000:]
+    path = checkpoint.latest(str(tmp_path))
+    step = load_checkpoint(path)["step"]
+    assert f"mpdit train: stopped at step {step}; checkpoint {path}" in err and "Traceback" not in err, err[-3000:]
+    wait_until(lambda: group_gone(process.pid), 30, "the loader's workers gone")
+
+
+@pytest.mark.distributed
+def test_sigterm_to_a_torchrun_job_with_loader_workers_saves_the_step_reached(tmp_path):
+    """The same to torchrun's agent, its two workers and their loaders' workers: both ranks stop
+    at the same step and rank 0 writes its checkpoint."""
+    command = torchrun_command(["-m", "mpdit", *TRAIN_ARGS, "--num-workers", "2", "--checkpoint-every", "1000",
+                                "--steps", "500", "--run-dir", tmp_path], per_node=2)
+    agent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True, env=worker_env())
+    try:
+        wait_until(lambda: logged_steps(tmp_path) >= 2, 240, "two logged steps", process=agent)
+        os.killpg(agent.pid, signal.SIGTERM)
+        _, err = agent.communicate(timeout=180)
+    finally:  # a hung job must not outlive the test
+        if agent.poll() is None:
+            os.killpg(agent.pid, signal.SIGKILL)
+            agent.wait()
+    path = checkpoint.latest(str(tmp_path))
+    assert path is not None, err[-3000:]
+    step = load_checkpoint(path)["step"]
+    assert err.count(f"mpdit train: stopped at step {step}; checkpoint {path}") == 2, err[-3000:]  # both ranks
+    assert "killed by signal" not in err, err[-3000:]
+    wait_until(lambda: group_gone(agent.pid), 30, "the job's processes gone")
+
+
 def test_sigkill_while_checkpointing_leaves_a_loadable_checkpoint(tmp_path):
     """Kill the trainer while a checkpoint file is growing (a write in progress): the latest
     complete checkpoint must still load. A trainer writing in place would leave a torn file."""
