@@ -322,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="speed, memory and FLOPs of MPDiT against DiT/SiT, per kernel backend",
                                 description="; ".join(f"{p.name}: {p.description}" for p in PRESETS.values()))
-    bench.add_argument("--preset", default="default", choices=list(PRESETS))
+    bench.add_argument("--preset", default="default", choices=list(PRESETS),
+                       help="which models, providers and sizes (each preset: see above)")
     bench.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when present")
     bench.add_argument("--out", metavar="DIR", help="results folder (default: bench-<date>-<device>-<preset> here); "
                        "bench.jsonl there grows as cases finish")
@@ -420,8 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_input(convert, "--from: an official .pt (bare, or train.py's model/ema); --to: an engine .safetensors or "
                        "training checkpoint")
     direction = convert.add_mutually_exclusive_group(required=True)
-    direction.add_argument("--from", dest="source", choices=FAMILIES)
-    direction.add_argument("--to", dest="target", choices=FAMILIES)
+    direction.add_argument("--from", dest="source", choices=FAMILIES,
+                           help="the official code the input comes from: write the engine's .safetensors")
+    direction.add_argument("--to", dest="target", choices=FAMILIES,
+                           help="the official code to write for: an engine file to its .pt state dict")
     convert.add_argument("--model", metavar="NAME", help="the official name: DiT-XL/2, SiT-XL/2, MPDiT-XL/4x, "
                          "MPDiTv2-XL, ...; required with --from (--to: default, the one --from recorded)")
     convert.add_argument("--out", required=True, metavar="FILE", help="--from: FILE.safetensors; --to: FILE.pt")
@@ -439,12 +442,14 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--images", required=True, help="ImageFolder: one sub-folder per class")
     extract.add_argument("--out", required=True, help="folder for the shards and latents.json")
     extract.add_argument("--vae", default="stabilityai/sd-vae-ft-ema", help="hub name or local path")
-    extract.add_argument("--image-size", type=int, default=256)
+    extract.add_argument("--image-size", type=int, default=256,
+                         help="every image centre-cropped and resized to this side (ADM's crop) before encoding")
     extract.add_argument("--normalisation", default="scale", choices=("scale", "channel"),
                          help="scale: x 0.18215; channel: the per-channel mean/std of the MPDiT code")
     extract.add_argument("--flip", action="store_true", help="also store horizontally flipped copies")
-    extract.add_argument("--batch-size", type=int, default=32)
-    extract.add_argument("--seed", type=int, default=0)
+    extract.add_argument("--batch-size", type=int, default=32, help="images per VAE call (per process)")
+    extract.add_argument("--seed", type=int, default=0, help="the noise of the VAE posterior samples stored (each "
+                         "process draws from seed + rank)")
     extract.add_argument("--strict", action="store_true", help="stop at an unreadable image (default: skip it with a "
                          "warning and list it in <out>/bad_images.txt)")
     extract.set_defaults(handler=run_extract)

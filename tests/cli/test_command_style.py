@@ -51,3 +51,13 @@ def test_cli_mistakes_are_one_line(tmp_path, argv, message):
     file.write_text("")
     result = run_cli(*(arg.format(file=file) for arg in argv))
     assert message.format(file=file) in result.error
+
+
+def test_every_option_of_every_command_says_what_it_is():
+    import argparse
+
+    commands = next(action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction))
+    silent = [f"{name} {action.option_strings[0] if action.option_strings else action.dest}"
+              for name, parser in commands.choices.items() for action in parser._actions
+              if not action.help and action.dest != "help"]
+    assert silent == []
