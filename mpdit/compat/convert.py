@@ -15,7 +15,7 @@ import torch
 from mpdit.compat.layouts import FAMILIES, check_layout, from_official, guess_family, strip_prefixes, to_official
 from mpdit.compat.models import official_model
 from mpdit.io import export_metadata, read, write_safetensors
-from mpdit.io.files import atomic_path, check_output
+from mpdit.io.files import atomic_path, check_output, input_problem
 from mpdit.models.registry import MODELS
 from mpdit.models.transformer import ModelConfig
 
@@ -35,8 +35,8 @@ def read_official(path: str, weights: str = "ema") -> dict:
     """The state dict in an official checkpoint: a bare state dict, or a training checkpoint's
     "ema" (default) or "model" entry; torch.compile / DDP key prefixes removed. train.py's
     argparse.Namespace under "args" is allowed; nothing else is unpickled."""
-    if not os.path.isfile(path):
-        raise ValueError(f"checkpoint={path!r}: no such file")
+    if input_problem(path):
+        raise ValueError(input_problem(path))
     try:
         if path.endswith(".safetensors"):
             from safetensors.torch import load_file
@@ -164,6 +164,14 @@ def convert_to_official(path: str, family: str, out: str, name: str = None) -> d
     if name is None:
         raise ValueError(f"model: {path} does not record its official name; give --model (e.g. DiT-XL/2)")
     config = ModelConfig(**{**saved["model_config"], "stages": tuple(map(tuple, saved["model_config"]["stages"]))})
+    if not origin:  # trained by the engine: a staged model has MPDiT's layout only, a one-stage model DiT's / SiT's
+        staged = len(config.stages) > 1
+        if staged != (family == "mpdit-ref"):
+            stages = ",".join(f"{patch}:{depth}" for patch, depth in config.stages)
+            what = f"an MPDiT model ({saved['model']}, stages {stages})" if staged else \
+                f"a one-stage DiT / SiT model ({saved['model']})"
+            raise ValueError(f"to={family!r}: {path} holds {what}; convert it --to "
+                             + ("mpdit-ref" if staged else "dit or --to sit"))
     kwargs = origin.get("kwargs") if origin.get("model") == name else official_kwargs_of(config)
     model = _meta_model(family, name, kwargs)
     if model.config != config:

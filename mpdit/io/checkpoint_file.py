@@ -1,11 +1,10 @@
 """One training checkpoint file: a torch file holding, under named keys, model and ema (state
 dicts of the unwrapped model), optimizer, step, rng, data, train_config and model_config.
 The run folder's set of them (names, pruning, resuming) is mpdit.training.checkpoint's."""
-import os
 
 import torch
 
-from mpdit.io.files import atomic_path, reason
+from mpdit.io.files import atomic_path, input_problem, reason
 
 FORMAT = "mpdit-train-1"
 
@@ -53,8 +52,8 @@ def save_checkpoint(state: dict, path: str, previous: str = None) -> str:
 
 def load_checkpoint(path: str) -> dict:
     """The state in a checkpoint file; CheckpointError for a missing, truncated or foreign file."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint={path!r}: no such file")
+    if input_problem(path):
+        raise CheckpointError(input_problem(path))
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # truncated or not a torch file: say so, not a pickle traceback

@@ -6,6 +6,17 @@ import os
 import tempfile
 
 
+def input_problem(path: str, argument: str = "checkpoint") -> str | None:
+    """Why `path` cannot be read as the input file of `argument` (it is missing, or a folder: a run
+    folder given for one of its checkpoints), in one line; None for a file."""
+    if os.path.isdir(path):
+        return (f"{argument}={path!r}: is a folder, expected a checkpoint file (a run folder holds its checkpoints "
+                "as ckpt-<step>.pt)")
+    if not os.path.isfile(path):
+        return f"{argument}={path!r}: no such file"
+    return None
+
+
 def check_writable(out: str) -> None:
     """ValueError now, not after the work, when `out` cannot be written (tried for real:
     permission bits do not tell for root or special file systems)."""

@@ -84,9 +84,9 @@ def check_images_header(path: str, channels=(1, 3)) -> ArrayReader:
     shape, dtype = reader.shape, reader.dtype
     if len(shape) != 4:
         raise ImageFileError(f"{path}: arr_0 has shape {tuple(shape)}; expected images N x H x W x C")
-    if shape[-1] not in channels and shape[1] in channels:
-        raise ImageFileError(f"{path}: arr_0 has shape {tuple(shape)}, channels first (NCHW); expected N x H x W x "
-                             f"{'/'.join(map(str, channels))} (x.transpose(0, 2, 3, 1))")
+    if shape[-1] not in channels and shape[1] in (1, 3):  # image channels first, whatever this evaluation takes
+        raise ImageFileError(f"{path}: arr_0 has shape {tuple(shape)}: looks like NCHW (N, C, H, W); expected NHWC, "
+                             f"N x H x W x {'/'.join(map(str, channels))} (x.transpose(0, 2, 3, 1))")
     if shape[-1] not in channels:
         raise ImageFileError(f"{path}: arr_0 has {shape[-1]} channels (shape {tuple(shape)}); expected "
                              f"{' or '.join(map(str, channels))}")

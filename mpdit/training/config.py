@@ -6,11 +6,11 @@ the help text and choices live in each field's metadata. Defaults follow the pap
 logit-normal times, class dropout 0.1, EMA 0.9999, bf16 on GPU.
 """
 import math
-import os
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
 from mpdit.diffusion.flow import TIME_SAMPLERS
+from mpdit.io.files import input_problem
 from mpdit_kernels import BACKEND_NAMES
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp8")
@@ -113,8 +113,10 @@ class TrainConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected True or False")
         if self.compile_mode != "default" and not self.compile:
             raise ValueError(f"compile_mode={self.compile_mode!r}: applies only with compile=True (--compile)")
-        if self.init is not None and not os.path.isfile(self.init):
-            raise ValueError(f"init={self.init!r}: no such file")
+        for name in ("init", "resume"):  # before anything is created; 'auto' finds its checkpoint in run_dir
+            path = getattr(self, name)
+            if path is not None and (name, path) != ("resume", "auto") and input_problem(path, name):
+                raise ValueError(input_problem(path, name))
         if self.eval_every and not self.eval_ref:
             raise ValueError(f"eval_every={self.eval_every}: needs eval_ref (--eval-ref REF.npz, or digits)")
         if self.eval_ref and not self.eval_every:

@@ -30,7 +30,7 @@ def bad_file(tmp_path, name, **arrays):
     ("float", "float32 images; expected uint8"),
     ("nan", "float32 images with NaN values"),
     ("out_of_range", "int16 images with values in [-3, 300], out of [0, 255]"),
-    ("nchw", "channels first (NCHW)"),
+    ("nchw", "looks like NCHW (N, C, H, W); expected NHWC"),
     ("four_channels", "4 channels (shape (6, 16, 16, 4)); expected 1 or 3"),
     ("flat", "expected images N x H x W x C"),
     ("truncated", "not an .npz file"),  # its zip directory, at the end, is gone

@@ -91,3 +91,20 @@ def test_a_bad_input_file_is_one_line_and_a_failed_exit(valid, tmp_path, command
     errors = [line for line in lines if ": error: " in line]
     assert len(errors) == 1 and "Traceback" not in err, (command, kind, err)
     assert not any(tmp_path.glob("out.*"))  # nothing written
+
+
+@pytest.mark.parametrize("argv", [
+    ["sample", "{folder}", "--out", "{out}.npz"],
+    ["export-ema", "{folder}", "--out", "{out}.safetensors"],
+    ["convert", "{folder}", "--to", "dit", "--out", "{out}.pt"],
+    ["convert", "{folder}", "--from", "dit", "--model", "DiT-S/8", "--out", "{out}.safetensors"],
+    ["train", "--model", "MPDiT-S", "--dataset", "digits", "--steps", "1", "--global-batch-size", "8",
+     "--run-dir", "{out}", "--init", "{folder}"],
+    ["train", "--model", "MPDiT-S", "--dataset", "digits", "--steps", "1", "--global-batch-size", "8",
+     "--run-dir", "{out}", "--resume", "{folder}"],
+], ids=["sample", "export-ema", "convert --to", "convert --from", "train --init", "train --resume"])
+def test_a_run_folder_given_for_a_checkpoint_is_named_as_a_folder(digits_run, tmp_path, argv):
+    out = tmp_path / "out"
+    result = run_cli(*(part.format(folder=digits_run.folder, out=out) for part in argv))
+    assert f"={str(digits_run.folder)!r}: is a folder, expected a checkpoint file" in result.error
+    assert not any(tmp_path.glob("out*"))

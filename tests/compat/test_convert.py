@@ -186,3 +186,12 @@ def test_the_python_api_samples_a_converted_file_as_the_command_line_does(conver
         assert not torch.allclose(got, sample(model, torch.tensor([1, 2]), steps=3, noise=noise))  # turned around
         with pytest.raises(ValueError, match="method='ddpm': for DiT's DDPM models"):
             mpdit.sample(model, [1, 2], method="ddpm")
+
+
+def test_an_engine_file_converts_only_to_the_family_of_its_layout(digits_export, tmp_path):
+    """An engine-trained MPDiT (two stages) has no DiT layout: one line naming what it holds and where
+    it can go, not the DiT constructor's TypeError."""
+    error = run_cli("convert", digits_export, "--to", "dit", "--model", "DiT-S/8", "--out", tmp_path / "x.pt").error
+    assert f"to='dit': {digits_export} holds an MPDiT model (MPDiT-S, stages 4:1,2:1); convert it --to mpdit-ref" \
+        in error
+    assert not (tmp_path / "x.pt").exists()

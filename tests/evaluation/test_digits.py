@@ -54,3 +54,10 @@ def test_the_classifier_is_fitted_once_then_read_from_the_cache(tmp_path, monkey
         assert fits == [0, 1]
     finally:
         digits.digits_classifier.cache_clear()  # the next test fits (or reads) with the session's cache
+
+
+def test_digits_saved_channels_first_are_named_as_nchw(tmp_path):
+    path = tmp_path / "nchw.npz"
+    np.savez(path, arr_0=np.zeros((10, 3, 16, 16), np.uint8))
+    error = run_cli("eval", "--features", "digits", path).error
+    assert "arr_0 has shape (10, 3, 16, 16): looks like NCHW (N, C, H, W); expected NHWC, N x H x W x 1" in error
