@@ -330,8 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--resume", action="store_true", help="continue the run in --out, skipping its finished cases")
     bench.add_argument("--time-limit", type=float, metavar="SECONDS",
                        help="skip (and list) the cases that would start after this many seconds")
-    bench.add_argument("--case-timeout", type=float, default=300.0, metavar="SECONDS",
-                       help="a case running longer is recorded as an error and the run goes on")
+    bench.add_argument("--case-timeout", type=float, metavar="SECONDS",
+                       help="a case running longer is recorded as an error and the run goes on (default: 300 s on "
+                            "a machine as fast as the presets were sized for, longer in proportion on a slower one)")
     bench.add_argument("--isolate", action="store_true",
                        help="each case in its own process, killed at --case-timeout even inside a hung CUDA call "
                             "(a process start per case)")

@@ -24,6 +24,19 @@ from mpdit.bench.plan import AttentionCase, KernelCase, ModelCase, Plan, SetupCa
 from mpdit.bench.timing import Shape, copy_bandwidth_gbs, dtype_name, matmul_peak_tflops, read_stream
 from mpdit.models import create_model
 
+# The default case timeout: TIMEOUT_S on a machine with the matrix-product rate the presets were sized on
+# (TFLOP/s as the setup case measures it: a 2-core CPU in fp32, an H200 in bf16), longer in proportion on a
+# slower one or one that other work keeps busy, so that its bench is complete and slower, not full of holes.
+TIMEOUT_S = 300.0
+REFERENCE_TFLOPS = {"cpu": 0.15, "cuda": 750.0}
+
+
+def default_case_timeout(device: str, matmul_tflops) -> float:
+    """TIMEOUT_S scaled by how much slower this machine's measured matrix products are."""
+    if not matmul_tflops:
+        return TIMEOUT_S
+    return TIMEOUT_S * max(1.0, REFERENCE_TFLOPS[device] / matmul_tflops)
+
 
 @dataclass(frozen=True)
 class Ceilings:

@@ -50,9 +50,15 @@ def _noisy(results, label, provider, mode, x=None) -> str:
     return f" (noisy: p20-p80 {100 * spread:.0f}% of the median)" if spread is not None and spread > NOISY else ""
 
 
+def _by_provider(results, label, mode, metric, x=None) -> dict:
+    """{provider: value} of one figure, for the providers that have it."""
+    found = ((p, _get(results, label, p, mode, metric, x)) for p in _providers(results, mode))
+    return {p: v for p, v in found if v is not None}
+
+
 def _best(results, label, mode, metric, x=None, lowest=False):
     """(value, provider) of the best provider for one figure, or (None, None)."""
-    found = [(v, p) for p in _providers(results, mode) if (v := _get(results, label, p, mode, metric, x)) is not None]
+    found = [(v, p) for p, v in _by_provider(results, label, mode, metric, x).items()]
     if not found:
         return None, None
     return min(found) if lowest else max(found)
@@ -77,26 +83,30 @@ def _sampling_runs(results) -> list:
 
 
 def headline(results, meta) -> list:
-    """Per model the best provider's figures, then each MPDiT against its baseline, best against
-    best, next to the GFLOP ratio: does half the compute give twice the speed?"""
+    """Per model the best provider's figures; then each MPDiT against its baseline on the same
+    provider (MPDiT's best among those both ran, named in each cell), next to the GFLOP ratio:
+    does half the compute give twice the speed? A figure a side lacks (its case failed or did
+    not run) is said, not replaced by another provider's."""
     labels = [label for label in _labels(results, "train") + _labels(results, "inference")
               + _labels(results, "sample_step")]
     labels = list(dict.fromkeys(labels))
     if not labels:
         return []
     xs, runs, sample_xs = _xs(results, "inference"), _sampling_runs(results), _xs(results, "sample_step")
-    figures = {}
-    for label in labels:
-        figures[label] = {
-            "train": _best(results, label, "train", "throughput"),
-            "inference": _best(results, label, "inference", "throughput", xs[-1]) if xs else (None, None),
-            "latency": _best(results, label, "inference", "median_ms", xs[0], lowest=True) if xs else (None, None)}
-        for x in sample_xs if runs else ():
-            for kind, metric in (("sampling", "run_ms"), ("graph", "graph_run_ms")):
-                figures[label][kind, x] = _best(results, label, runs[-1], metric, x, lowest=True)
+    sampled = sample_xs if runs else []
+    # each figure: (mode, metric, x, lower is better)
+    kinds = {"train": ("train", "throughput", None, False)}
+    if xs:
+        kinds["inference"] = ("inference", "throughput", xs[-1], False)
+        kinds["latency"] = ("inference", "median_ms", xs[0], True)
+    for x in sampled:
+        kinds["sampling", x] = (runs[-1], "run_ms", x, True)
+        kinds["graph", x] = (runs[-1], "graph_run_ms", x, True)
+    figures = {label: {kind: _best(results, label, mode, metric, x, lowest=lowest)
+                       for kind, (mode, metric, x, lowest) in kinds.items()} for label in labels}
 
     def cell(value_provider, spec=None, scale=1.0):  # spec None: a rate, to three significant figures
-        value, provider = value_provider
+        value, provider = value_provider or (None, None)
         if value is None:
             return "-"
         return f"{_rate(value * scale) if spec is None else format(value * scale, spec)} ({provider})"
@@ -104,7 +114,6 @@ def headline(results, meta) -> list:
     big = _batch(results, xs[-1]) if xs else "-"
     one = _batch(results, xs[0]) if xs else "-"
     steps = runs[-1].split("_")[1] if runs else "-"
-    sampled = sample_xs if runs else []
     header = "".join(f" {steps}-step guided sampling s at {_batch(results, x)} | the same, CUDA graph |"
                      for x in sampled)
     lines = ["Headline: each model's best provider", "",
@@ -113,26 +122,37 @@ def headline(results, meta) -> list:
     for label, f in figures.items():
         cells = "".join(f" {cell(f['sampling', x], '.2f', 1e-3)} | {cell(f['graph', x], '.2f', 1e-3)} |"
                         for x in sampled)
-        lines.append(f"| {label} | {cell(f['train'])} | {cell(f['inference'])} | {cell(f['latency'], '.2f')} |"
-                     + cells)
+        lines.append(f"| {label} | {cell(f['train'])} | {cell(f.get('inference'))} | "
+                     f"{cell(f.get('latency'), '.2f')} |" + cells)
     pairs = [(label, base) for label, base in meta.get("baselines", {}).items()
              if label in figures and base in figures]
     if pairs:
-        lines += ["", "| MPDiT vs baseline (best vs best) | GFLOPs ratio (paper conv.) | training | inference | "
-                      "latency |" + "".join(f" sampling {_batch(results, x)} |" for x in sampled),
+        columns = ["train", "inference", "latency"] + [("sampling", x) for x in sampled]
+        lines += ["", "| MPDiT vs baseline, on the same provider | GFLOPs ratio (paper conv.) | training | "
+                      "inference | latency |" + "".join(f" sampling {_batch(results, x)} |" for x in sampled),
                   "|---|---|---|---|---|" + "---|" * len(sampled)]
         for label, base in pairs:
-            def ratio(kind, lower_is_better=False):
-                mine, theirs = figures[label][kind][0], figures[base][kind][0]
-                if mine is None or theirs is None:
-                    return "-"
-                return f"{(theirs / mine if lower_is_better else mine / theirs):.2f}x"
-
+            ratios = [_same_provider_ratio(results, label, base, *kinds[kind]) if kind in kinds else "-"
+                      for kind in columns]
             flops = [_get(results, name, "-", "audit", "gflops_paper") for name in (label, base)]
             gflops = f"{flops[1] / flops[0]:.2f}x fewer" if None not in flops else "-"
-            lines.append(f"| {label} vs {base} | {gflops} | {ratio('train')} | {ratio('inference')} | "
-                         f"{ratio('latency', True)} |" + "".join(f" {ratio(('sampling', x), True)} |" for x in sampled))
+            lines.append(f"| {label} vs {base} | {gflops} | " + " | ".join(ratios) + " |")
     return lines + [""]
+
+
+def _same_provider_ratio(results, label, base, mode, metric, x, lower_is_better) -> str:
+    """How many times faster `label` is than `base` on one provider, MPDiT's best of those both
+    ran ("1.40x (native)"); else which side has no figure."""
+    value = {name: _by_provider(results, name, mode, metric, x) for name in (label, base)}
+    missing = [name for name in (label, base) if not value[name]]
+    if missing:
+        return f"- ({' and '.join(missing)}: no figure)"
+    common = [p for p in value[label] if p in value[base]]
+    if not common:
+        return f"- (no provider ran both: {', '.join(value[label])} / {', '.join(value[base])})"
+    provider = (min if lower_is_better else max)(common, key=value[label].get)
+    mine, theirs = value[label][provider], value[base][provider]
+    return f"{(theirs / mine if lower_is_better else mine / theirs):.2f}x ({provider})"
 
 
 def markdown(results, meta, kernel_providers) -> str:

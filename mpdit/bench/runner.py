@@ -22,7 +22,7 @@ import torch._functorch.config
 
 from mpdit.bench import model_cases
 from mpdit.bench.environment import environment
-from mpdit.bench.executor import Ceilings, InProcess, Isolated
+from mpdit.bench.executor import TIMEOUT_S, Ceilings, InProcess, Isolated, default_case_timeout
 from mpdit.bench.plan import Plan, SetupCase
 from mpdit.bench.report import markdown, write_plots
 from mpdit.bench.timing import Results, read_stream, recorded_settings, trim_stream
@@ -37,7 +37,7 @@ class RunOptions:
 
     resume: bool = False  # continue the run in plan.out, skipping its finished cases
     time_limit: Optional[float] = None  # seconds after which the remaining cases are skipped and listed
-    case_timeout: float = 300.0  # seconds after which a case is recorded as an error
+    case_timeout: Optional[float] = None  # seconds after which a case is an error; None: scaled to the machine
     isolate: bool = False  # each case in its own process (mpdit.bench.executor.Isolated)
     progress: bool = True  # a progress bar (else one printed line per case)
     plots: bool = True
@@ -108,8 +108,10 @@ def _run(plan: Plan, options: RunOptions, echo, stream: str) -> dict:
     results.errors = [error for _, error in done.values() if error]
     results.flushed = len(results.rows)
     cases = plan.cases()
-    executor = (Isolated if options.isolate else InProcess)(plan, options.case_timeout)
+    executor = (Isolated if options.isolate else InProcess)(plan, options.case_timeout or TIMEOUT_S)
     ceilings = Ceilings.from_rows(plan, results) if json.dumps(list(SetupCase.key)) in done else None
+    if ceilings is not None and options.case_timeout is None:
+        executor.timeout = default_case_timeout(plan.device, ceilings.matmul_tflops)
     skipped, finished, started = [], 0, time.monotonic()
     bar = _progress(len(cases), options.progress)
     with _signals_raise() as interrupted:
@@ -128,6 +130,8 @@ def _run(plan: Plan, options: RunOptions, echo, stream: str) -> dict:
                 error = executor.run(case, results, ceilings)
                 if isinstance(case, SetupCase):
                     ceilings = Ceilings.from_rows(plan, results)
+                    if options.case_timeout is None:
+                        executor.timeout = default_case_timeout(plan.device, ceilings.matmul_tflops)
                 finished += 1
                 line = f"[{index}/{len(cases)}] {case.label}: {time.monotonic() - begin:.1f} s" + (
                     f", FAILED: {error['error']}" if error else "")
@@ -138,13 +142,13 @@ def _run(plan: Plan, options: RunOptions, echo, stream: str) -> dict:
                 model_cases.release(plan.device)
         finally:
             bar.close()
-            outcome = _write(plan, results, skipped, options.plots)
+            outcome = _write(plan, results, skipped, options.plots, executor.timeout)
     if interrupted:
         raise BenchInterrupted(interrupted[0], finished, len(cases), plan.out)
     return outcome
 
 
-def _write(plan: Plan, results, skipped: list, plots: bool) -> dict:
+def _write(plan: Plan, results, skipped: list, plots: bool, case_timeout: float) -> dict:
     """bench.json, bench.csv, bench.md and the plots, from the rows held (also after an interrupt)."""
     env = environment(plan.device)
     env["attention_paths"] = sorted(set(attention_paths()) | {row["metric"] for row in results.rows
@@ -153,8 +157,10 @@ def _write(plan: Plan, results, skipped: list, plots: bool) -> dict:
     meta = {"environment": env, "preset": plan.preset.name, "description": plan.preset.description,
             "dtype": str(plan.dtype).replace("torch.", ""), "providers": list(plan.providers),
             "sections": list(plan.sections),
-            "notes": plan.notes() + [f"skipped (past --time-limit): {label}" for label in skipped],
-            "skipped": skipped, "baselines": plan.preset.baselines}
+            "notes": plan.notes() + [f"skipped (past --time-limit): {label}" for label in skipped]
+            + ([f"case timeout {case_timeout:.0f} s: {TIMEOUT_S:.0f} s scaled to this machine's measured matrix "
+                "products (--case-timeout sets it)"] if case_timeout > TIMEOUT_S else []),
+            "skipped": skipped, "baselines": plan.preset.baselines, "case_timeout_s": case_timeout}
     path = results.write(plan.out, "bench", dict(meta))
     text = markdown(results, meta, plan.kernel_providers)
     with atomic_path(os.path.join(plan.out, "bench.md")) as tmp, open(tmp, "w") as f:

@@ -1,5 +1,7 @@
 """bench.md's headline and sampling table from hand-made rows: each figure is taken at its own
-batch size and from the best provider; MPDiT against its baseline, best against best."""
+batch size and from the best provider; MPDiT against its baseline on the same provider."""
+import pytest
+
 from mpdit.bench.report import headline, markdown
 from mpdit.bench.timing import Results, Shape
 
@@ -37,7 +39,9 @@ def test_headline_quotes_each_sampling_batch_from_its_own_rows():
     assert "| 2.00 (triton) | 1.00 (triton) | 8.00 (torch) | 4.00 (torch) |" in mpdit
     ratios = next(line for line in lines if line.startswith("| MPDiT-XL vs SiT-XL/2 |"))
     assert "2.01x fewer" in ratios  # 118.6 / 59.0
-    assert ratios.endswith("| 2.00x | 3.00x |")  # 4.0 / 2.0 at B=1, 24.0 / 8.0 at B=16
+    # SiT ran torch alone: MPDiT's torch against it (4.0 / 3.0 at B=1, 24.0 / 8.0 at B=16), not MPDiT's
+    # best (triton's 2.0 s at B=1) against SiT's best on another provider
+    assert ratios.endswith("| 1.33x (torch) | 3.00x (torch) |")
 
 
 def test_sampling_table_has_a_row_per_batch_and_marks_noisy_steps():
@@ -97,3 +101,30 @@ def test_rows_without_shape_fields_still_report():
         for field in ("batch", "width", "dtype"):
             row.pop(field)
     assert any(line.startswith("| MPDiT-XL |") for line in headline(results, {"baselines": {}}))
+
+
+def test_the_comparison_is_on_one_provider_and_says_when_a_side_has_no_figure():
+    """A baseline case that failed (timed out, say) leaves its provider out of the comparison; a
+    figure one side lacks on every provider is said as missing, not taken from another provider."""
+    results = Results("cpu")
+    for label, provider, rate in (("MPDiT-B", "torch", 4.0), ("MPDiT-B", "native", 6.0), ("SiT-B/2", "native", 2.0)):
+        results.add(label, provider, "train", "throughput", "images/s", Shape(8, dtype="float32"), rate)
+    results.add("MPDiT-B", "native", "inference", "throughput", "images/s", Shape(2, dtype="float32"), 9.0)
+    lines = headline(results, {"baselines": {"MPDiT-B": "SiT-B/2"}})
+    ratios = next(line for line in lines if line.startswith("| MPDiT-B vs SiT-B/2 |"))
+    assert "| 3.00x (native) |" in ratios  # 6.0 / 2.0 on native, where SiT has its only figure
+    assert "| - (SiT-B/2: no figure) |" in ratios  # inference: MPDiT's alone
+    results.add("SiT-B/2", "compile", "inference", "throughput", "images/s", Shape(2, dtype="float32"), 3.0)
+    ratios = next(line for line in headline(results, {"baselines": {"MPDiT-B": "SiT-B/2"}})
+                  if line.startswith("| MPDiT-B vs SiT-B/2 |"))
+    assert "| - (no provider ran both: native / compile) |" in ratios
+
+
+def test_the_default_case_timeout_scales_with_the_measured_machine():
+    from mpdit.bench.executor import REFERENCE_TFLOPS, TIMEOUT_S, default_case_timeout
+
+    assert default_case_timeout("cpu", REFERENCE_TFLOPS["cpu"] * 2) == TIMEOUT_S  # faster: never shorter
+    assert default_case_timeout("cpu", REFERENCE_TFLOPS["cpu"] / 3) == pytest.approx(3 * TIMEOUT_S)
+    assert default_case_timeout("cuda", REFERENCE_TFLOPS["cuda"] / 2) == pytest.approx(2 * TIMEOUT_S)
+    assert default_case_timeout("cpu", None) == TIMEOUT_S  # no ceiling measured (a resume without it)
+

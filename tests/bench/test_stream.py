@@ -164,3 +164,26 @@ def test_one_bench_per_out_folder_and_resume_only_with_the_same_settings(tmp_pat
         run(other, RunOptions(progress=False, plots=False, resume=True, time_limit=1e-9))
     assert (tmp_path / "bench.jsonl").read_bytes() == before
     run(plan, RunOptions(progress=False, plots=False, resume=True, time_limit=1e-9))  # the same settings: fine
+
+
+def test_on_a_slow_machine_the_default_case_timeout_is_longer_and_said(tmp_path, monkeypatch):
+    """The setup case measures a quarter of the reference matrix-product rate: each case gets four
+    times the 300 s, and the report says so; --case-timeout given stays as given."""
+    import contextlib
+
+    from mpdit.bench import executor
+
+    limits = []
+    monkeypatch.setattr(executor, "matmul_peak_tflops", lambda device, dtype: executor.REFERENCE_TFLOPS[device] / 4)
+    monkeypatch.setattr(executor, "_time_limit", lambda seconds: limits.append(seconds) or contextlib.nullcontext())
+    monkeypatch.setattr(model_cases, "bench_train", lambda results, spec, provider, *args, **kwargs: results.add(
+        spec.label, provider, "train", "throughput", "images/s", "-", 1.0))
+    plan = make_plan("tiny", device="cpu", out=str(tmp_path / "a"), models=["MPDiT-S/8px"], providers=["torch"],
+                     sections=["train"])
+    outcome = run(plan, RunOptions(progress=False, plots=False))
+    assert limits == [None, 1200.0]  # the setup case has no limit
+    assert "case timeout 1200 s: 300 s scaled to this machine's measured matrix products" in outcome["markdown"]
+    limits.clear()
+    run(make_plan("tiny", device="cpu", out=str(tmp_path / "b"), models=["MPDiT-S/8px"], providers=["torch"],
+                  sections=["train"]), RunOptions(progress=False, plots=False, case_timeout=7))
+    assert limits == [None, 7]
