@@ -74,28 +74,37 @@ def test_sigterm_to_the_whole_process_group_with_loader_workers_saves_the_step_r
     wait_until(lambda: group_gone(process.pid), 30, "the loader's workers gone")
 
 
-@pytest.mark.distributed
-def test_sigterm_to_a_torchrun_job_with_loader_workers_saves_the_step_reached(tmp_path):
-    """The same to torchrun's agent, its two workers and their loaders' workers: both ranks stop
-    at the same step and rank 0 writes its checkpoint."""
-    command = torchrun_command(["-m", "mpdit", *TRAIN_ARGS, "--num-workers", "2", "--checkpoint-every", "1000",
-                                "--steps", "500", "--run-dir", tmp_path], per_node=2)
+def stop_a_torchrun_job(run_dir, send, *options) -> str:
+    """The tiny run on two torchrun workers, `send(agent)` once two steps are logged: both ranks
+    must stop after the same step with rank 0's checkpoint. Returns the job's stderr."""
+    command = torchrun_command(["-m", "mpdit", *TRAIN_ARGS, "--checkpoint-every", "1000", "--steps", "500",
+                                "--run-dir", run_dir, *options], per_node=2)
     agent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              start_new_session=True, env=worker_env())
     try:
-        wait_until(lambda: logged_steps(tmp_path) >= 2, 240, "two logged steps", process=agent)
-        os.killpg(agent.pid, signal.SIGTERM)
+        wait_until(lambda: logged_steps(run_dir) >= 2, 240, "two logged steps", process=agent)
+        send(agent)
         _, err = agent.communicate(timeout=180)
-    finally:  # a hung job must not outlive the test
+    finally:  # a hung job (ranks that disagree) must not outlive the test
         if agent.poll() is None:
             os.killpg(agent.pid, signal.SIGKILL)
             agent.wait()
-    path = checkpoint.latest(str(tmp_path))
+    path = checkpoint.latest(str(run_dir))
     assert path is not None, err[-3000:]
     step = load_checkpoint(path)["step"]
+    assert 2 <= step < 500
     assert err.count(f"mpdit train: stopped at step {step}; checkpoint {path}") == 2, err[-3000:]  # both ranks
+    return err
+
+
+@pytest.mark.distributed
+def test_sigterm_to_a_torchrun_job_with_loader_workers_saves_the_step_reached(tmp_path):
+    """The same to torchrun's agent, its two workers and their loaders' workers."""
+    pgid = []
+    err = stop_a_torchrun_job(tmp_path, lambda agent: pgid.append(agent.pid) or os.killpg(agent.pid, signal.SIGTERM),
+                              "--num-workers", "2")
     assert "killed by signal" not in err, err[-3000:]
-    wait_until(lambda: group_gone(agent.pid), 30, "the job's processes gone")
+    wait_until(lambda: group_gone(pgid[0]), 30, "the job's processes gone")
 
 
 def test_sigkill_while_checkpointing_leaves_a_loadable_checkpoint(tmp_path):
@@ -154,25 +163,11 @@ def _children_by_rank(parent: int) -> dict:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads torchrun's workers from /proc")
 def test_torchrun_ranks_agree_on_the_step_when_one_rank_is_signalled(tmp_path):
     """SIGTERM to rank 1 only: both ranks stop after the same step, rank 0 writes its checkpoint."""
-    run_dir = tmp_path / "run"
-    command = torchrun_command(["-m", "mpdit", *TRAIN_ARGS, "--checkpoint-every", "1000", "--steps", "500",
-                                "--run-dir", run_dir], per_node=2)
-    agent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True, env=worker_env())
-    try:
-        wait_until(lambda: logged_steps(run_dir) >= 2, 240, "two logged steps", process=agent)
+
+    def to_rank_1(agent):
         workers = _children_by_rank(agent.pid)
         if set(workers) != {0, 1}:
-            err = agent.communicate(timeout=60)[1]
-            pytest.fail(f"torchrun workers not found: {workers}; its stderr: {err[-3000:]}")
+            pytest.fail(f"torchrun workers not found: {workers}")
         os.kill(workers[1], signal.SIGTERM)
-        _, err = agent.communicate(timeout=180)
-    finally:  # a hung job (ranks that disagree) must not outlive the test
-        if agent.poll() is None:
-            os.killpg(agent.pid, signal.SIGKILL)
-            agent.wait()
-    path = checkpoint.latest(str(run_dir))
-    assert path is not None, err[-3000:]
-    step = load_checkpoint(path)["step"]
-    assert 2 <= step < 500
-    assert err.count(f"mpdit train: stopped at step {step}; checkpoint {path}") == 2, err[-3000:]  # both ranks
+
+    stop_a_torchrun_job(tmp_path / "run", to_rank_1)
