@@ -15,7 +15,7 @@ import torch
 from mpdit.compat.layouts import FAMILIES, check_layout, from_official, guess_family, strip_prefixes, to_official
 from mpdit.compat.models import official_model
 from mpdit.io import export_metadata, read, write_safetensors
-from mpdit.io.files import atomic_path, check_output, input_problem
+from mpdit.io.files import atomic_path, check_output, require_file
 from mpdit.models.registry import MODELS
 from mpdit.models.transformer import ModelConfig
 
@@ -35,8 +35,7 @@ def read_official(path: str, weights: str = "ema") -> dict:
     """The state dict in an official checkpoint: a bare state dict, or a training checkpoint's
     "ema" (default) or "model" entry; torch.compile / DDP key prefixes removed. train.py's
     argparse.Namespace under "args" is allowed; nothing else is unpickled."""
-    if input_problem(path):
-        raise ValueError(input_problem(path))
+    require_file(path)
     try:
         if path.endswith(".safetensors"):
             from safetensors.torch import load_file

@@ -4,7 +4,7 @@ The run folder's set of them (names, pruning, resuming) is mpdit.training.checkp
 
 import torch
 
-from mpdit.io.files import atomic_path, input_problem, reason
+from mpdit.io.files import atomic_path, reason, require_file
 
 FORMAT = "mpdit-train-1"
 
@@ -52,8 +52,7 @@ def save_checkpoint(state: dict, path: str, previous: str = None) -> str:
 
 def load_checkpoint(path: str) -> dict:
     """The state in a checkpoint file; CheckpointError for a missing, truncated or foreign file."""
-    if input_problem(path):
-        raise CheckpointError(input_problem(path))
+    require_file(path, error=CheckpointError)
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # truncated or not a torch file: say so, not a pickle traceback

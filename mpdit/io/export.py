@@ -6,7 +6,7 @@ import json
 import torch
 
 from mpdit.io.checkpoint_file import CheckpointError, load_checkpoint
-from mpdit.io.files import atomic_path, check_output, input_problem
+from mpdit.io.files import atomic_path, check_output, require_file
 from mpdit.io.layout import check_state_dict
 from mpdit.models import create_model
 from mpdit.models.transformer import overridable_fields
@@ -71,8 +71,7 @@ def _read_export(path: str, weights: str) -> dict:
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    if input_problem(path):
-        raise ValueError(input_problem(path))
+    require_file(path)
     try:
         with safe_open(path, framework="pt") as f:
             meta = f.metadata() or {}

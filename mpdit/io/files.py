@@ -6,15 +6,14 @@ import os
 import tempfile
 
 
-def input_problem(path: str, argument: str = "checkpoint") -> str | None:
-    """Why `path` cannot be read as the input file of `argument` (it is missing, or a folder: a run
-    folder given for one of its checkpoints), in one line; None for a file."""
+def require_file(path: str, argument: str = "checkpoint", error=ValueError) -> None:
+    """`error` in one line when `path` cannot be read as the input file of `argument`: it is
+    missing, or a folder (a run folder given for one of its checkpoints)."""
     if os.path.isdir(path):
-        return (f"{argument}={path!r}: is a folder, expected a checkpoint file (a run folder holds its checkpoints "
-                "as ckpt-<step>.pt)")
+        raise error(f"{argument}={path!r}: is a folder, expected a checkpoint file (a run folder holds its "
+                    "checkpoints as ckpt-<step>.pt)")
     if not os.path.isfile(path):
-        return f"{argument}={path!r}: no such file"
-    return None
+        raise error(f"{argument}={path!r}: no such file")
 
 
 def check_writable(out: str) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields
 from typing import Optional
 
 from mpdit.diffusion.flow import TIME_SAMPLERS
-from mpdit.io.files import input_problem
+from mpdit.io.files import require_file
 from mpdit_kernels import BACKEND_NAMES
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp8")
@@ -115,8 +115,8 @@ class TrainConfig:
             raise ValueError(f"compile_mode={self.compile_mode!r}: applies only with compile=True (--compile)")
         for name in ("init", "resume"):  # before anything is created; 'auto' finds its checkpoint in run_dir
             path = getattr(self, name)
-            if path is not None and (name, path) != ("resume", "auto") and input_problem(path, name):
-                raise ValueError(input_problem(path, name))
+            if path is not None and (name, path) != ("resume", "auto"):
+                require_file(path, name)
         if self.eval_every and not self.eval_ref:
             raise ValueError(f"eval_every={self.eval_every}: needs eval_ref (--eval-ref REF.npz, or digits)")
         if self.eval_ref and not self.eval_every:
