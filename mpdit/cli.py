@@ -78,26 +78,27 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, config_class) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, config_class, exclude=(), optional: bool = False) -> None:
     """One --option per field of a config dataclass, with the field's type, default, choices and
-    help, so that each default lives in the dataclass. Fields marked cli=False are left out."""
+    help, so that each default lives in the dataclass. Fields marked cli=False, and `exclude`, are
+    left out; `optional`: the fields without a default are not required here (the caller checks)."""
     hints = typing.get_type_hints(config_class)
     for spec in dataclasses.fields(config_class):
         meta = dict(spec.metadata)
-        if not meta.pop("cli", True):
+        if not meta.pop("cli", True) or spec.name in exclude:
             continue
         kind = hints[spec.name]
         if typing.get_origin(kind) is typing.Union:  # Optional[X]
             kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
         kwargs = {"dest": spec.name, **meta}
         if spec.default is dataclasses.MISSING:
-            kwargs["required"] = True
+            kwargs["required"] = not optional
         else:
             kwargs["default"] = spec.default
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
-            kwargs["type"] = kind
+            kwargs.setdefault("type", kind)  # a field's own parser (a comma-separated list) where it names one
         parser.add_argument("--" + spec.name.replace("_", "-"), **kwargs)
 
 
@@ -196,6 +197,38 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_ablation(args: argparse.Namespace) -> int:
+    from mpdit.ablation import AblationConfig, format_rows, format_table, run_ablation
+    from mpdit.ablation.config import PER_ROW
+    from mpdit.io import CheckpointError
+    from mpdit.training.config import TrainConfig
+    from mpdit.training.step import TrainingError
+    from mpdit.training.trainer import TrainingStopped
+
+    training = {spec.name: getattr(args, spec.name) for spec in dataclasses.fields(TrainConfig)
+                if spec.name not in PER_ROW}
+    config = config_from_args(AblationConfig, args, training=training)
+    try:
+        rows = run_ablation(config)
+    except TrainingStopped as stop:  # the row's checkpoint is written; the same command continues
+        print(f"mpdit ablation: {stop}; run the same command again to continue", file=sys.stderr)
+        return 128 + stop.signum
+    except (TrainingError, CheckpointError) as error:
+        raise ValueError(str(error)) from None
+    if int(os.environ.get("RANK", "0")):  # under torchrun: rank 0 prints
+        return 0
+    if args.json:
+        print(json.dumps(rows))
+    elif config.dry_run:
+        print(format_rows(rows))
+    else:
+        from mpdit.ablation.runner import RESULTS
+        from mpdit.io import jsonl
+
+        print(format_table(rows, jsonl.read(os.path.join(config.out, RESULTS))))
+    return 0
+
+
 def run_extract(args: argparse.Namespace) -> int:
     from mpdit.training.latents import extract_latents
     from mpdit.world import joined_world
@@ -259,9 +292,13 @@ def run_eval(args: argparse.Namespace) -> int:
 
         if args.files or not args.out:
             raise ValueError("--make-ref: takes no positional files and needs --out REF.npz")
+        if args.features == "digits":
+            raise ValueError("--features digits: the digits figures need no reference (--make-ref writes Inception "
+                             "statistics, and DINOv2's with --features dinov2)")
         result = make_reference(args.make_ref, args.out, image_size=args.image_size, count=args.ref_images,
                                 inception_weights=args.inception_weights, batch_size=args.batch_size,
-                                device=args.device, progress=not args.no_progress)
+                                device=args.device, progress=not args.no_progress,
+                                dinov2=args.features == "dinov2", dinov2_weights=args.dinov2_weights)
         print(json.dumps(result))
         return 0
     if args.out or args.image_size:
@@ -273,6 +310,15 @@ def run_eval(args: argparse.Namespace) -> int:
             raise ValueError(f"--features digits: expected one SAMPLES.npz, got {len(args.files)} files")
         result = evaluate_digits(args.files[0])
         text = format_digits(result)
+    elif args.features == "dinov2":
+        from mpdit.evaluation.dinov2 import evaluate_dinov2, format_dinov2
+
+        if len(args.files) != 2:
+            raise ValueError(f"--features dinov2: expected REF.npz SAMPLES.npz, got {len(args.files)} file(s)")
+        result = evaluate_dinov2(args.files[0], args.files[1], dinov2_weights=args.dinov2_weights,
+                                 batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
+                                 warn=_note("mpdit eval"))
+        text = format_dinov2(result)
     else:
         from mpdit.evaluation import evaluate, format_result
 
@@ -303,7 +349,8 @@ def write_json(path: str, result: dict) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mpdit", description="MPDiT engine: flops (FLOP audit against the paper), bench (speed, "
-                                              "memory, profiles), train (flow matching, one GPU to many), sample, "
+                                              "memory, profiles), train (flow matching, one GPU to many), ablation "
+                                              "(the paper's ablation tables, trained), sample, "
                                               "eval (sample quality), export-ema, extract-latents, convert (official "
                                               "DiT/SiT/MPDiT "
                                               "checkpoints).")
@@ -350,6 +397,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(train, TrainConfig)
     train.set_defaults(handler=run_train)
 
+    from mpdit.ablation import AblationConfig
+    from mpdit.ablation.config import PER_ROW
+
+    ablation = commands.add_parser(
+        "ablation", help="the paper's ablation tables (1: components, 4: fine depth k) trained, sampled and "
+                         "evaluated, beside the paper's figures",
+        description="Each row of the table is trained with the training options below (the same for every row: "
+                    "--steps, --global-batch-size, --lr, ... as in mpdit train), evaluated every --eval-every steps "
+                    "(0: once, at the end) against --eval-ref, once per seed. Results stream into --out; a killed "
+                    "command continues there. The table and JSON go to stdout.")
+    add_config_arguments(ablation, AblationConfig)
+    add_config_arguments(ablation, TrainConfig, exclude=PER_ROW, optional=True)
+    ablation.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    ablation.set_defaults(handler=run_ablation)
+
     from mpdit.inference.api import METHODS
 
     sample = commands.add_parser("sample", help="images from a training checkpoint or an EMA export: .npz (ADM "
@@ -395,19 +457,25 @@ def build_parser() -> argparse.ArgumentParser:
         "eval", help="IS, FID, sFID, precision, recall of samples against an ADM reference batch (the ADM "
                      "evaluator's definitions, PyTorch Inception)",
         description="mpdit eval REF.npz SAMPLES.npz | --make-ref IMAGES_DIR_OR_NPZ --out REF.npz | "
-                    "--features digits SAMPLES.npz. Inception weights: --inception-weights, $MPDIT_INCEPTION_WEIGHTS "
-                    "or torch's hub cache (downloaded there when online); features are cached in "
-                    "$MPDIT_CACHE_DIR (default ~/.cache/mpdit/features).")
+                    "--features digits SAMPLES.npz | --features dinov2 REF.npz SAMPLES.npz. Inception weights: "
+                    "--inception-weights (torch-fidelity's .pth, or NVIDIA's TorchScript .pt), "
+                    "$MPDIT_INCEPTION_WEIGHTS or torch's hub cache (downloaded there when online); features are "
+                    "cached in $MPDIT_CACHE_DIR (default ~/.cache/mpdit/features).")
     evaluation.add_argument("files", nargs="*", metavar="FILE.npz", help="REF.npz SAMPLES.npz (arr_0: uint8 NHWC)")
     evaluation.add_argument("--inception-weights", metavar="FILE",
-                            help="torch-fidelity's weights-inception-2015-12-05-6726825d.pth")
+                            help="torch-fidelity's weights-inception-2015-12-05-6726825d.pth, or NVIDIA's TorchScript "
+                                 "inception-2015-12-05.pt / default_1.pt (features only: no Inception Score)")
     evaluation.add_argument("--batch-size", type=int, default=64, help="images per Inception call")
     evaluation.add_argument("--device", help="default: cuda when present")
     evaluation.add_argument("--json", metavar="OUT.json", help="also write the result as JSON")
     evaluation.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     evaluation.add_argument("--no-progress", action="store_true", help="no progress bars")
-    evaluation.add_argument("--features", choices=("inception", "digits"), default="inception",
-                            help="digits: a classifier's features for the CPU digits demo (one SAMPLES.npz)")
+    evaluation.add_argument("--features", choices=("inception", "digits", "dinov2"), default="inception",
+                            help="digits: a classifier's features for the CPU digits demo (one SAMPLES.npz); dinov2: "
+                                 "FD-DINOv2 (EDM2's), and with --make-ref DINOv2 statistics added to the reference")
+    evaluation.add_argument("--dinov2-weights", metavar="FILE",
+                            help="--features dinov2: dinov2_vitl14_pretrain.pth (default: $MPDIT_DINOV2_WEIGHTS, or "
+                                 "torch's hub cache)")
     evaluation.add_argument("--make-ref", metavar="IMAGES_DIR_OR_NPZ",
                             help="write a reference batch (ADM layout) of these images to --out")
     evaluation.add_argument("--out", metavar="REF.npz", help="--make-ref: the reference batch to write")

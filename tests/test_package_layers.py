@@ -7,7 +7,8 @@ ROOT = Path(__file__).resolve().parents[1] / "mpdit"
 # Lower numbers are lower layers; a module may import its own layer's or lower ones.
 LAYERS = {"mpdit.models": 0, "mpdit.diffusion": 0, "mpdit.world": 0, "mpdit.network": 0, "mpdit.io": 1,
           "mpdit.compat": 2, "mpdit.evaluation": 3,
-          "mpdit.training": 3, "mpdit.inference": 3, "mpdit.audit": 3, "mpdit.bench": 4, "mpdit.cli": 5,
+          "mpdit.training": 3, "mpdit.inference": 3, "mpdit.audit": 3, "mpdit.bench": 4,
+          "mpdit.ablation": 4, "mpdit.cli": 5,
           "mpdit.__main__": 5, "mpdit": 6}
 
 

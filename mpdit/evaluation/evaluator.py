@@ -21,6 +21,7 @@ from mpdit.evaluation.metrics import (
 from mpdit.io.npz_images import ImageFileError, array_keys, check_images_header
 
 METRICS = ("inception_score", "fid", "sfid", "precision", "recall")
+FRECHET_ROOT_USED = "eigenvalues"  # metrics.frechet_distance's default; "sqrtm" is its check
 LABELS = {"inception_score": "Inception Score", "fid": "FID", "sfid": "sFID", "precision": "Precision",
           "recall": "Recall"}
 
@@ -76,7 +77,10 @@ def evaluate(ref: str, samples: str, inception_weights: str = None, batch_size: 
     n, m = len(sample_features), len(ref_features)
 
     result, used = dict.fromkeys(METRICS), {}
-    if n >= IS_SPLIT:
+    if not network.has_logits:
+        note(f"Inception Score not computed: {weights} ({network.weight_kind}) holds the features only, no logits "
+             "head; FID, sFID, precision and recall are computed")
+    elif n >= IS_SPLIT:
         result["inception_score"], splits = inception_score(sample_features.logits)
         used["inception_score"] = f"{n} samples, {splits} contiguous splits of up to {IS_SPLIT}"
     else:
@@ -87,6 +91,10 @@ def evaluate(ref: str, samples: str, inception_weights: str = None, batch_size: 
         ref_pool_stats, fid_source = statistics(ref_features.pool), f"{m} reference images"
     else:
         fid_source = "the reference's stored mu / sigma"
+    if n <= 2048:
+        note(f"{n} samples, no more than the 2048 pool_3 dimensions: their covariance is singular (rank <= {n - 1}); "
+             "the root's trace from eigenvalues needs no offset for it (the ADM evaluator adds 1e-6 to the "
+             "diagonals when its sqrtm fails), but FID from so few samples is biased upwards")
     result["fid"] = frechet_distance(statistics(sample_features.pool), ref_pool_stats)
     used["fid"] = f"{n} samples against {fid_source}"
     if ref_spatial_stats is not None:
@@ -97,9 +105,13 @@ def evaluate(ref: str, samples: str, inception_weights: str = None, batch_size: 
         used["sfid"] = f"{n} samples against {m} reference images"
     else:
         note(f"sFID not computed: {ref} stores mu / sigma but no mu_s / sigma_s")
+    for key in ("fid", "sfid"):
+        if key in used:
+            used[key] += f"; the root's trace from {FRECHET_ROOT_USED}"
     result["precision"], result["recall"] = precision_recall(ref_features.pool, sample_features.pool, device=device)
     used["precision"] = used["recall"] = f"{n} samples and {m} reference images, k=3"
     return {**result, "num_samples": n, "num_reference": m, "used": used, "notes": notes,
+            "frechet_root": FRECHET_ROOT_USED, "inception_weights": {"path": weights, "kind": network.weight_kind},
             "ref": ref, "samples": samples}
 
 

@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from mpdit.evaluation.inception import file_digest
-from mpdit.evaluation.metrics import RunningStatistics, Statistics
+from mpdit.evaluation.metrics import RunningStatistics, Statistics, exact_float32
 from mpdit.io.files import atomic_path
 from mpdit.io.npz_images import ImageFileError, check_images_header
 
@@ -34,17 +34,6 @@ class Features:
 
 def cache_dir() -> str:
     return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "mpdit", "features")
-
-
-@contextlib.contextmanager
-def exact_float32():
-    """TF32 off for the duration (the CLI turns it on for training): features in full fp32."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def compute_features(path: str, network, batch_size: int = 64, device="cpu", progress: bool = True) -> Features:

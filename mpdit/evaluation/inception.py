@@ -19,6 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mpdit.evaluation.inception_weights import read_inception_weights
+from mpdit.io.files import find_weight_file
 from mpdit.network import reachable
 
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -184,6 +186,7 @@ class InceptionV3(nn.Module):
         self.Mixed_7a = ReduceB(768)
         self.Mixed_7b, self.Mixed_7c = MixedE(1280, max_pool=False), MixedE(2048, max_pool=True)
         self.fc = nn.Linear(2048, 1008)  # only its weight is used: the evaluator's logits have no bias
+        self.has_logits, self.weight_kind = True, None  # set by load_inception from the weight file
 
     def forward(self, images: torch.Tensor) -> dict:
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
@@ -202,7 +205,8 @@ class InceptionV3(nn.Module):
         pool = x.mean(dim=(2, 3))
         # NHWC before slicing: the TensorFlow tensor's layout, which the stored mu_s / sigma_s follow
         spatial = mixed_6_conv.permute(0, 2, 3, 1)[..., :SPATIAL_CHANNELS].flatten(1)
-        return {"pool": pool, "spatial": spatial, "logits": pool @ self.fc.weight.T}
+        logits = pool @ self.fc.weight.T if self.has_logits else pool.new_zeros((len(pool), 0))
+        return {"pool": pool, "spatial": spatial, "logits": logits}
 
 
 def _online() -> bool:
@@ -213,14 +217,10 @@ def find_weights(path: str = None, download: bool = True) -> str:
     """The weight file: `path`, else $MPDIT_INCEPTION_WEIGHTS, else torch's hub cache (downloaded
     there first when this machine reaches GitHub and `download`). ValueError naming the file and
     where it is published when there is none."""
-    path = path or os.environ.get(WEIGHTS_ENV)
-    if path:
-        if not os.path.isfile(path):
-            raise ValueError(f"inception_weights={path!r}: no such file (expected torch-fidelity's {WEIGHTS_FILE})")
-        return path
-    cached = os.path.join(torch.hub.get_dir(), "checkpoints", WEIGHTS_FILE)
-    if os.path.isfile(cached):
-        return cached
+    found, cached = find_weight_file(path, WEIGHTS_ENV, WEIGHTS_FILE, "inception_weights",
+                                     f"torch-fidelity's {WEIGHTS_FILE}")
+    if found:
+        return found
     if download and _online():
         torch.hub.download_url_to_file(WEIGHTS_URL, cached, hash_prefix="6726825d", progress=True)
         return cached
@@ -238,16 +238,21 @@ def file_digest(path: str, chunk: int = 1 << 24) -> str:
 
 
 def load_inception(path: str = None, device="cpu") -> InceptionV3:
-    """The network with torch-fidelity's converted weights (see find_weights), eval mode, fp32."""
+    """The network with the weights of `path` (see find_weights): torch-fidelity's converted state
+    dict, or an NVIDIA TorchScript conversion (inception_weights); eval mode, fp32.
+    `network.weight_kind` names the file's kind, `network.has_logits` whether it has the head."""
     path = find_weights(path)
+    network = InceptionV3()
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state, kind, has_logits = read_inception_weights(path, network.state_dict())
+    except ValueError:  # already names the file and what it lacks
+        raise
     except Exception as error:  # a truncated or foreign file: say which
         raise ValueError(f"inception_weights={path!r}: not a readable weight file ({error})") from None
-    network = InceptionV3()
     try:
         network.load_state_dict(state)
     except (RuntimeError, AttributeError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"inception_weights={path!r}: not torch-fidelity's Inception weights ({first})") from None
+    network.weight_kind, network.has_logits = kind, has_logits
     return network.to(device).eval().requires_grad_(False)

@@ -1,7 +1,7 @@
 """`mpdit eval --make-ref`: a reference batch in the ADM layout for a dataset of one's own, so a
 run on it is evaluated as ImageNet runs are: `arr_0` a fixed random subset of (at most) 10,000
 images, uint8 NHWC (precision / recall); `mu`, `sigma` (pool_3) and `mu_s`, `sigma_s` (sFID
-features) over all images.
+features) over all images; with --features dinov2 also `mu_dinov2`, `sigma_dinov2` (FD-DINOv2).
 """
 import os
 
@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mpdit.evaluation.features import exact_float32
+from mpdit.evaluation.dinov2 import dinov2_features, load_dinov2
 from mpdit.evaluation.inception import find_weights, load_inception
-from mpdit.evaluation.metrics import RunningStatistics
+from mpdit.evaluation.metrics import RunningStatistics, exact_float32
 from mpdit.io.files import check_output
 from mpdit.io.npz_images import check_images_header, write_npz
 
@@ -70,8 +70,10 @@ class ImageFolder:
 
 
 def make_reference(source: str, out: str, image_size: int = None, count: int = REFERENCE_IMAGES, seed: int = 0,
-                   inception_weights: str = None, batch_size: int = 64, device=None, progress: bool = True) -> dict:
-    """Writes the reference batch of `source` (a folder of images or an image .npz) to `out`."""
+                   inception_weights: str = None, batch_size: int = 64, device=None, progress: bool = True,
+                   dinov2: bool = False, dinov2_weights: str = None) -> dict:
+    """Writes the reference batch of `source` (a folder of images or an image .npz) to `out`;
+    with `dinov2`, also the statistics of its DINOv2 features (mu_dinov2 / sigma_dinov2)."""
     check_output(out, ".npz", inputs=[source])
     if count < 4:
         raise ValueError(f"count={count}: expected at least 4 reference images (precision / recall use k=3)")
@@ -87,22 +89,26 @@ def make_reference(source: str, out: str, image_size: int = None, count: int = R
     chosen = np.sort(np.random.default_rng(seed).choice(total, size=min(count, total), replace=False))
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     network = load_inception(find_weights(inception_weights), device)
-    pool, spatial, kept, start = RunningStatistics(), RunningStatistics(), [], 0
+    dinov2_network = load_dinov2(dinov2_weights, device) if dinov2 else None
+    # the statistics written, by the suffix of their names: mu / sigma, mu_s / sigma_s, mu_dinov2 / sigma_dinov2
+    running = {suffix: RunningStatistics() for suffix in ("", "_s") + (("_dinov2",) if dinov2 else ())}
+    kept, start = [], 0
     with torch.no_grad(), exact_float32(), tqdm(total=total, unit="img", desc="reference", disable=not progress) as bar:
         for chunk in images.chunks(batch_size):
             chunk = np.repeat(chunk, 3, axis=-1) if chunk.shape[-1] == 1 else chunk  # grey: R = G = B
             features = network(torch.from_numpy(np.ascontiguousarray(chunk)).to(device).permute(0, 3, 1, 2))
-            pool.add(features["pool"])
-            spatial.add(features["spatial"])
+            running[""].add(features["pool"])
+            running["_s"].add(features["spatial"])
+            if dinov2:
+                running["_dinov2"].add(torch.from_numpy(dinov2_features(chunk, dinov2_network, device)))
             mine = chosen[(chosen >= start) & (chosen < start + len(chunk))] - start
             kept.append(chunk[mine].copy())
             start += len(chunk)
             bar.update(len(chunk))
     subset = np.concatenate(kept)
-    pool_stats, spatial_stats = pool.result(), spatial.result()
-    write_npz(out, {"arr_0": (subset.shape, np.uint8, [subset]),
-                    "mu": (pool_stats.mu.shape, np.float64, [pool_stats.mu]),
-                    "sigma": (pool_stats.sigma.shape, np.float64, [pool_stats.sigma]),
-                    "mu_s": (spatial_stats.mu.shape, np.float64, [spatial_stats.mu]),
-                    "sigma_s": (spatial_stats.sigma.shape, np.float64, [spatial_stats.sigma])})
+    arrays = {"arr_0": subset}
+    for suffix, statistics in running.items():
+        stats = statistics.result()
+        arrays.update({f"mu{suffix}": stats.mu, f"sigma{suffix}": stats.sigma})
+    write_npz(out, {name: (array.shape, array.dtype, [array]) for name, array in arrays.items()})
     return {"out": out, "images": total, "arr_0": len(subset), "resolution": list(subset.shape[1:3])}

@@ -63,3 +63,17 @@ def atomic_path(out: str):
     finally:
         with contextlib.suppress(OSError):
             os.remove(tmp)  # gone already after the rename
+
+
+def find_weight_file(path, env: str, file_name: str, argument: str, expected: str) -> tuple:
+    """(the weight file or None, where torch's hub cache keeps `file_name`): `path`, else $`env`,
+    else the hub cache. A path given that is not a file is refused, naming `argument`."""
+    import torch
+
+    path = path or os.environ.get(env)
+    cached = os.path.join(torch.hub.get_dir(), "checkpoints", file_name)
+    if path:
+        if not os.path.isfile(path):
+            raise ValueError(f"{argument}={path!r}: no such file (expected {expected})")
+        return path, cached
+    return (cached if os.path.isfile(cached) else None), cached

@@ -131,6 +131,12 @@ def open_dataset(name: str, image_size: int = 16) -> Dataset:
     return LatentShards(name, info["num_classes"], info.get("latent_shape"))
 
 
+def data_shape(dataset: Dataset) -> dict:
+    """The create_model fields a dataset dictates: in_channels, latent_size, num_classes."""
+    image = dataset[0][0]
+    return {"in_channels": image.shape[0], "latent_size": image.shape[-1], "num_classes": dataset.num_classes}
+
+
 class DataPosition(NamedTuple):
     """Where a run is in its data order, in global samples: the epoch, and the offset of the next
     step's first sample in that epoch's permutation. Independent of the number of processes."""

@@ -24,7 +24,7 @@ from mpdit.models import get_config
 from mpdit.models.float8 import float8_unavailable_reason
 from mpdit.training import checkpoint
 from mpdit.training.config import AUTOTUNE_ON_CPU, TrainConfig
-from mpdit.training.data import DataPosition, ResumableSampler, latents_info, open_dataset
+from mpdit.training.data import DataPosition, ResumableSampler, data_shape, latents_info, open_dataset
 from mpdit.training.distributed import full_state, load_full_state
 from mpdit.training.evaluation import check_eval_inputs, evaluate_ema
 from mpdit.training.metrics import MetricsLog
@@ -179,14 +179,14 @@ def _loop(run, config, world, batches, accumulation, log, progress, stop) -> tup
         window_images += config.global_batch_size
         progress.update(1)
         last = run.step == config.steps
-        if run.step % config.log_every == 0 or last:
+        logged = run.step % config.log_every == 0 or last
+        if logged:
             elapsed = time.perf_counter() - window_start
             record = {"step": run.step, "loss": loss, "grad_norm": grad_norm,
                       "lr": learning_rate(config, run.step - 1), "images_per_s": window_images / elapsed,
                       "skipped_steps": skipped}
             log.write(record)
             progress.set_postfix(loss=f"{loss:.4f}", img_s=f"{record['images_per_s']:.1f}")
-            window_start, window_images = time.perf_counter(), 0
         if run.step % config.checkpoint_every == 0 or last:
             save(run)
         if config.sample_every and (run.step % config.sample_every == 0 or last):
@@ -196,6 +196,8 @@ def _loop(run, config, world, batches, accumulation, log, progress, stop) -> tup
         if config.eval_every and (run.step % config.eval_every == 0 or last):
             with _phase(progress, "evaluating the EMA"):
                 evaluate_ema(run, log)
+        if logged:  # the next window times training alone: not this step's checkpoint, grid or evaluation
+            window_start, window_images = time.perf_counter(), 0
         signum = stop.agreed()
         if signum and not last:
             if run.step % config.checkpoint_every:  # not saved at this step yet
@@ -224,14 +226,11 @@ def batch_split(config: TrainConfig, world: World) -> tuple:
 def dataset_overrides(config: TrainConfig, dataset) -> dict:
     """create_model overrides with the input shape and classes the dataset dictates; an override
     that says otherwise is refused (it would be recorded in the checkpoint, and not be what ran)."""
-    if config.dataset == "digits":  # pixels: 1 channel at image_size, 10 classes
-        data = {"in_channels": 1, "latent_size": config.image_size, "num_classes": dataset.num_classes}
+    data = data_shape(dataset)
+    why = {}
+    if config.dataset == "digits":  # pixels: the latent size is the image size
         why = {"latent_size": f"for pixel data the latent size is the image size (image_size={config.image_size}, "
                               "--image-size)"}
-    else:
-        sample = dataset[0][0]
-        data = {"in_channels": sample.shape[0], "latent_size": sample.shape[-1], "num_classes": dataset.num_classes}
-        why = {}
     for name, value in data.items():
         given = config.overrides.get(name)
         if given is not None and given != value:

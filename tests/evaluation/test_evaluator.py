@@ -31,7 +31,9 @@ def test_evaluate_uses_the_references_stored_mu_sigma_and_says_what_it_skips(tmp
     assert result["sfid"] is None and any("no mu_s / sigma_s" in n for n in notes)
     assert result["inception_score"] is None and any("fewer than one split of 5000" in n for n in notes)
     assert any("16x16" in n and "24x24" in n for n in notes)  # resolutions differ: named
-    assert result["used"]["fid"] == "24 samples against the reference's stored mu / sigma"
+    assert result["used"]["fid"] == ("24 samples against the reference's stored mu / sigma; the root's trace from "
+                                     "eigenvalues")
+    assert result["frechet_root"] == "eigenvalues"
     assert result["num_samples"] == 24 and result["num_reference"] == 20
     assert 0 <= result["precision"] <= 1 and 0 <= result["recall"] <= 1
 

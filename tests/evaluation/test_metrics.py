@@ -67,6 +67,69 @@ def test_frechet_distance_matches_the_evaluator_on_correlated_features():
     assert frechet_distance(sa, sa) == pytest.approx(0, abs=1e-8)
 
 
+@pytest.mark.parametrize("samples", [600, 90], ids=["full-rank", "rank-deficient"])
+def test_the_trace_from_eigenvalues_agrees_with_sqrtm(samples):
+    """The default root (eigenvalues of S_a^1/2 S_b S_a^1/2) against the evaluator's sqrtm, at 256
+    dimensions: from more samples than dimensions, and from fewer (both covariances singular, as
+    with fewer than 2048 images)."""
+    rng = np.random.default_rng(3)
+    mixing = rng.normal(size=(256, 256)) / 16
+    sa = statistics(rng.normal(size=(samples, 256)) @ mixing)
+    sb = statistics(rng.normal(size=(samples, 256)) @ (mixing + rng.normal(size=(256, 256)) / 64) + 0.1)
+    by_sqrtm = frechet_distance(sa, sb, root="sqrtm")
+    assert frechet_distance(sa, sb) == pytest.approx(by_sqrtm, rel=1e-6)
+    assert frechet_distance(sa, sb, root="eigenvalues") == frechet_distance(sa, sb)
+    assert frechet_distance(sa, sa) == pytest.approx(0, abs=1e-6 * np.trace(sa.sigma))
+    with pytest.raises(ValueError, match="root='svd': expected one of eigenvalues, sqrtm"):
+        frechet_distance(sa, sb, root="svd")
+
+
+def test_the_sqrtm_check_retries_a_non_finite_root_with_an_offset_as_the_evaluator(monkeypatch):
+    """OpenBLAS's sqrtm has returned NaN on a product of covariances (LightningDiT#97): the check
+    path retries with 1e-6 on the diagonals, as the evaluator does, and still agrees."""
+    import mpdit.evaluation.metrics as metrics
+
+    rng = np.random.default_rng(5)
+    sa, sb = statistics(rng.normal(size=(40, 8))), statistics(rng.normal(size=(40, 8)) + 0.3)
+    calls, sqrtm = [], metrics.linalg.sqrtm
+    monkeypatch.setattr(metrics.linalg, "sqrtm",
+                        lambda m: calls.append(m) or (np.full_like(m, np.nan) if len(calls) == 1 else sqrtm(m)))
+    assert frechet_distance(sa, sb, root="sqrtm") == pytest.approx(frechet_distance(sa, sb), rel=1e-5)
+    assert len(calls) == 2 and np.allclose(calls[1], (sa.sigma + 1e-6 * np.eye(8)) @ (sb.sigma + 1e-6 * np.eye(8)))
+    with pytest.raises(ValueError, match="statistics b: non-finite values"):
+        frechet_distance(sa, Statistics(sb.mu, np.full_like(sb.sigma, np.nan)))
+
+
+def test_precision_recall_distances_run_without_tf32_whatever_the_process_chose(monkeypatch):
+    """`mpdit` turns TF32 on for training; the distances must still be float32 products."""
+    import mpdit.evaluation.metrics as metrics
+
+    seen, distances = [], metrics._squared_distances
+    monkeypatch.setattr(metrics, "_squared_distances",
+                        lambda *a: seen.append(torch.backends.cuda.matmul.allow_tf32) or distances(*a))
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        rng = np.random.default_rng(4)
+        precision_recall(rng.normal(size=(20, 5)), rng.normal(size=(20, 5)), device="cpu")
+        assert torch.backends.cuda.matmul.allow_tf32 is True  # put back afterwards
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
+    assert seen and not any(seen)
+
+
+def test_statistics_of_float32_features_accumulate_in_float64():
+    """Features arrive in float32; far from zero (mean 1000, spread 0.01) a float32 accumulation
+    would lose the covariance to cancellation."""
+    x = (np.random.default_rng(6).normal(size=(2000, 4)) * 0.01 + 1000).astype(np.float32)
+    expected = np.cov(x.astype(np.float64), rowvar=False)
+    running = RunningStatistics()
+    for chunk in np.array_split(x, 7):
+        running.add(torch.from_numpy(chunk))
+    assert np.allclose(running.result().sigma, expected, rtol=1e-9, atol=0)
+    assert np.allclose(statistics(x).sigma, expected, rtol=1e-12, atol=0)
+
+
 def test_running_statistics_equal_np_cov_over_all_batches():
     rng = np.random.default_rng(2)
     x = rng.normal(size=(103, 9)) * 3 + 10

@@ -11,6 +11,7 @@ class FakeInception(torch.nn.Module):
         self.pool = torch.randn(3 * 16, 2048, generator=g)
         self.spatial = torch.randn(3 * 16, 2023, generator=g)
         self.fc = torch.randn(2048, 1008, generator=g) / 40
+        self.has_logits, self.weight_kind = True, "torch-fidelity"
 
     def forward(self, images):
         x = torch.nn.functional.adaptive_avg_pool2d(images.float() / 255, 4).flatten(1)

@@ -69,6 +69,23 @@ def test_non_finite_loss_stops_naming_the_step_or_is_skipped(tmp_path, monkeypat
         assert all(torch.isfinite(t).all() for t in state["model"].values())
 
 
+def test_images_per_s_times_training_alone_not_the_checkpoints_between(tmp_path, monkeypatch):
+    """A checkpoint (or grid, or evaluation) after a logged step is not charged to the next window:
+    here each save moves the trainer's clock on by 1000 s."""
+    import json
+
+    from mpdit.training import trainer
+
+    offset, real = [0.0], trainer.time.perf_counter
+    save = trainer.save
+    monkeypatch.setattr(trainer.time, "perf_counter", lambda: real() + offset[0])
+    monkeypatch.setattr(trainer, "save", lambda run: (save(run), offset.__setitem__(0, offset[0] + 1000)))
+    train(config(tmp_path / "run", steps=4, checkpoint_every=1))
+    with open(tmp_path / "run" / "metrics.jsonl") as f:
+        speeds = [json.loads(line)["images_per_s"] for line in f if '"final"' not in line]
+    assert len(speeds) == 4 and min(speeds) > 1  # 8 images in a window that held a save: below 0.008
+
+
 def test_ema_update_rule():
     from mpdit.training.step import update_ema
 
