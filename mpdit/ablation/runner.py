@@ -11,8 +11,9 @@ import gc
 import os
 import sys
 
-from mpdit.ablation import report
 from mpdit.ablation.config import AblationConfig
+from mpdit.ablation.report import read_json, summarize, write_json
+from mpdit.ablation.report import write as write_report
 from mpdit.ablation.rows import ablation_rows
 from mpdit.audit.flops import audit
 from mpdit.io import export_ema, jsonl
@@ -123,13 +124,13 @@ def _run(config: AblationConfig, described: list, world: World) -> list:
             _train_and_evaluate(train, world)
             if world.main:
                 jsonl.append(results_path, row_result(row, seed, train, config.out))
-                report.write(config.out, described, jsonl.read(results_path), config.seeds)
+                write_report(config.out, described, jsonl.read(results_path), config.seeds)
             keep_weights(train.run_dir, config.keep_weights, world)
             gc.collect()
         results = jsonl.read(results_path) if world.main else []
         if world.main:
-            report.write(config.out, described, results, config.seeds)
-        return report.summarize(described, results, config.seeds)
+            write_report(config.out, described, results, config.seeds)
+        return summarize(described, results, config.seeds)
     finally:
         lock.release()
 
@@ -150,9 +151,9 @@ def check_settings(config: AblationConfig) -> None:
     refused (its rows would not be comparable); the first command records them."""
     path = os.path.join(config.out, SETTINGS_FILE)
     mine = {"size": config.size, **config.training}
-    recorded = report.read_json(path)
+    recorded = read_json(path)
     if recorded is None:
-        report.write_json(path, mine)
+        write_json(path, mine)
         return
     changed = [f"{name}={recorded.get(name)!r} there, {mine.get(name)!r} here" for name in {**recorded, **mine}
                if recorded.get(name) != mine.get(name)]

@@ -100,3 +100,17 @@ def test_a_finished_row_keeps_its_ema_as_an_export_or_nothing(digits_run, tmp_pa
     none = copy_run(digits_run.folder, tmp_path / "none")
     keep_weights(none, "none", World())
     assert not [name for name in os.listdir(none) if name.startswith("ckpt-") or name.endswith(".safetensors")]
+
+
+@pytest.mark.distributed
+def test_under_torchrun_every_rank_runs_the_rows_and_rank_0_writes(tmp_path):
+    """Two gloo processes, two rows in one process group: each row's training is the trainer's DDP
+    run, its evaluation shared by the ranks; one result line per row."""
+    from helpers.torchrun import torchrun
+
+    launch = torchrun(["-m", "mpdit", *RUN, "--out", tmp_path / "ablation"], per_node=2)
+    assert launch.returncode == 0, launch.output[-3000:]
+    results = jsonl.read(tmp_path / "ablation" / "results.jsonl")
+    assert [r["overrides"]["fine_depth"] for r in results] == [4, 8]
+    assert all(r["final"]["samples"] == 8 and r["final"]["fd_digits"] > 0 for r in results)
+    assert (tmp_path / "ablation" / "table.md").read_text().count("| MPDiT-S k = ") == 2
