@@ -14,7 +14,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from sklearn.svm import SVC
 
-from mpdit.training.data import DigitsDataset
+from mpdit.data import DigitsDataset
 
 
 def per_class_accuracy(predicted, labels, classes=range(10)) -> dict:

@@ -26,9 +26,9 @@ import torch
 
 from mpdit.bench.timing import git_sha
 from mpdit.cli import parse_stages
+from mpdit.data import open_dataset
 from mpdit.models import float8
 from mpdit.training.config import PRECISIONS, TrainConfig
-from mpdit.training.data import open_dataset
 from mpdit.training.trainer import build, data_loader
 from mpdit.world import World
 

@@ -230,7 +230,7 @@ def run_ablation(args: argparse.Namespace) -> int:
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    from mpdit.training.latents import extract_latents
+    from mpdit.data.latents import extract_latents
     from mpdit.world import joined_world
 
     with joined_world() as world:

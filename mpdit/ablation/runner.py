@@ -16,14 +16,14 @@ from mpdit.ablation.report import read_json, summarize, write_json
 from mpdit.ablation.report import write as write_report
 from mpdit.ablation.rows import ablation_rows
 from mpdit.audit.flops import audit
+from mpdit.data import data_shape, latents_info, open_dataset
 from mpdit.io import export_ema, jsonl
 from mpdit.io.npz_images import check_images_header
+from mpdit.io.run_lock import RunDirInUse, RunLock
 from mpdit.training import checkpoint
 from mpdit.training.config import TrainConfig
-from mpdit.training.data import data_shape, latents_info, open_dataset
 from mpdit.training.evaluation import check_eval_inputs, evaluate_ema
 from mpdit.training.metrics import MetricsLog
-from mpdit.training.run_lock import RunDirInUse, RunLock
 from mpdit.training.trainer import build, fit, make_run_dir, newest_readable
 from mpdit.world import World, broadcast, joined_world
 

@@ -27,7 +27,7 @@ from mpdit.bench.plan import Plan, SetupCase
 from mpdit.bench.report import markdown, write_plots
 from mpdit.bench.timing import Results, read_stream, recorded_settings, trim_stream
 from mpdit.io.files import atomic_path
-from mpdit.training.run_lock import RunLock
+from mpdit.io.run_lock import RunLock
 from mpdit_kernels import attention_paths
 
 

@@ -21,12 +21,12 @@ import sklearn
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 
+from mpdit.data import DigitsDataset
 from mpdit.evaluation.features import cache_dir
 from mpdit.evaluation.metrics import frechet_distance, precision_recall, statistics
 from mpdit.io.files import atomic_path
 from mpdit.io.images import to_uint8
 from mpdit.io.npz_images import ImageFileError, array_keys, check_images_header
-from mpdit.training.data import DigitsDataset
 
 HIDDEN = 64
 WEIGHT_NAMES = ("hidden_weight", "hidden_bias", "output_weight", "output_bias")

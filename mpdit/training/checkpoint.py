@@ -12,7 +12,7 @@ import shutil
 import time
 
 from mpdit.io.checkpoint_file import CheckpointError, save_checkpoint
-from mpdit.training.run_lock import process_alive
+from mpdit.io.run_lock import process_alive
 
 _NAME = re.compile(r"ckpt-(\d+)\.pt$")
 

@@ -7,13 +7,13 @@ grid. A run killed while sampling continues the same evaluation's shards when re
 import os
 import sys
 
+from mpdit.data import latents_info
 from mpdit.evaluation import METRICS, evaluate
 from mpdit.evaluation.digits import evaluate_digits
 from mpdit.evaluation.inception import find_weights
 from mpdit.inference.sample_checkpoint import Sampler, sample_labels, sample_to_npz
 from mpdit.io.npz_images import check_images_header
 from mpdit.training.config import TrainConfig
-from mpdit.training.data import latents_info
 
 
 def check_eval_inputs(config: TrainConfig) -> None:

@@ -17,18 +17,19 @@ import torch
 import torch.distributed as dist
 
 from mpdit.compat.layouts import check_layout
+from mpdit.data import data_shape, latents_info, open_dataset
 from mpdit.diffusion.sampling import sample
 from mpdit.io import load_checkpoint, read
 from mpdit.io.images import save_grid, to_uint8
+from mpdit.io.run_lock import RunDirInUse, RunLock
 from mpdit.models import get_config
 from mpdit.models.float8 import float8_unavailable_reason
 from mpdit.training import checkpoint
 from mpdit.training.config import AUTOTUNE_ON_CPU, TrainConfig
-from mpdit.training.data import DataPosition, ResumableSampler, data_shape, latents_info, open_dataset
+from mpdit.training.data import DataPosition, ResumableSampler
 from mpdit.training.distributed import full_state, load_full_state
 from mpdit.training.evaluation import check_eval_inputs, evaluate_ema
 from mpdit.training.metrics import MetricsLog
-from mpdit.training.run_lock import RunDirInUse, RunLock
 from mpdit.training.step import TrainStep, build_train_step, learning_rate
 from mpdit.world import World, broadcast, joined_world
 

@@ -147,7 +147,7 @@ def test_a_line_that_is_not_a_record_is_one_error_naming_the_file(tmp_path, bad,
 
 
 def test_one_bench_per_out_folder_and_resume_only_with_the_same_settings(tmp_path):
-    from mpdit.training.run_lock import RunDirInUse, RunLock
+    from mpdit.io.run_lock import RunDirInUse, RunLock
 
     plan = make_plan("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"])
     quick = RunOptions(progress=False, plots=False, time_limit=1e-9)  # the set-up case only

@@ -6,9 +6,9 @@ import numpy as np
 from sklearn.neural_network import MLPClassifier
 
 from helpers.cli import run_cli
+from mpdit.data import DigitsDataset
 from mpdit.evaluation import digits
 from mpdit.io.images import to_uint8
-from mpdit.training.data import DigitsDataset
 
 
 def real_digits(path, count=200, size=16):

@@ -16,8 +16,8 @@ from helpers.cli import module_command, run_cli
 from helpers.runs import TRAIN_ARGS, wait_until
 from helpers.runs import digits_config as config
 from mpdit.io import checkpoint_file, load_checkpoint
+from mpdit.io.run_lock import RunDirInUse, RunLock
 from mpdit.training import checkpoint
-from mpdit.training.run_lock import RunDirInUse, RunLock
 from mpdit.training.trainer import train
 
 

@@ -128,7 +128,7 @@ def test_train_options_are_generated_from_train_config():
 
 @pytest.mark.parametrize("mode", ["default", "max-autotune-no-cudagraphs"])
 def test_compile_mode_reaches_torch_compile(tmp_path, monkeypatch, mode):
-    from mpdit.training.data import open_dataset
+    from mpdit.data import open_dataset
     from mpdit.training.trainer import build
     from mpdit.world import World
 

@@ -10,9 +10,9 @@ import torch
 
 from helpers.cli import run_cli
 from helpers.models import tiny_vae
+from mpdit.data import LatentShards, open_dataset
 from mpdit.io import load_checkpoint
 from mpdit.training import checkpoint
-from mpdit.training.data import LatentShards, open_dataset
 
 
 def image_folder(root):

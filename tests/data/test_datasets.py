@@ -1,6 +1,5 @@
-"""Training data: latent shards checked when opened (readable, float square latents of one shape,
-finite, integer labels in range), latents.json read with its name, the digits, and the sampler's
-global batches (the same on any world and micro-batch, resumable at a position)."""
+"""The datasets: latent shards checked when opened (readable, float square latents of one shape,
+finite, integer labels in range), latents.json read with its name, and the digits."""
 import json
 import os
 
@@ -8,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from mpdit.training.data import DataPosition, DigitsDataset, LatentShards, ResumableSampler, open_dataset
+from mpdit.data import DigitsDataset, LatentShards, open_dataset
 
 
 def shard(folder, name, latents, labels):
@@ -68,33 +67,6 @@ def test_shards_are_validated(tmp_path):
     save_file({"latents": torch.randn(2, 4, 8, 8), "labels": torch.tensor([0, 1000])}, str(tmp_path / "c.safetensors"))
     with pytest.raises(ValueError, match="labels in \\[0, 1000\\], expected \\[0, 999\\]"):
         LatentShards(str(tmp_path))
-
-
-def _steps(size, global_batch, micro, world, steps, start=DataPosition()):
-    """The sets of items each of `steps` optimizer steps sees, over all ranks."""
-    ranks = [iter(ResumableSampler(size, global_batch, micro, r, world, seed=3, start=start)) for r in range(world)]
-    return [sorted(next(ranks[r]) for r in range(world) for _ in range(global_batch // world)) for _ in range(steps)]
-
-
-def test_sampler_steps_are_the_same_global_batches_on_any_world_and_micro_batch():
-    """22 items, global batch 4: 5 steps per epoch (2 items left out), then a new permutation."""
-    one = _steps(22, 4, micro=4, world=1, steps=12)
-    assert sorted(item for step in one[:5] for item in step) != list(range(22))  # 20 of the 22
-    assert len({item for step in one[:5] for item in step}) == 20
-    assert one[5:10] != one[:5]  # epoch 1: another order
-    for world, micro in ((2, 1), (2, 2), (4, 1)):
-        assert _steps(22, 4, micro, world, steps=12) == one, (world, micro)
-
-
-def test_sampler_resumes_at_a_position_in_global_samples():
-    one = _steps(22, 4, micro=2, world=1, steps=12)
-    for done in (3, 5, 7):
-        position = DataPosition().advance(done, 4, 22)
-        assert _steps(22, 4, micro=1, world=2, steps=12 - done, start=position) == one[done:], done
-    assert DataPosition().advance(7, 4, 22) == DataPosition(1, 8)
-    assert DataPosition(0, 12).advance(2, 4, 22) == DataPosition(1, 0)  # 16 + 4 > 22: the epoch ends
-    with pytest.raises(ValueError, match="global batch 6: expected a multiple of 4 processes x micro-batch 1"):
-        ResumableSampler(22, 6, 1, world=4)
 
 
 def test_digits_dataset():
