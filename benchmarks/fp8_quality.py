@@ -26,10 +26,9 @@ import torch
 
 from mpdit.bench.timing import git_sha
 from mpdit.cli import parse_stages
-from mpdit.data import open_dataset
 from mpdit.models import float8
 from mpdit.training.config import PRECISIONS, TrainConfig
-from mpdit.training.trainer import build, data_loader
+from mpdit.training.trainer import prepare
 from mpdit.world import World
 
 
@@ -39,10 +38,7 @@ def run_losses(args, precision: str, out: str) -> list:
                          global_batch_size=args.batch, run_dir=out, precision=precision, seed=args.seed,
                          kernel_backend=args.kernel_backend, compile=args.compile, num_workers=0, lr=args.lr,
                          overrides={"stages": args.stages} if args.stages else {})
-    config.validate()
-    dataset = open_dataset("digits", args.image_size)
-    run = build(config, World(device=torch.device(args.device)), dataset)
-    batches = iter(data_loader(dataset, args.batch, run))
+    run, batches = prepare(config, World(device=torch.device(args.device)))
     losses, start = [], time.perf_counter()
     with open(os.path.join(out, f"{precision}.jsonl"), "w") as stream:
         for step in range(1, args.steps + 1):

@@ -212,6 +212,17 @@ def _loop(run, config, world, batches, accumulation, log, progress, stop) -> tup
 
 
 # --------------------------------------------------------------------------- build
+def prepare(config: TrainConfig, world: World) -> tuple:
+    """(the run at its first step, an endless iterator of this rank's micro-batches): what the
+    loop starts from, for a script that steps a run itself (benchmarks/fp8_quality.py) with
+    `run.train_step(micro_batches, step)`. Nothing is written."""
+    config.validate()
+    dataset = open_dataset(config.dataset, config.image_size)
+    micro, _ = batch_split(config, world)
+    run = build(config, world, dataset)
+    return run, iter(data_loader(dataset, micro, run))
+
+
 def batch_split(config: TrainConfig, world: World) -> tuple:
     """(micro-batch per process, micro-batches accumulated per optimizer step)."""
     if config.global_batch_size % world.size:
