@@ -5,7 +5,6 @@ TensorBoard as eval_*, and removes the images (a 50,000-image file is gigabytes)
 grid. A run killed while sampling continues the same evaluation's shards when resumed.
 """
 import os
-import sys
 
 from mpdit.data import latents_info
 from mpdit.evaluation import METRICS, evaluate
@@ -14,6 +13,7 @@ from mpdit.evaluation.inception import find_weights
 from mpdit.inference.sample_checkpoint import Sampler, sample_labels, sample_to_npz
 from mpdit.io.npz_images import check_images_header
 from mpdit.training.config import TrainConfig
+from mpdit.training.log import say
 
 
 def check_eval_inputs(config: TrainConfig) -> None:
@@ -44,7 +44,7 @@ def evaluate_ema(run, log) -> dict:
                   "eval_recall": result["recall"], "eval_fd_digits_floor": result["floor"]["fd"]}
     else:
         result = evaluate(config.eval_ref, out, inception_weights=config.eval_inception_weights, progress=False,
-                          warn=lambda text: print(f"mpdit train: step {run.step} evaluation: {text}", file=sys.stderr))
+                          warn=lambda text: say(config.run_dir, f"step {run.step} evaluation: {text}"))
         record = {f"eval_{key}": result[key] for key in METRICS if result[key] is not None}
     record = {"step": run.step, **record, "eval_samples": result["num_samples"]}
     log.write(record)

@@ -8,7 +8,6 @@ import contextlib
 import dataclasses
 import os
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from mpdit.training.config import AUTOTUNE_ON_CPU, TrainConfig
 from mpdit.training.data import DataPosition, ResumableSampler
 from mpdit.training.distributed import full_state, load_full_state
 from mpdit.training.evaluation import check_eval_inputs, evaluate_ema
+from mpdit.training.log import say
 from mpdit.training.metrics import MetricsLog
 from mpdit.training.step import TrainStep, build_train_step, learning_rate
 from mpdit.world import World, broadcast, joined_world
@@ -125,7 +125,7 @@ def fit(config: TrainConfig, world: World) -> tuple:
     try:
         if world.main:
             for path in checkpoint.remove_stale_partials(config.run_dir):
-                print(f"mpdit train: removed {path}, the partial checkpoint of a writer that is gone", file=sys.stderr)
+                say(config.run_dir, f"removed {path}, the partial checkpoint of a writer that is gone")
         return _fit(config, world, dataset, micro, accumulation)
     finally:
         lock.release()
@@ -153,9 +153,9 @@ def _fit(config: TrainConfig, world: World, dataset, micro: int, accumulation: i
     run = build(config, world, dataset)
     if world.main:  # before the first step, which can take minutes (compilation, a slow first batch)
         parameters = sum(p.numel() for p in run.train_step.ema.parameters()) / 1e6
-        print(f"mpdit train: {config.model}, {parameters:.1f} M parameters, {world.device.type} x {world.size} "
+        say(config.run_dir, f"{config.model}, {parameters:.1f} M parameters, {world.device.type} x {world.size} "
               f"process(es), {config.dataset} ({len(dataset)} images), steps {run.step} -> {config.steps}, "
-              f"run dir {config.run_dir}", file=sys.stderr)
+              f"run dir {config.run_dir}")
     log = MetricsLog(config.run_dir, world.main)
     log.keep_until(run.step)  # a resumed run logs the steps after its checkpoint again: once each
     with _StopRequests(world) as stop:  # from before the loader's workers start: this process owns the stop
@@ -188,6 +188,9 @@ def _loop(run, config, world, batches, accumulation, log, progress, stop) -> tup
                       "skipped_steps": skipped}
             log.write(record)
             progress.set_postfix(loss=f"{loss:.4f}", img_s=f"{record['images_per_s']:.1f}")
+            if world.main:
+                say(config.run_dir, f"step {run.step}: loss {loss:.4f}, grad norm {grad_norm:.4f}, "
+                    f"{record['images_per_s']:.1f} images/s", stderr=False)
         if run.step % config.checkpoint_every == 0 or last:
             save(run)
         if config.sample_every and (run.step % config.sample_every == 0 or last):
@@ -204,10 +207,14 @@ def _loop(run, config, world, batches, accumulation, log, progress, stop) -> tup
             if run.step % config.checkpoint_every:  # not saved at this step yet
                 save(run)
             progress.close()
+            if world.main:
+                say(config.run_dir, f"stopped by signal {signum} at step {run.step}", stderr=False)
             raise TrainingStopped(signum, run.step, checkpoint.checkpoint_path(config.run_dir, run.step))
     progress.close()
     final = {**record, "step": run.step, "final": True}
     log.write(final)
+    if world.main:
+        say(config.run_dir, f"finished at step {run.step}", stderr=False)
     return run, final
 
 
@@ -258,7 +265,7 @@ def newest_readable(run_dir: str, warn: bool = True) -> tuple:
             return path, load_checkpoint(path)
         except checkpoint.CheckpointError as error:
             if warn:
-                print(f"mpdit train: warning: skipping {error}", file=sys.stderr)
+                say(run_dir, f"warning: skipping {error}")
     return None, None
 
 
@@ -270,37 +277,37 @@ def resume_state(config: TrainConfig, world: World, model_config: dict):
         path, state = newest_readable(config.run_dir, warn=world.main)
         if state is None:
             if world.main:  # said aloud: a mistyped --run-dir starts afresh
-                print(f"mpdit train: no checkpoint in {config.run_dir}; starting from step 0", file=sys.stderr)
+                say(config.run_dir, f"no checkpoint in {config.run_dir}; starting from step 0")
             return None
     else:
         path, state = config.resume, load_checkpoint(config.resume)
     checkpoint.check_same_model(state, path, model_config)
     changed = checkpoint.check_same_run(state, path, dataclasses.asdict(config))
     if changed and world.main:
-        print(f"mpdit train: warning: resuming with changed settings: {'; '.join(changed)}", file=sys.stderr)
+        say(config.run_dir, f"warning: resuming with changed settings: {'; '.join(changed)}")
     if world.main:
-        print(f"mpdit train: resuming from {path} at step {state['step']}", file=sys.stderr)
+        say(config.run_dir, f"resuming from {path} at step {state['step']}")
         aside, steps = checkpoint.set_aside_newer(config.run_dir, state["step"])
         if aside:  # a rollback: the abandoned steps are kept, not pruned or resumed by --resume auto
-            print(f"mpdit train: rolling back: moved the checkpoints of steps {', '.join(map(str, steps))} and a copy "
-                  f"of metrics.jsonl to {aside}", file=sys.stderr)
+            say(config.run_dir, f"rolling back: moved the checkpoints of steps {', '.join(map(str, steps))} and a "
+                f"copy of metrics.jsonl to {aside}")
     return state
 
 
-def load_init(model, path: str, say: bool) -> None:
-    """Weights only (fine-tuning): an engine file whose tensors match this model key for key."""
+def load_init(model, path: str, run_dir: str = None) -> None:
+    """Weights only (fine-tuning): an engine file whose tensors match this model key for key;
+    said into `run_dir`'s log (rank 0's; None: silent)."""
     saved = read(path)
     expected = {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
     check_layout(saved["state_dict"], expected, "engine", what=f"init={path!r}")
     model.load_state_dict(saved["state_dict"])
     family = (saved.get("origin") or {}).get("family")
-    if say:
-        print(f"mpdit train: initial weights from {path}", file=sys.stderr)
-    if say and family in ("dit", "sit"):  # the weights run, but were trained for another objective
-        print(f"mpdit train: warning: {path} holds {family} weights trained with "
-              + ("DDPM eps prediction" if family == "dit" else "t = 0 noise and velocity data - noise")
-              + "; they are fine-tuned here with the engine's flow matching (t = 1 noise, velocity noise - data)",
-              file=sys.stderr)
+    if run_dir is not None:
+        say(run_dir, f"initial weights from {path}")
+    if run_dir is not None and family in ("dit", "sit"):  # the weights run, but were trained for another objective
+        say(run_dir, f"warning: {path} holds {family} weights trained with "
+            + ("DDPM eps prediction" if family == "dit" else "t = 0 noise and velocity data - noise")
+            + "; they are fine-tuned here with the engine's flow matching (t = 1 noise, velocity noise - data)")
 
 
 def build(config: TrainConfig, world: World, dataset) -> TrainingRun:
@@ -308,7 +315,8 @@ def build(config: TrainConfig, world: World, dataset) -> TrainingRun:
     overrides = dataset_overrides(config, dataset)
     model_config = dataclasses.asdict(get_config(config.model, **overrides))
     state = resume_state(config, world, model_config)
-    initial = (lambda model: load_init(model, config.init, world.main)) if config.init and state is None else None
+    said_into = config.run_dir if world.main else None
+    initial = (lambda model: load_init(model, config.init, said_into)) if config.init and state is None else None
     step = build_train_step(config, world, overrides, initial_weights=initial)
     run = TrainingRun(config, world, step, model_config, len(dataset))
     if state is not None:  # on any number of processes: nothing saved is per process

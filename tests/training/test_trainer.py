@@ -137,3 +137,21 @@ def test_compile_mode_reaches_torch_compile(tmp_path, monkeypatch, mode):
     settings = config(tmp_path, steps=1, compile=True, compile_mode=mode)
     build(settings, World(), open_dataset("digits", settings.image_size))  # fit() refuses autotune on a CPU first
     assert modes == [mode]
+
+
+def test_rank_0_keeps_a_log_txt_of_the_run_that_a_resume_continues(tmp_path, capsys):
+    """DiT's log.txt: what the run said on stderr and each logged step, with the time; resumed,
+    the file grows (the folder's history), never starts over."""
+    run_dir = tmp_path / "run"
+    train(config(run_dir, steps=2))
+    first = (run_dir / "log.txt").read_text().splitlines()
+    assert "MPDiT-S, " in first[0] and "steps 0 -> 2" in first[0] and first[0].startswith("[20")
+    assert [line.split("] ", 1)[1].split(":")[0] for line in first[1:]] == ["step 1", "step 2", "finished at step 2"]
+    assert "loss " in first[1] and "images/s" in first[1]
+    train(config(run_dir, steps=3, resume="auto"))
+    lines = (run_dir / "log.txt").read_text().splitlines()
+    assert lines[:len(first)] == first
+    said = capsys.readouterr().err
+    resumed = next(line for line in lines[len(first):] if "resuming from" in line)
+    assert resumed.split("] ", 1)[1] in said  # the same words on stderr
+    assert lines[-1].endswith("finished at step 3")
