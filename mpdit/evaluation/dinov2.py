@@ -20,8 +20,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
+from tqdm import tqdm
 
+from mpdit.evaluation.metrics import RunningStatistics, Statistics, exact_float32, frechet_distance
 from mpdit.io.files import find_weight_file
+from mpdit.io.npz_images import array_keys, check_images_header
 from mpdit.models.blocks import Attention
 
 IMAGE_SIZE = 224
@@ -151,19 +154,12 @@ def load_dinov2(path: str = None, device="cpu") -> DinoV2:
 
 def dinov2_features(images: np.ndarray, network: DinoV2, device="cpu") -> np.ndarray:
     """(N, width) float32 CLS features of uint8 NHWC images, in exact float32."""
-    from mpdit.evaluation.metrics import exact_float32
-
     with torch.no_grad(), exact_float32():
         return network(preprocess(images).to(device)).float().cpu().numpy()
 
 
 def dinov2_statistics(path: str, network: DinoV2, batch_size: int = 64, device="cpu", progress: bool = True):
     """Mean and covariance (float64) of the DINOv2 features of an image .npz, in batches."""
-    from tqdm import tqdm
-
-    from mpdit.evaluation.metrics import RunningStatistics
-    from mpdit.io.npz_images import check_images_header
-
     reader, running = check_images_header(path), RunningStatistics()
     with tqdm(total=len(reader), unit="img", desc=f"DINOv2 {os.path.basename(path)}", disable=not progress) as bar:
         for chunk in reader.chunks(batch_size):
@@ -176,10 +172,8 @@ def evaluate_dinov2(ref: str, samples: str, dinov2_weights: str = None, batch_si
                     progress: bool = True, warn=print) -> dict:
     """FD-DINOv2 of `samples` against `ref`: against the reference's stored mu_dinov2 /
     sigma_dinov2 (`mpdit eval --make-ref --features dinov2`) when it has them, else its images."""
-    from mpdit.evaluation.metrics import Statistics, frechet_distance
-    from mpdit.io.npz_images import array_keys, check_images_header
-
-    check_images_header(samples), check_images_header(ref)
+    for path in (samples, ref):  # both refused before any network is loaded
+        check_images_header(path)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     weights = find_dinov2_weights(dinov2_weights)
     network = load_dinov2(weights, device)
