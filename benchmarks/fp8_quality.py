@@ -24,7 +24,7 @@ import time
 
 import torch
 
-from mpdit.bench.timing import git_sha
+from mpdit.bench.results import git_sha
 from mpdit.cli import parse_stages
 from mpdit.models import float8
 from mpdit.training.config import PRECISIONS, TrainConfig

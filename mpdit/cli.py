@@ -150,13 +150,11 @@ def _csv_list(text: str) -> list:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from mpdit.bench.plan import make_plan
-    from mpdit.bench.runner import BenchInterrupted, RunOptions, run
+    from mpdit.bench.plan import BenchRequest, RunOptions
+    from mpdit.bench.runner import BenchInterrupted, run
 
-    plan = make_plan(args.preset, device=args.device, out=args.out, models=args.models, providers=args.providers,
-                     sections=args.sections)
-    options = RunOptions(resume=args.resume, time_limit=args.time_limit, case_timeout=args.case_timeout,
-                         isolate=args.isolate, progress=not args.no_progress, plots=not args.no_plots)
+    plan = config_from_args(BenchRequest, args).plan()
+    options = config_from_args(RunOptions, args)
     try:
         outcome = run(plan, options)
     except BenchInterrupted as stop:  # the files are written; 128 + signal, as a shell reports it
@@ -364,30 +362,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="meta: count shapes without weights; cpu: a forward on real tensors")
     flops.set_defaults(handler=run_flops)
 
-    from mpdit.bench.presets import PRESETS, SECTIONS
-    from mpdit.bench.providers import PROVIDERS
+    from mpdit.bench.plan import BenchRequest, RunOptions
+    from mpdit.bench.presets import PRESETS
 
     bench = commands.add_parser("bench", help="speed, memory and FLOPs of MPDiT against DiT/SiT, per kernel backend",
                                 description="; ".join(f"{p.name}: {p.description}" for p in PRESETS.values()))
-    bench.add_argument("--preset", default="default", choices=list(PRESETS),
-                       help="which models, providers and sizes (each preset: see above)")
-    bench.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when present")
-    bench.add_argument("--out", metavar="DIR", help="results folder (default: bench-<date>-<device>-<preset> here); "
-                       "bench.jsonl there grows as cases finish")
-    bench.add_argument("--resume", action="store_true", help="continue the run in --out, skipping its finished cases")
-    bench.add_argument("--time-limit", type=float, metavar="SECONDS",
-                       help="skip (and list) the cases that would start after this many seconds")
-    bench.add_argument("--case-timeout", type=float, metavar="SECONDS",
-                       help="a case running longer is recorded as an error and the run goes on (default: 300 s on "
-                            "a machine as fast as the presets were sized for, longer in proportion on a slower one)")
-    bench.add_argument("--isolate", action="store_true",
-                       help="each case in its own process, killed at --case-timeout even inside a hung CUDA call "
-                            "(a process start per case)")
-    bench.add_argument("--models", type=_csv_list, metavar="A,B", help="a subset of the preset's models")
-    bench.add_argument("--providers", type=_csv_list, metavar="A,B", help=", ".join(PROVIDERS))
-    bench.add_argument("--sections", type=_csv_list, metavar="A,B", help=", ".join(SECTIONS))
-    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
-    bench.add_argument("--no-plots", action="store_true", help="JSON and CSV only")
+    add_config_arguments(bench, BenchRequest)
+    add_config_arguments(bench, RunOptions)
     bench.set_defaults(handler=run_bench)
 
     from mpdit.training.config import TrainConfig

@@ -7,7 +7,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1] / "mpdit"
 # One rung per layer of the engine (docs/training.md, "Package layers"); packages on one rung do
 # not import each other.
-LAYERS = {"mpdit.network": 0, "mpdit.world": 0, "mpdit.models": 1, "mpdit.diffusion": 1, "mpdit.io": 2,
+LAYERS = {"mpdit.network": 0, "mpdit.world": 0, "mpdit.options": 0, "mpdit.signals": 0,
+          "mpdit.models": 1, "mpdit.diffusion": 1, "mpdit.io": 2,
           "mpdit.compat": 3, "mpdit.data": 3, "mpdit.evaluation": 4, "mpdit.audit": 4, "mpdit.inference": 5,
           "mpdit.training": 6, "mpdit.bench": 7, "mpdit.ablation": 7, "mpdit.cli": 8, "mpdit.__main__": 9,
           "mpdit": 9}

@@ -10,7 +10,7 @@ from typing import Optional
 
 from mpdit.ablation.rows import TABLES, ablation_rows
 from mpdit.models.registry import SIZES
-from mpdit.training.config import option
+from mpdit.options import option
 
 KEEP_WEIGHTS = ("ema", "checkpoint", "none")
 # TrainConfig fields the ablation sets for each row itself

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from mpdit.bench.results import dtype_name
 from mpdit.bench.timing import time_call
 from mpdit.models.registry import get_config
 from mpdit_kernels.attention import fused_paths, library_attention, sdpa_choice
@@ -33,14 +34,16 @@ def attention_shapes(specs) -> list:
     return shapes
 
 
-def bench_attention(results, specs, batch: int, dtype: torch.dtype, device: str) -> None:
-    for tokens, heads, width in attention_shapes(specs):
+def bench_attention(plan, case, results, ceilings=None) -> None:
+    """Forward + backward at each attention shape of the plan's models, at the training batch."""
+    batch, dtype, device = plan.preset.train_batch, plan.dtype, plan.device
+    for tokens, heads, width in attention_shapes(plan.specs):
         q, k, v = (torch.randn(batch, heads, tokens, width, device=device, dtype=dtype, requires_grad=True)
                    for _ in range(3))
         grad = torch.randn(batch, heads, tokens, width, device=device, dtype=dtype)
         step = lambda: torch.autograd.grad(F.scaled_dot_product_attention(q, k, v), (q, k, v), grad)
         case = f"attention L={tokens} hd={width}"
-        x = f"B={batch} heads={heads} {str(dtype).replace('torch.', '')}"
+        x = f"B={batch} heads={heads} {dtype_name(dtype)}"
         results.add(case, f"sdpa default ({sdpa_choice(q, k, v)})", "attention", "fwd_bwd_ms", "ms", x,
                     time_call(step, device)["median_ms"])
         for name, backend in FORCED.items():

@@ -6,8 +6,8 @@ import os
 import sys
 
 from mpdit.bench.executor import STARTED, Ceilings, InProcess
-from mpdit.bench.plan import make_plan
-from mpdit.bench.timing import Results, read_stream
+from mpdit.bench.plan import BenchRequest
+from mpdit.bench.results import Results
 from mpdit_kernels import attention_paths
 
 
@@ -19,10 +19,8 @@ class _CaseProcess(InProcess):
 
 def main(argv) -> int:
     request = json.loads(argv[0])
-    plan = make_plan(**request["plan"])
-    results = Results(plan.device, stream=os.path.join(plan.out, "bench.jsonl"))
-    results.rows = [row for rows, _ in read_stream(results.stream).values() for row in rows]
-    results.flushed = len(results.rows)
+    plan = BenchRequest(**request["plan"]).plan()
+    results = Results.resumed(plan.device, os.path.join(plan.out, "bench.jsonl"))
     case = next(case for case in plan.cases() if list(case.key) == request["case"])
     ceilings = None if case.section == "setup" else Ceilings.from_rows(plan, results)
     print(STARTED, flush=True)  # the parent's clock for the case timeout starts now

@@ -4,6 +4,7 @@ and return its error, or None.
 
 The ceilings (the device's measured matmul rate and copy bandwidth, each model's MACs) are what
 every case is quoted against: measured by the setup case, or read back from its rows."""
+import contextlib
 import json
 import os
 import select
@@ -20,8 +21,9 @@ import torch
 
 from mpdit.audit.flops import audit, count_train_step_flops
 from mpdit.bench import attention_cases, kernel_cases, model_cases
-from mpdit.bench.plan import AttentionCase, KernelCase, ModelCase, Plan, SetupCase
-from mpdit.bench.timing import Shape, copy_bandwidth_gbs, dtype_name, matmul_peak_tflops, read_stream
+from mpdit.bench.plan import SETUP, Plan
+from mpdit.bench.results import Shape, dtype_name, read_stream
+from mpdit.bench.timing import copy_bandwidth_gbs, matmul_peak_tflops
 from mpdit.models import create_model
 
 # The default case timeout: TIMEOUT_S on a machine with the matrix-product rate the presets were sized on
@@ -40,73 +42,54 @@ def default_case_timeout(device: str, matmul_tflops) -> float:
 
 @dataclass(frozen=True)
 class Ceilings:
+    """What every case is quoted against, as the setup case recorded it."""
+
     matmul_tflops: float  # in the plan's dtype
     copy_gbs: float  # device-to-device copy, bytes read + written
     macs: dict  # model label -> exact multiply-accumulates of one forward per image
 
     @classmethod
-    def measure(cls, plan: Plan, results) -> "Ceilings":
-        """Time the ceilings and audit the models, recording both as rows."""
-        peak = matmul_peak_tflops(plan.device, plan.dtype)
-        copy = copy_bandwidth_gbs(plan.device, size_bytes=(1 << 30) if plan.device == "cuda" else (1 << 26))
-        results.add("device", "-", "ceiling", "matmul_peak", "TFLOP/s", Shape(dtype=dtype_name(plan.dtype)), peak)
-        results.add("device", "-", "ceiling", "copy_bandwidth", "GB/s", "device copy", copy)
-        for spec in plan.specs if "flops" in plan.sections else ():
-            row = audit(spec.name, **spec.overrides)
-            with torch.device("meta"):
-                train_flops = count_train_step_flops(create_model(spec.name, **spec.overrides))
-            for metric, unit, value in (("params", "M", row.params_m), ("gflops_paper", "GMAC", row.gflops_paper),
-                                        ("gflops_exact", "GMAC", row.gflops_exact),
-                                        ("train_step_gflop", "GFLOP", train_flops / 1e9)):
-                results.add(spec.label, "-", "audit", metric, unit, "per image", value)
-        return cls.from_rows(plan, results)
-
-    @classmethod
     def from_rows(cls, plan: Plan, results) -> "Ceilings":
-        """The ceilings recorded by the setup case (a resumed run, a case's own process)."""
         return cls(results.value("device", "-", "ceiling", "matmul_peak"),
                    results.value("device", "-", "ceiling", "copy_bandwidth"),
                    {spec.label: audit(spec.name, **spec.overrides).gflops_exact * 1e9 for spec in plan.specs})
 
 
+def bench_setup(plan: Plan, case, results, ceilings=None) -> None:
+    """Time the ceilings and audit the models (with the flops section), as rows."""
+    peak = matmul_peak_tflops(plan.device, plan.dtype)
+    copy = copy_bandwidth_gbs(plan.device, size_bytes=(1 << 30) if plan.device == "cuda" else (1 << 26))
+    results.add("device", "-", "ceiling", "matmul_peak", "TFLOP/s", Shape(dtype=dtype_name(plan.dtype)), peak)
+    results.add("device", "-", "ceiling", "copy_bandwidth", "GB/s", "device copy", copy)
+    for spec in plan.specs if "flops" in plan.sections else ():
+        row = audit(spec.name, **spec.overrides)
+        with torch.device("meta"):
+            train_flops = count_train_step_flops(create_model(spec.name, **spec.overrides))
+        for metric, unit, value in (("params", "M", row.params_m), ("gflops_paper", "GMAC", row.gflops_paper),
+                                    ("gflops_exact", "GMAC", row.gflops_exact),
+                                    ("train_step_gflop", "GFLOP", train_flops / 1e9)):
+            results.add(spec.label, "-", "audit", metric, unit, "per image", value)
+
+
 def run_case(plan: Plan, case, results, ceilings: Ceilings) -> None:
-    """Run one case, adding its rows to `results`."""
-    if isinstance(case, SetupCase):
-        Ceilings.measure(plan, results)
-    elif isinstance(case, KernelCase):
-        kernel_cases.bench_case(results, case.op, kernel_cases.CASES[case.op], plan.preset.kernel_batch, case.width,
-                                plan.dtype, plan.device, plan.kernel_providers, ceilings.copy_gbs, plan.preset.reps)
-    elif isinstance(case, AttentionCase):
-        attention_cases.bench_attention(results, plan.specs, plan.preset.train_batch, plan.dtype, plan.device)
-    else:
-        _run_model_case(plan, case, results, ceilings)
-
-
-def _run_model_case(plan: Plan, case: ModelCase, results, ceilings: Ceilings) -> None:
-    preset, spec, provider, dtype, device = plan.preset, case.spec, case.provider, plan.dtype, plan.device
-    macs, peak = ceilings.macs[spec.label], ceilings.matmul_tflops
-    if case.section == "train":
-        model_cases.bench_train(results, spec, provider, device, dtype, preset.train_batch, preset.reps,
-                                preset.warmup, macs, peak,
-                                profile_to=plan.out if "profile" in plan.sections else None)
-    elif case.section == "inference":
-        model_cases.bench_inference(results, spec, provider, device, dtype, preset.inference_batches, preset.reps,
-                                    preset.warmup, macs, peak)
-    else:
-        model_cases.bench_sampling(results, spec, provider, device, dtype, preset.sample_batches, preset.sample_steps,
-                                   preset.reps, preset.warmup, graphs=device == "cuda")
+    """Run one case, adding its rows to `results`. The section's function is looked up per call
+    (a test stands in for one)."""
+    module = {"setup": sys.modules[__name__], "kernels": kernel_cases, "attention": attention_cases}.get(
+        case.section, model_cases)
+    getattr(module, f"bench_{case.section}")(plan, case, results, ceilings)
 
 
 class CaseTimeout(BaseException):
     """A case ran past its timeout (a BaseException, so that no library's `except Exception` eats it)."""
 
 
-def record(case, results, error, seconds: float) -> None:
-    """The case's duration row, then its rows and its done line (with its error) streamed."""
+def record(case, results, error, seconds: float):
+    """The case's duration row, then its rows and its done line (with its error) streamed; returns
+    the error as recorded."""
     error = {"case": list(case.key), **error} if error else None
-    results.errors += [error] if error else []
     results.add(case.key[1], case.key[2], "duration", case.section, "s", "-", seconds)
-    results.flush(list(case.key), error)
+    results.finish(case.key, error)
+    return error
 
 
 class InProcess:
@@ -122,12 +105,11 @@ class InProcess:
         start = time.monotonic()
         error = self._attempt(case, results, ceilings)
         self.before_record(results)
-        record(case, results, error, time.monotonic() - start)
-        return results.errors[-1] if error else None
+        return record(case, results, error, time.monotonic() - start)
 
     def _attempt(self, case, results, ceilings):
         try:
-            with _time_limit(None if isinstance(case, SetupCase) else self.timeout):  # the ceilings: no limit
+            with _time_limit(None if case == SETUP else self.timeout):  # the ceilings: no limit
                 run_case(self.plan, case, results, ceilings)
             return None
         except CaseTimeout:
@@ -151,7 +133,8 @@ class Isolated:
 
     def run(self, case, results, ceilings: Ceilings):
         start = time.monotonic()
-        request = json.dumps({"plan": self.plan.settings(), "case": list(case.key), "timeout": self.timeout})
+        request = json.dumps({"plan": {**self.plan.settings(), "out": self.plan.out}, "case": list(case.key),
+                              "timeout": self.timeout})
         with tempfile.TemporaryFile("w+") as stderr:  # a file, not a pipe: a chatty child never blocks on it
             child = subprocess.Popen([sys.executable, "-m", "mpdit.bench.case_process", request],
                                      stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True)
@@ -160,17 +143,12 @@ class Isolated:
             except BaseException:  # SIGINT / SIGTERM of the parent: the child goes with it
                 kill(child)
                 raise
-        end_with_newline(results.stream)  # a killed child's torn last line must not join the next line
-        done = read_stream(results.stream)
+        done = read_stream(results.stream)  # a torn line a killed child left is skipped, then cut by the next write
         key = json.dumps(list(case.key))
         if key in done:  # the child recorded the case: take its rows and error
-            rows, child_error = done[key]
-            results.rows += rows
-            results.flushed = len(results.rows)
-            results.errors += [child_error] if child_error else []
-            return child_error
-        record(case, results, error, time.monotonic() - start)
-        return results.errors[-1]
+            results.adopt(key, *done[key])
+            return done[key][1]
+        return record(case, results, error, time.monotonic() - start)
 
     def _wait(self, child, stderr) -> dict:
         """The error for the parent to record if the child records nothing (it was killed, died,
@@ -222,33 +200,20 @@ def kill(child: subprocess.Popen) -> None:
     child.wait()
 
 
-def end_with_newline(path: str) -> None:
-    with open(path, "rb+") as f:
-        f.seek(0, os.SEEK_END)
-        if f.tell():
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                f.write(b"\n")
+@contextlib.contextmanager
+def _time_limit(seconds):
+    """Raise CaseTimeout in the main thread after `seconds` (an interval timer; None: no limit)."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGALRM, _expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
-class _time_limit:
-    """Raise CaseTimeout in the main thread after `seconds` (an interval timer)."""
-
-    def __init__(self, seconds):
-        self.seconds = seconds if threading.current_thread() is threading.main_thread() else None
-
-    def __enter__(self):
-        if self.seconds:
-            self.previous = signal.signal(signal.SIGALRM, self._expire)
-            signal.setitimer(signal.ITIMER_REAL, self.seconds)
-
-    @staticmethod
-    def _expire(signum, frame):
-        raise CaseTimeout()
-
-    def __exit__(self, *exc):
-        if self.seconds:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, self.previous)
-        return False
-
+def _expire(signum, frame):
+    raise CaseTimeout()

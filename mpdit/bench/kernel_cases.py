@@ -10,7 +10,8 @@ call, the inputs that get gradients, and the bytes of the forward and of the bac
 import torch
 
 from mpdit.bench.providers import on_backend
-from mpdit.bench.timing import NOISY, Shape, dtype_name, time_call
+from mpdit.bench.results import Shape, dtype_name
+from mpdit.bench.timing import time_call
 from mpdit_kernels import ops
 
 PROVIDERS = ("torch", "compile", "native", "triton")  # the last is the one the others are quoted against
@@ -81,11 +82,13 @@ CASES = {
 }
 
 
-def bench_case(results, name, setup, batch, width, dtype, device, providers, copy_gbs, min_reps=10):
-    """Forward and backward of one op per provider: time, GB/s and % of copy as rows."""
-    x_label = Shape(batch=batch, width=width, dtype=dtype_name(dtype))
-    for provider in providers:
-        forward, inputs, bytes_fwd, bytes_bwd = setup(batch, width, dtype, device, provider)
+def bench_kernels(plan, case, results, ceilings) -> None:
+    """Forward and backward of one op at one width on each kernel provider of the plan: time,
+    GB/s and % of the device copy as rows."""
+    batch, dtype, device = plan.preset.kernel_batch, plan.dtype, plan.device
+    shape = Shape(batch=batch, width=case.width, dtype=dtype_name(dtype))
+    for provider in plan.kernel_providers:
+        forward, inputs, bytes_fwd, bytes_bwd = CASES[case.op](batch, case.width, dtype, device, provider)
         outputs = forward()
         outputs = outputs if isinstance(outputs, tuple) else (outputs,)
         grads = [torch.randn_like(o) for o in outputs]
@@ -94,13 +97,13 @@ def bench_case(results, name, setup, batch, width, dtype, device, providers, cop
             torch.autograd.grad(outputs, inputs, grads, retain_graph=True)
 
         for mode, fn, moved in (("forward", forward, bytes_fwd), ("backward", backward, bytes_bwd)):
-            timing = _device_time(fn, device, min_reps)
+            timing = _device_time(fn, device, plan.preset.reps)
             for metric, value in timing.items():
-                results.add(name, provider, mode, metric, "ms" if metric.endswith("_ms") else "-", x_label, value)
+                results.add(case.op, provider, mode, metric, "ms" if metric.endswith("_ms") else "-", shape, value)
             if moved:
                 gbs = moved / (timing["median_ms"] * 1e-3) / 1e9
-                results.add(name, provider, mode, "bandwidth", "GB/s", x_label, gbs)
-                results.add(name, provider, mode, "copy_fraction", "%", x_label, 100 * gbs / copy_gbs)
+                results.add(case.op, provider, mode, "bandwidth", "GB/s", shape, gbs)
+                results.add(case.op, provider, mode, "copy_fraction", "%", shape, 100 * gbs / ceilings.copy_gbs)
 
 
 def _device_time(fn, device, min_reps) -> dict:
@@ -113,43 +116,3 @@ def _device_time(fn, device, min_reps) -> dict:
         except RuntimeError:
             torch.cuda.synchronize()
     return {**time_call(fn, device, min_reps=min_reps), "cuda_graph": 0.0}
-
-
-def summary(results, providers=PROVIDERS) -> str:
-    """Markdown: one line per op, mode and shape; ratios are the other providers' time over the last's.
-    A bandwidth above the measured copy's is impossible and is flagged instead of printed, and that
-    row gets no ratio; nor does an op whose backward runs no kernel of its own (fine_entry's only
-    routes views);
-    a time whose p20-p80 spread passes 30% of its median is marked noisy."""
-    by_key = {(r["case"], r["provider"], r["mode"], r["metric"], r["x"]): r["value"] for r in results.rows}
-    shapes = sorted({(r.get("width") or 0, r.get("batch") or 0, r["x"]) for r in results.rows if r["case"] in CASES})
-    shapes = [label for _, _, label in shapes]
-    fused = providers[-1]
-    header = " | ".join(f"{p} ms" for p in providers)
-    ratios = "".join(f" {p} / {fused} |" for p in providers[:-1])
-    lines = [f"| op | shape | mode | {header} | {fused} GB/s | % of copy |{ratios}",
-             "|" + "---|" * (4 + 2 * len(providers))]
-    for shape in shapes:
-        for case in CASES:
-            for mode in ("forward", "backward"):
-                ms = [by_key.get((case, p, mode, "median_ms", shape)) for p in providers]
-                if None in ms:
-                    continue
-                times = []
-                for provider, value in zip(providers, ms):
-                    p20, p80 = (by_key.get((case, provider, mode, m, shape)) for m in ("p20_ms", "p80_ms"))
-                    noisy = p20 is not None and p80 is not None and value and (p80 - p20) / value > NOISY
-                    times.append(f"{value:.3f}" + (" (noisy)" if noisy else ""))
-                gbs = by_key.get((case, fused, mode, "bandwidth", shape))
-                pct = by_key.get((case, fused, mode, "copy_fraction", shape))
-                if gbs is None:
-                    moved = "- | - |"
-                elif pct > 100:
-                    moved = "above the copy: timing suspect | - |"
-                else:
-                    moved = f"{gbs:.0f} | {pct:.0f}% |"
-                # no ratio where the op's backward runs no kernel, or where the timing is suspect
-                no_ratio = (mode == "backward" and case in NO_BACKWARD_KERNEL) or (pct is not None and pct > 100)
-                lines.append(f"| {case} | {shape} | {mode} | " + " | ".join(times) + " | " + moved
-                             + "".join(" - |" if no_ratio else f" {v / ms[-1]:.2f}x |" for v in ms[:-1]))
-    return "\n".join(lines)

@@ -1,18 +1,22 @@
-"""Whole-model cases: training step, inference, guided sampling, CUDA-graph replay.
+"""Whole-model cases: training step, inference, guided sampling, CUDA-graph replay. Each
+bench_<section>(plan, case, results, ceilings) adds the rows of one ModelCase.
 
 A provider is a kernel backend plus an optional torch.compile (mpdit.bench.providers).
 Inputs rotate over a few batches so repeated runs do not replay one cached batch.
 """
 import contextlib
+import dataclasses
 import gc
+import itertools
 import os
-from dataclasses import dataclass, field
 
 import torch
 
+from mpdit.bench.presets import ModelSpec
 from mpdit.bench.profile import profile_step
 from mpdit.bench.providers import split
-from mpdit.bench.timing import Shape, dtype_name, time_steps
+from mpdit.bench.results import Shape, dtype_name
+from mpdit.bench.timing import time_steps
 from mpdit.diffusion.guidance import GuidedVelocity
 from mpdit.diffusion.sampling import euler, graphed_velocity
 from mpdit.models import create_model
@@ -22,13 +26,7 @@ from mpdit.training.step import TrainStep, build_train_step
 from mpdit.world import World
 
 INPUT_SETS = 3
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    label: str
-    name: str
-    overrides: dict = field(default_factory=dict)
+GUIDANCE = 1.5  # the guidance scale of the timed sampling
 
 
 def build(spec: ModelSpec, provider: str, device: str):
@@ -71,12 +69,13 @@ def train_step_for(spec: ModelSpec, provider: str, device: str, dtype: torch.dty
     return build_train_step(config, World(device=torch.device(device)), spec.overrides)
 
 
-def bench_train(results, spec, provider, device, dtype, batch, reps, warmup, macs, peak_tflops, profile_to=None):
-    """The trainer's step on `batch` images: forward, backward, gradient clipping, AdamW (fused on
-    CUDA), EMA update. On CUDA out-of-memory the step is split into micro-batches with gradient
-    accumulation (same images per step). profile_to: a folder for the profile's Chrome trace;
-    then the step's time is also broken down (mpdit.bench.profile)."""
-    train_step = train_step_for(spec, provider, device, dtype)
+def bench_train(plan, case, results, ceilings) -> None:
+    """The trainer's step on the preset's batch: forward, backward, gradient clipping, AdamW (fused
+    on CUDA), EMA update. On CUDA out-of-memory the step is split into micro-batches with gradient
+    accumulation (same images per step). With the profile section the step's time is also broken
+    down (mpdit.bench.profile) and its Chrome trace written into the plan's folder."""
+    spec, provider, device, batch = case.spec, case.provider, plan.device, plan.preset.train_batch
+    train_step = train_step_for(spec, provider, device, plan.dtype)
     batches = latent_batches(train_step.model, batch, device)
     micro = batch
     while True:
@@ -91,7 +90,7 @@ def bench_train(results, spec, provider, device, dtype, batch, reps, warmup, mac
         try:
             if device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            timing = time_steps(step, device, reps=reps, warmup=warmup)
+            timing = time_steps(step, device, reps=plan.preset.reps, warmup=plan.preset.warmup)
             break
         except torch.cuda.OutOfMemoryError:
             train_step.optimizer.zero_grad(set_to_none=True)
@@ -100,83 +99,77 @@ def bench_train(results, spec, provider, device, dtype, batch, reps, warmup, mac
                 raise
             micro //= 2
     seconds = timing["median_ms"] / 1e3
-    x_label = Shape(batch=batch, dtype=dtype_name(dtype))
-    tflops = 3 * 2 * macs * batch / seconds / 1e12  # backward ~ 2x the forward's FLOPs
-    add = lambda metric, unit, value: results.add(spec.label, provider, "train", metric, unit, x_label, value)
+    shape = Shape(batch=batch, dtype=dtype_name(plan.dtype))
+    tflops = 3 * 2 * ceilings.macs[spec.label] * batch / seconds / 1e12  # backward ~ 2x the forward's FLOPs
+    add = lambda mode, metric, unit, value: results.add(spec.label, provider, mode, metric, unit, shape, value)
     for metric in ("median_ms", "p20_ms", "p80_ms", "warmup_ms"):
-        add(metric, "ms", timing[metric])
-    add("throughput", "images/s", batch / seconds)
-    add("achieved", "TFLOP/s", tflops)
-    add("mfu", "%", 100 * tflops / peak_tflops)
-    add("micro_batch", "images", micro)
+        add("train", metric, "ms", timing[metric])
+    add("train", "throughput", "images/s", batch / seconds)
+    add("train", "achieved", "TFLOP/s", tflops)
+    add("train", "mfu", "%", 100 * tflops / ceilings.matmul_tflops)
+    add("train", "micro_batch", "images", micro)
     if device == "cuda":
-        add("peak_memory", "GiB", torch.cuda.max_memory_allocated() / 2 ** 30)
-    if profile_to is not None:
+        add("train", "peak_memory", "GiB", torch.cuda.max_memory_allocated() / 2 ** 30)
+    if "profile" in plan.sections:
         name = f"trace_{spec.label}_{provider}".replace("/", "-").replace(" ", "").replace("+", "-")
-        breakdown = profile_step(step, device, trace_path=os.path.join(profile_to, name + ".json.gz"))
+        breakdown = profile_step(step, device, trace_path=os.path.join(plan.out, name + ".json.gz"))
         for category, value in breakdown.items():
             if category != "top":
-                results.add(spec.label, provider, "profile", category, "ms", x_label, value)
+                add("profile", category, "ms", value)
         for kernel, ms in breakdown["top"]:  # rows, so that a resumed or isolated run keeps them
-            results.add(spec.label, provider, "top_kernel", kernel, "ms", x_label, ms)
+            add("top_kernel", kernel, "ms", ms)
 
 
 @torch.inference_mode()
-def bench_inference(results, spec, provider, device, dtype, batches_to_time, reps, warmup, macs, peak_tflops):
+def bench_inference(plan, case, results, ceilings) -> None:
     """Forward latency at each batch size (batch 1 = latency, large batch = throughput)."""
-    model, forward = build(spec, provider, device)
-    for batch in batches_to_time:
-        x_label = Shape(batch=batch, dtype=dtype_name(dtype))
-        inputs = latent_batches(model, batch, device)
-        state = {"i": 0}
+    model, forward = build(case.spec, case.provider, plan.device)
+    for batch in plan.preset.inference_batches:
+        shape = Shape(batch=batch, dtype=dtype_name(plan.dtype))
+        inputs = latent_batches(model, batch, plan.device)
+        calls = itertools.count()
 
         def call():
-            x, t, y = inputs[state["i"] % INPUT_SETS]
-            state["i"] += 1
-            with autocast_for(device, dtype):
+            x, t, y = inputs[next(calls) % INPUT_SETS]
+            with autocast_for(plan.device, plan.dtype):
                 forward(x, t, y)
 
-        timing = time_steps(call, device, reps=reps, warmup=warmup)
+        timing = time_steps(call, plan.device, reps=plan.preset.reps, warmup=plan.preset.warmup)
         seconds = timing["median_ms"] / 1e3
+        add = lambda metric, unit, value: results.add(case.spec.label, case.provider, "inference", metric, unit,
+                                                      shape, value)
         for metric in ("median_ms", "p20_ms", "p80_ms"):
-            results.add(spec.label, provider, "inference", metric, "ms", x_label, timing[metric])
-        results.add(spec.label, provider, "inference", "throughput", "images/s", x_label, batch / seconds)
-        tflops = 2 * macs * batch / seconds / 1e12
-        results.add(spec.label, provider, "inference", "mfu", "%", x_label, 100 * tflops / peak_tflops)
+            add(metric, "ms", timing[metric])
+        add("throughput", "images/s", batch / seconds)
+        tflops = 2 * ceilings.macs[case.spec.label] * batch / seconds / 1e12
+        add("mfu", "%", 100 * tflops / ceilings.matmul_tflops)
 
 
 @torch.inference_mode()
-def bench_sampling(results, spec, provider, device, dtype, batches, steps_list, reps, warmup, cfg_scale=1.5,
-                   graphs=False):
-    """Guided Euler sampling at each batch size: one full run per step count (timed once, after a
-    warm-up step), one guided step timed `reps` times, and on CUDA the same with every evaluation
-    replayed from a CUDA graph (sample(..., cuda_graph=True)'s GraphedVelocity, captured per batch size
-    and kept with the model until the case ends)."""
-    model, _ = build(spec, provider, device)  # the runner sends eager providers only
-    cfg = model.config
-    for batch in batches:
-        labels = torch.randint(0, cfg.num_classes, (batch,), device=device)
-        noise = torch.randn(batch, cfg.in_channels, cfg.latent_size, cfg.latent_size, device=device)
-        x_label = Shape(batch=batch, dtype=dtype_name(dtype), guidance=cfg_scale)
-        velocities = {"eager": GuidedVelocity(model, labels, cfg_scale=cfg_scale)}
-        if graphs and device == "cuda":
+def bench_sampling(plan, case, results, ceilings) -> None:
+    """Guided Euler sampling at each batch size: one guided step timed over the repetitions (mode
+    sample_step), and one full run per step count timed once (mode sample_run, the steps in its
+    Shape); on CUDA the same with every evaluation replayed from a CUDA graph (metrics graph_*:
+    sample(..., cuda_graph=True)'s GraphedVelocity, captured per batch size)."""
+    device, dtype, preset = plan.device, plan.dtype, plan.preset
+    model, _ = build(case.spec, case.provider, device)  # the plan sends eager providers only
+    config = model.config
+    for batch in preset.sample_batches:
+        labels = torch.randint(0, config.num_classes, (batch,), device=device)
+        noise = torch.randn(batch, config.in_channels, config.latent_size, config.latent_size, device=device)
+        shape = Shape(batch=batch, dtype=dtype_name(dtype), guidance=GUIDANCE)
+        velocities = {"": GuidedVelocity(model, labels, cfg_scale=GUIDANCE)}
+        if device == "cuda":
             with autocast_for(device, dtype):
-                velocities["graph"] = graphed_velocity(model, labels, noise, cfg_scale, None, (0.0, 1.0))
-        for kind, velocity in velocities.items():
-            _time_sampler(results, spec.label, provider, device, dtype, velocity, noise, steps_list, reps, warmup,
-                          x_label, prefix="" if kind == "eager" else "graph_")
-
-
-def _time_sampler(results, label, provider, device, dtype, velocity, noise, steps_list, reps, warmup, x_label,
-                  prefix):
-    def one_step(x):
-        with autocast_for(device, dtype):
-            return x - 0.02 * velocity(x, 0.5)
-
-    step = time_steps(lambda: one_step(noise), device, reps=reps, warmup=warmup)
-    for metric in ("median_ms", "p20_ms", "p80_ms"):
-        results.add(label, provider, "sample_step", prefix + metric, "ms", x_label, step[metric])
-    for steps in steps_list:
-        with autocast_for(device, dtype):
-            run = time_steps(lambda: euler(velocity, noise, steps), device, reps=1, warmup=0)
-        results.add(label, provider, f"sample_{steps}_steps", prefix + "run_ms", "ms", x_label, run["median_ms"])
+                velocities["graph_"] = graphed_velocity(model, labels, noise, GUIDANCE, None, (0.0, 1.0))
+        add = lambda mode, metric, at, value: results.add(case.spec.label, case.provider, mode, metric, "ms", at,
+                                                          value)
+        for prefix, velocity in velocities.items():
+            with autocast_for(device, dtype):
+                step = time_steps(lambda: noise - 0.02 * velocity(noise, 0.5), device, reps=preset.reps,
+                                  warmup=preset.warmup)
+                for metric in ("median_ms", "p20_ms", "p80_ms"):
+                    add("sample_step", prefix + metric, shape, step[metric])
+                for steps in preset.sample_steps:
+                    run = time_steps(lambda: euler(velocity, noise, steps), device, reps=1, warmup=0)
+                    add("sample_run", prefix + "run_ms", dataclasses.replace(shape, steps=steps), run["median_ms"])

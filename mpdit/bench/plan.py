@@ -1,75 +1,113 @@
 """What one `mpdit bench` run measures, decided once: a frozen Plan (preset, device, dtype, models,
 providers, sections, output folder) and its typed cases, in the order they run."""
+import dataclasses
 import datetime
+import json
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
 from mpdit.bench import kernel_cases
 from mpdit.bench import providers as bench_providers
-from mpdit.bench.model_cases import ModelSpec
-from mpdit.bench.presets import PRESETS, SECTIONS, Preset
+from mpdit.bench.presets import PRESETS, SECTIONS, ModelSpec, Preset
+from mpdit.options import csv_list, option
 
 
 @dataclass(frozen=True)
-class SetupCase:
-    """The device's ceilings and each model's FLOP audit: what every other case is quoted against."""
-
-    section = "setup"
-    key = ("setup", "-", "-")
-    label = "setup"
-
-
-@dataclass(frozen=True)
-class AttentionCase:
-    """PyTorch's SDPA backends at the models' attention shapes."""
-
-    section = "attention"
-    key = ("attention", "-", "sdpa")
-    label = "attention sdpa"
-
-
-class _Labelled:
-    @property
-    def label(self) -> str:
-        return " ".join(self.key)
-
-
-@dataclass(frozen=True)
-class ModelCase(_Labelled):
-    """One section (train, inference, sampling) of one model on one provider."""
+class Case:
+    """What runs and is recorded as one: setup (the device's ceilings and each model's FLOP audit,
+    what every other case is quoted against), a section (train, inference, sampling) of one model
+    on one provider, attention (SDPA's backends at the models' attention shapes), or kernels (one
+    fused op at one hidden width on every kernel provider). Its key is its line in bench.jsonl."""
 
     section: str
-    spec: ModelSpec
-    provider: str
+    spec: Optional[ModelSpec] = None
+    provider: str = "-"
+    op: Optional[str] = None
+    width: Optional[int] = None
 
     @property
     def key(self) -> tuple:
-        return (self.section, self.spec.label, self.provider)
+        if self.section == "kernels":
+            return ("kernels", self.op, f"D={self.width}")
+        return (self.section, self.spec.label if self.spec else "-", self.provider)
+
+    @property
+    def label(self) -> str:
+        return " ".join(part for part in self.key if part != "-")
+
+
+SETUP = Case("setup")
 
 
 @dataclass(frozen=True)
-class KernelCase(_Labelled):
-    """One fused op at one hidden width, on every kernel provider of the plan."""
+class BenchRequest:
+    """What `mpdit bench` measures (its options that change the figures); `plan()` checks and
+    resolves it. Models, providers and sections default to the preset's."""
 
-    op: str
-    width: int
-    section = "kernels"
+    preset: str = option("default", "which models, providers and sizes (each preset: see above)",
+                         choices=tuple(PRESETS))
+    device: Optional[str] = option(None, "default: cuda when present", choices=("cpu", "cuda"))
+    out: Optional[str] = option(None, "results folder (default: bench-<date>-<device>-<preset> here); bench.jsonl "
+                                      "there grows as cases finish", metavar="DIR")
+    models: Optional[tuple] = option(None, "a subset of the preset's models", type=csv_list, metavar="A,B")
+    providers: Optional[tuple] = option(None, ", ".join(bench_providers.PROVIDERS), type=csv_list, metavar="A,B")
+    sections: Optional[tuple] = option(None, ", ".join(SECTIONS), type=csv_list, metavar="A,B")
 
-    @property
-    def key(self) -> tuple:  # (section, op, width label): the stream's key of a case
-        return ("kernels", self.op, f"D={self.width}")
+    def plan(self) -> "Plan":
+        """The plan of the run, every choice checked (ValueError naming the argument)."""
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset={self.preset!r}: expected one of {', '.join(PRESETS)}")
+        preset = PRESETS[self.preset]
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if device not in ("cpu", "cuda") or (device == "cuda" and not torch.cuda.is_available()):
+            raise ValueError(f"device={device!r}: expected 'cpu'" + (" or 'cuda'" if torch.cuda.is_available() else
+                                                                       " (no CUDA device here)"))
+        for name, allowed in (("models", [spec.label for spec in preset.models]),
+                              ("providers", bench_providers.PROVIDERS), ("sections", SECTIONS)):
+            unknown = [value for value in getattr(self, name) or () if value not in allowed]
+            if unknown:
+                raise ValueError(f"{name}={','.join(unknown)}: expected some of {', '.join(allowed)}")
+        specs = tuple(spec for spec in preset.models if not self.models or spec.label in self.models)
+        requested = tuple(self.providers or preset.providers)
+        resolved = BenchRequest(preset.name, device, self.out or default_out(device, preset.name),
+                                tuple(spec.label for spec in specs), requested, tuple(self.sections or preset.sections))
+        return Plan(resolved, preset, specs, applicable_providers(requested, device))
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a plan (none of it changes what is measured)."""
+
+    resume: bool = option(False, "continue the run in --out, skipping its finished cases")
+    time_limit: Optional[float] = option(None, "skip (and list) the cases that would start after this many seconds",
+                                         metavar="SECONDS")
+    case_timeout: Optional[float] = option(
+        None, "a case running longer is recorded as an error and the run goes on (default: 300 s on a machine as "
+              "fast as the presets were sized for, longer in proportion on a slower one)", metavar="SECONDS")
+    isolate: bool = option(False, "each case in its own process, killed at --case-timeout even inside a hung CUDA "
+                                  "call (a process start per case)")
+    progress: bool = option(True, "a progress bar (--no-progress: one printed line per case)")
+    plots: bool = option(True, "the PNG plots (--no-plots: JSON, CSV and Markdown only)")
+
+    def check(self) -> None:
+        for name in ("time_limit", "case_timeout"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name}={value}: expected a positive number of seconds")
 
 
 @dataclass(frozen=True)
 class Plan:
+    request: BenchRequest  # resolved: every field given
     preset: Preset
-    device: str  # "cpu" or "cuda"
     specs: tuple  # the ModelSpecs measured
-    requested: tuple  # the providers asked for
-    providers: tuple  # those of them that run on the device
-    sections: tuple
-    out: str  # the results folder
+    providers: tuple  # the requested providers that run on the device
+
+    device = property(lambda self: self.request.device)  # "cpu" or "cuda"
+    sections = property(lambda self: self.request.sections)
+    out = property(lambda self: self.request.out)  # the results folder
 
     @property
     def dtype(self) -> torch.dtype:
@@ -82,27 +120,28 @@ class Plan:
 
     def cases(self) -> tuple:
         """Every case, in order: setup, the model sections, attention, the fused ops."""
-        cases = [SetupCase()]
+        cases = [SETUP]
         for spec in self.specs:
             for provider in self.providers:
                 compiled = bench_providers.split(provider).compiled
                 if compiled and spec.label not in self.preset.compile_models:
                     continue
                 if "train" in self.sections or "profile" in self.sections:  # the profile runs the timed step
-                    cases.append(ModelCase("train", spec, provider))
+                    cases.append(Case("train", spec, provider))
                 if not compiled:  # inference and sampling run eager models (compiling again costs minutes)
-                    cases += [ModelCase(section, spec, provider) for section in ("inference", "sampling")
+                    cases += [Case(section, spec, provider) for section in ("inference", "sampling")
                               if section in self.sections]
         if "profile" in self.sections and self.device == "cuda":
-            cases.append(AttentionCase())
+            cases.append(Case("attention", provider="sdpa"))
         if "kernels" in self.sections and self.kernel_providers:
-            cases += [KernelCase(op, width) for width in self.preset.kernel_widths for op in kernel_cases.CASES]
+            cases += [Case("kernels", op=op, width=width) for width in self.preset.kernel_widths
+                      for op in kernel_cases.CASES]
         return tuple(cases)
 
     def notes(self) -> list:
         """What the report says about providers that did not run, and why."""
         notes = [f"{provider} not run on {self.device}: {bench_providers.unavailable_reason(provider, self.device)}"
-                 for provider in self.requested if provider not in self.providers]
+                 for provider in self.request.providers if provider not in self.providers]
         if self.device == "cpu" and "native" in self.providers:
             notes.append("native on a CPU runs the extension's C++ loops, not its CUDA kernels")
         if "kernels" in self.sections and "triton" not in self.kernel_providers:
@@ -110,10 +149,11 @@ class Plan:
         return notes
 
     def settings(self) -> dict:
-        """The plan as JSON values: what a case's own process rebuilds it from (make_plan(**settings))."""
-        return {"preset": self.preset.name, "device": self.device, "out": self.out,
-                "models": [spec.label for spec in self.specs], "providers": list(self.requested),
-                "sections": list(self.sections)}
+        """The resolved request but its folder, as JSON values: what makes two runs the same run
+        (recorded in bench.jsonl, checked on --resume; a moved folder still resumes)."""
+        settings = json.loads(json.dumps(dataclasses.asdict(self.request)))
+        del settings["out"]
+        return settings
 
 
 def default_out(device: str, preset: str) -> str:
@@ -121,35 +161,6 @@ def default_out(device: str, preset: str) -> str:
     return f"bench-{datetime.date.today()}-{device}-{preset}"
 
 
-def _check_choice(name: str, values, allowed) -> None:
-    unknown = [v for v in values if v not in allowed]
-    if unknown:
-        raise ValueError(f"{name}={','.join(unknown)}: expected some of {', '.join(allowed)}")
-
-
 def applicable_providers(providers, device: str) -> tuple:
     """The providers the backend table says can run on `device`."""
     return tuple(p for p in providers if bench_providers.unavailable_reason(p, device) is None)
-
-
-def make_plan(preset: str = "default", device: str = None, out: str = None, models=None, providers=None,
-              sections=None) -> Plan:
-    """The plan of a run, every choice checked (ValueError naming the argument): models, providers
-    and sections default to the preset's; device to cuda where there is one."""
-    if preset not in PRESETS:
-        raise ValueError(f"preset={preset!r}: expected one of {', '.join(PRESETS)}")
-    chosen = PRESETS[preset]
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda") or (device == "cuda" and not torch.cuda.is_available()):
-        raise ValueError(f"device={device!r}: expected 'cpu'" + (" or 'cuda'" if torch.cuda.is_available() else
-                                                                   " (no CUDA device here)"))
-    if models:
-        _check_choice("models", models, [spec.label for spec in chosen.models])
-    if providers:
-        _check_choice("providers", providers, bench_providers.PROVIDERS)
-    if sections:
-        _check_choice("sections", sections, SECTIONS)
-    requested = tuple(providers or chosen.providers)
-    return Plan(chosen, device, tuple(spec for spec in chosen.models if not models or spec.label in models),
-                requested, applicable_providers(requested, device), tuple(sections or chosen.sections),
-                out or default_out(device, chosen.name))

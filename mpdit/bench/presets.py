@@ -2,11 +2,20 @@
 from dataclasses import dataclass, field, replace
 
 from mpdit.audit.paper import UPGRADES
-from mpdit.bench.model_cases import ModelSpec
 
 SECTIONS = ("flops", "train", "inference", "sampling", "kernels", "profile")
 # profile (torch.profiler over a few training steps, a Chrome trace each) only when asked for
 DEFAULT_SECTIONS = SECTIONS[:-1]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model as the bench names it: a registered name and its overrides."""
+
+    label: str
+    name: str
+    overrides: dict = field(default_factory=dict)
+
 
 B_MODELS = (ModelSpec("MPDiT-B", "MPDiT-B"), ModelSpec("SiT-B/2", "SiT-B/2"),
             ModelSpec("DiT-B/2 + upgrades", "DiT-B/2", UPGRADES))

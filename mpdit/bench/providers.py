@@ -1,19 +1,6 @@
-"""What a bench provider is: a kernel backend from mpdit_kernels' table, optionally compiled,
-optionally with float8 matrix products.
-
-    torch               eager PyTorch (the references)
-    compile             torch.compile of the torch backend: what every user gets for free
-    triton              the Triton kernels           triton+compile: and torch.compile around them
-    compile+fp8, triton+compile+fp8
-                        and the blocks' linear layers in float8 (torchao; mpdit.models.float8); on
-                        the torch backend Inductor can fuse torchao's amax and casts into the
-                        LayerNorm + modulation before each product (the Triton ops are opaque to it)
-    native              the C++/CUDA extension (its C++ loops on a CPU)
-    compile+autotune, triton+compile+autotune
-                        torch.compile(mode="max-autotune-no-cudagraphs"): Inductor times its Triton
-                        templates against cuBLAS for every matrix product and can fuse an epilogue
-                        (fc1's bias + GELU) into a template; compiling takes minutes longer (GPU only)
-"""
+"""What a bench provider is: a kernel backend from mpdit_kernels' table (torch, triton, native),
+optionally compiled (+compile; +autotune: torch.compile's max-autotune-no-cudagraphs, GPU only),
+optionally with the blocks' linear layers in float8 (+fp8, torchao). docs/bench.md has the table."""
 from typing import NamedTuple, Optional
 
 import torch

@@ -1,14 +1,12 @@
-"""The Markdown tables `mpdit bench` prints, and its plots."""
+"""bench.md, one function per table, and the plots. Every figure is looked up by its key and Shape
+(Results.value); a figure a case did not record prints as "-"."""
 import os
+from dataclasses import replace
 
 from mpdit.bench import kernel_cases
 from mpdit.bench.profile import CATEGORIES
 from mpdit.bench.timing import NOISY
 from mpdit.io.files import atomic_path
-
-
-def _get(results, label, provider, mode, metric, x=None):
-    return results.value(label, provider, mode, metric, x)
 
 
 def _fmt(value, spec=".1f", suffix=""):
@@ -21,129 +19,97 @@ def _rate(value) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
-def _distinct(results, mode, key):
-    """Values of `key` among the rows of `mode`, in first-seen order."""
-    seen = []
-    for row in results.rows:
-        if row["mode"] == mode and row[key] not in seen:
-            seen.append(row[key])
-    return seen
+def _batch(shape) -> str:
+    return "-" if shape is None or shape.batch is None else f"B={shape.batch}"
 
 
-def _labels(results, mode):
-    return _distinct(results, mode, "case")
+def _noisy(results, case, provider, mode, shape=None, short=False) -> str:
+    """The mark of a time whose p20-p80 spread passes NOISY of its median, else ""."""
+    median, p20, p80 = (results.value(case, provider, mode, m, shape) for m in ("median_ms", "p20_ms", "p80_ms"))
+    if None in (median, p20, p80) or not median or (p80 - p20) / median <= NOISY:
+        return ""
+    return " (noisy)" if short else f" (noisy: p20-p80 {100 * (p80 - p20) / median:.0f}% of the median)"
 
 
-def _providers(results, mode):
-    return _distinct(results, mode, "provider")
-
-
-def _spread(results, label, provider, mode, x=None):
-    """(p80 - p20) / median of a timed row, or None."""
-    median = _get(results, label, provider, mode, "median_ms", x)
-    p20, p80 = _get(results, label, provider, mode, "p20_ms", x), _get(results, label, provider, mode, "p80_ms", x)
-    return None if None in (median, p20, p80) or not median else (p80 - p20) / median
-
-
-def _noisy(results, label, provider, mode, x=None) -> str:
-    spread = _spread(results, label, provider, mode, x)
-    return f" (noisy: p20-p80 {100 * spread:.0f}% of the median)" if spread is not None and spread > NOISY else ""
-
-
-def _by_provider(results, label, mode, metric, x=None) -> dict:
+def _by_provider(results, case, mode, metric, shape=None) -> dict:
     """{provider: value} of one figure, for the providers that have it."""
-    found = ((p, _get(results, label, p, mode, metric, x)) for p in _providers(results, mode))
-    return {p: v for p, v in found if v is not None}
+    found = {p: results.value(case, p, mode, metric, shape) for p in results.distinct(mode, "provider")}
+    return {p: v for p, v in found.items() if v is not None}
 
 
-def _best(results, label, mode, metric, x=None, lowest=False):
-    """(value, provider) of the best provider for one figure, or (None, None)."""
-    found = [(v, p) for p, v in _by_provider(results, label, mode, metric, x).items()]
-    if not found:
-        return None, None
-    return min(found) if lowest else max(found)
+def _sampling(results) -> tuple:
+    """(the step counts of the full runs, fewest first; the batch Shapes of the timed steps)."""
+    return sorted({shape.steps for shape in results.shapes("sample_run")}), results.shapes("sample_step")
 
 
-def _xs(results, mode) -> list:
-    """The shape labels (x) of a mode's rows, smallest batch first."""
-    batches = {r["x"]: r.get("batch") or 0 for r in results.rows if r["mode"] == mode}
-    return sorted(batches, key=batches.get)
-
-
-def _batch(results, x: str) -> str:
-    """'B=<batch>' of the rows measured at shape x ('-' for rows without the field: a bench.jsonl
-    written before rows had it, read back by --resume)."""
-    return next((f"B={r['batch']}" for r in results.rows if r["x"] == x and r.get("batch") is not None), "-")
-
-
-def _sampling_runs(results) -> list:
-    """The full-run modes (sample_<steps>_steps), fewest steps first."""
-    return sorted({r["mode"] for r in results.rows if r["mode"].startswith("sample_") and r["mode"].endswith("_steps")},
-                  key=lambda m: int(m.split("_")[1]))
+def _figures(results) -> dict:
+    """The headline's figures: {kind: (mode, metric, shape, lower is better)}."""
+    shapes, (steps, sampled) = results.shapes("inference"), _sampling(results)
+    kinds = {"train": ("train", "throughput", None, False)}
+    if shapes:
+        kinds["inference"] = ("inference", "throughput", shapes[-1], False)
+        kinds["latency"] = ("inference", "median_ms", shapes[0], True)
+    for shape in sampled if steps else ():
+        kinds["sampling", shape] = ("sample_run", "run_ms", replace(shape, steps=steps[-1]), True)
+        kinds["graph", shape] = ("sample_run", "graph_run_ms", replace(shape, steps=steps[-1]), True)
+    return kinds
 
 
 def headline(results, meta) -> list:
-    """Per model the best provider's figures; then each MPDiT against its baseline on the same
-    provider (MPDiT's best among those both ran, named in each cell), next to the GFLOP ratio:
-    does half the compute give twice the speed? A figure a side lacks (its case failed or did
-    not run) is said, not replaced by another provider's."""
-    labels = [label for label in _labels(results, "train") + _labels(results, "inference")
-              + _labels(results, "sample_step")]
-    labels = list(dict.fromkeys(labels))
+    """Per model the best provider's figures, then each MPDiT against its baseline (baseline_table)."""
+    labels = list(dict.fromkeys(results.distinct("train", "case") + results.distinct("inference", "case")
+                                + results.distinct("sample_step", "case")))
     if not labels:
         return []
-    xs, runs, sample_xs = _xs(results, "inference"), _sampling_runs(results), _xs(results, "sample_step")
-    sampled = sample_xs if runs else []
-    # each figure: (mode, metric, x, lower is better)
-    kinds = {"train": ("train", "throughput", None, False)}
-    if xs:
-        kinds["inference"] = ("inference", "throughput", xs[-1], False)
-        kinds["latency"] = ("inference", "median_ms", xs[0], True)
-    for x in sampled:
-        kinds["sampling", x] = (runs[-1], "run_ms", x, True)
-        kinds["graph", x] = (runs[-1], "graph_run_ms", x, True)
-    figures = {label: {kind: _best(results, label, mode, metric, x, lowest=lowest)
-                       for kind, (mode, metric, x, lowest) in kinds.items()} for label in labels}
+    kinds, shapes, (steps, sampled) = _figures(results), results.shapes("inference"), _sampling(results)
+    sampled = sampled if steps else []
 
-    def cell(value_provider, spec=None, scale=1.0):  # spec None: a rate, to three significant figures
-        value, provider = value_provider or (None, None)
-        if value is None:
+    def best(label, kind, spec=None, scale=1.0):  # spec None: a rate, to three significant figures
+        mode, metric, shape, lowest = kinds.get(kind, (None,) * 4)
+        found = _by_provider(results, label, mode, metric, shape) if mode else {}
+        if not found:
             return "-"
-        return f"{_rate(value * scale) if spec is None else format(value * scale, spec)} ({provider})"
+        provider = (min if lowest else max)(found, key=found.get)
+        value = found[provider] * scale
+        return f"{_rate(value) if spec is None else format(value, spec)} ({provider})"
 
-    big = _batch(results, xs[-1]) if xs else "-"
-    one = _batch(results, xs[0]) if xs else "-"
-    steps = runs[-1].split("_")[1] if runs else "-"
-    header = "".join(f" {steps}-step guided sampling s at {_batch(results, x)} | the same, CUDA graph |"
-                     for x in sampled)
+    header = "".join(f" {steps[-1]}-step guided sampling s at {_batch(s)} | the same, CUDA graph |" for s in sampled)
     lines = ["Headline: each model's best provider", "",
-             f"| model | training images/s | inference images/s at {big} | latency ms at {one} |{header}",
+             f"| model | training images/s | inference images/s at {_batch(shapes[-1] if shapes else None)} | "
+             f"latency ms at {_batch(shapes[0] if shapes else None)} |{header}",
              "|---|---|---|---|" + "---|---|" * len(sampled)]
-    for label, f in figures.items():
-        cells = "".join(f" {cell(f['sampling', x], '.2f', 1e-3)} | {cell(f['graph', x], '.2f', 1e-3)} |"
-                        for x in sampled)
-        lines.append(f"| {label} | {cell(f['train'])} | {cell(f.get('inference'))} | "
-                     f"{cell(f.get('latency'), '.2f')} |" + cells)
-    pairs = [(label, base) for label, base in meta.get("baselines", {}).items()
-             if label in figures and base in figures]
-    if pairs:
-        columns = ["train", "inference", "latency"] + [("sampling", x) for x in sampled]
-        lines += ["", "| MPDiT vs baseline, on the same provider | GFLOPs ratio (paper conv.) | training | "
-                      "inference | latency |" + "".join(f" sampling {_batch(results, x)} |" for x in sampled),
-                  "|---|---|---|---|---|" + "---|" * len(sampled)]
-        for label, base in pairs:
-            ratios = [_same_provider_ratio(results, label, base, *kinds[kind]) if kind in kinds else "-"
-                      for kind in columns]
-            flops = [_get(results, name, "-", "audit", "gflops_paper") for name in (label, base)]
-            gflops = f"{flops[1] / flops[0]:.2f}x fewer" if None not in flops else "-"
-            lines.append(f"| {label} vs {base} | {gflops} | " + " | ".join(ratios) + " |")
-    return lines + [""]
+    for label in labels:
+        cells = "".join(f" {best(label, ('sampling', s), '.2f', 1e-3)} | {best(label, ('graph', s), '.2f', 1e-3)} |"
+                        for s in sampled)
+        lines.append(f"| {label} | {best(label, 'train')} | {best(label, 'inference')} | "
+                     f"{best(label, 'latency', '.2f')} |" + cells)
+    return lines + baseline_table(results, meta, labels, kinds, sampled) + [""]
 
 
-def _same_provider_ratio(results, label, base, mode, metric, x, lower_is_better) -> str:
-    """How many times faster `label` is than `base` on one provider, MPDiT's best of those both
-    ran ("1.40x (native)"); else which side has no figure."""
-    value = {name: _by_provider(results, name, mode, metric, x) for name in (label, base)}
+def baseline_table(results, meta, labels, kinds, sampled) -> list:
+    """Each MPDiT against its baseline on one provider (MPDiT's best among those both ran, named in
+    each cell), beside the GFLOP ratio: does half the compute give twice the speed? A figure a side
+    lacks (its case failed or did not run) is said, not taken from another provider."""
+    pairs = [(label, base) for label, base in meta.get("baselines", {}).items() if label in labels and base in labels]
+    if not pairs:
+        return []
+    columns = ["train", "inference", "latency"] + [("sampling", s) for s in sampled]
+    lines = ["", "| MPDiT vs baseline, on the same provider | GFLOPs ratio (paper conv.) | training | inference | "
+                 "latency |" + "".join(f" sampling {_batch(s)} |" for s in sampled),
+             "|---|---|---|---|---|" + "---|" * len(sampled)]
+    for label, base in pairs:
+        ratios = [_same_provider_ratio(results, label, base, *kinds[kind]) if kind in kinds else "-"
+                  for kind in columns]
+        flops = [results.value(name, "-", "audit", "gflops_paper") for name in (label, base)]
+        gflops = f"{flops[1] / flops[0]:.2f}x fewer" if None not in flops else "-"
+        lines.append(f"| {label} vs {base} | {gflops} | " + " | ".join(ratios) + " |")
+    return lines
+
+
+def _same_provider_ratio(results, label, base, mode, metric, shape, lower_is_better) -> str:
+    """How many times faster `label` is than `base` on one provider ("1.40x (native)"); else
+    which side has no figure."""
+    value = {name: _by_provider(results, name, mode, metric, shape) for name in (label, base)}
     missing = [name for name in (label, base) if not value[name]]
     if missing:
         return f"- ({' and '.join(missing)}: no figure)"
@@ -155,130 +121,159 @@ def _same_provider_ratio(results, label, base, mode, metric, x, lower_is_better)
     return f"{(theirs / mine if lower_is_better else mine / theirs):.2f}x ({provider})"
 
 
+def audit_table(results) -> list:
+    labels = results.distinct("audit", "case")
+    if not labels:
+        return []
+    lines = ["", "| model | params (M) | GFLOPs paper conv. | GFLOPs exact | training step GFLOP |",
+             "|---|---|---|---|---|"]
+    for label in labels:
+        values = [results.value(label, "-", "audit", m) for m in
+                  ("params", "gflops_paper", "gflops_exact", "train_step_gflop")]
+        lines.append(f"| {label} | " + " | ".join(_fmt(v, ".2f") for v in values) + " |")
+    return lines + ["", "GFLOPs (paper conv. and exact) count multiply-accumulates of one forward pass per image, as "
+                        "the papers do (`mpdit flops`); the training step column counts floating-point operations "
+                        "(2 per multiply-accumulate) of forward and backward per image, as torch's FLOP counter "
+                        "measures them."]
+
+
+def train_table(results, baselines: dict) -> list:
+    if not results.distinct("train", "case"):
+        return []
+    lines = ["", "Training step (the trainer's: forward, backward, gradient clipping, AdamW, EMA), median of the "
+                 "repetitions:", "",
+             "| model | provider | step ms (p20-p80) | images/s | MFU | peak GiB | vs torch | vs baseline |",
+             "|---|---|---|---|---|---|---|---|"]
+    for label in results.distinct("train", "case"):
+        eager = results.value(label, "torch", "train", "throughput")
+        for provider in results.distinct("train", "provider"):
+            get = lambda metric: results.value(label, provider, "train", metric)
+            rate, base = get("throughput"), baselines.get(label)
+            if rate is None:
+                continue
+            base_rate = results.value(base, provider, "train", "throughput") if base else None
+            lines.append(
+                f"| {label} | {provider} | {_fmt(get('median_ms'))} ({_fmt(get('p20_ms'))}-{_fmt(get('p80_ms'))})"
+                f"{_noisy(results, label, provider, 'train')} | {_rate(rate)} | {_fmt(get('mfu'), '.1f', '%')} | "
+                f"{_fmt(get('peak_memory'), '.1f')} | {_fmt(rate / eager if eager else None, '.2f', 'x')} | "
+                f"{_fmt(rate / base_rate if base_rate else None, '.2f', 'x')} {f'({base})' if base_rate else ''}|")
+    return lines
+
+
+def profile_table(results) -> list:
+    """Where each profiled step's device time went (ms and share of the step's span), the
+    attention timings and the longest kernels."""
+    if not results.distinct("profile", "case"):
+        return []
+    lines = ["", "Where a training step's time goes (torch.profiler, ms per step and % of the device span):", "",
+             "| model | provider | step span ms | " + " | ".join(CATEGORIES) + " |",
+             "|---|---|---|" + "---|" * len(CATEGORIES)]
+    for label in results.distinct("profile", "case"):
+        for provider in results.distinct("profile", "provider"):
+            span = results.value(label, provider, "profile", "step_ms")
+            if span:
+                cells = [f"{value:.1f} ({100 * value / span:.0f}%)" for value in
+                         (results.value(label, provider, "profile", c) or 0.0 for c in CATEGORIES)]
+                lines.append(f"| {label} | {provider} | {span:.1f} | " + " | ".join(cells) + " |")
+    for case in results.distinct("attention", "case"):
+        timings = [(p, results.value(case, p, "attention", "fwd_bwd_ms")) for p in results.distinct("attention",
+                                                                                                    "provider")]
+        lines += ["", f"{case}, forward + backward ms: " + "; ".join(f"{p} {ms:.3f}" for p, ms in timings
+                                                                      if ms is not None)]
+    for case, top in results.top_kernels().items():
+        lines += ["", f"Longest kernels, {case} (ms per step): " + "; ".join(f"{name[:70]} {ms:.2f}"
+                                                                            for name, ms in top[:8])]
+    return lines
+
+
+def inference_table(results) -> list:
+    shapes = results.shapes("inference")
+    if not shapes:
+        return []
+    lines = ["", "Inference forward:", "", "| model | provider | " + " | ".join(f"{s.label}: ms | images/s"
+                                                                               for s in shapes) + " |",
+             "|---|---|" + "---|---|" * len(shapes)]
+    for label in results.distinct("inference", "case"):
+        for provider in results.distinct("inference", "provider"):
+            cells = []
+            for s in shapes:
+                cells += [_fmt(results.value(label, provider, "inference", "median_ms", s), ".2f")
+                          + _noisy(results, label, provider, "inference", s),
+                          _rate(results.value(label, provider, "inference", "throughput", s))]
+            if any(c != "-" for c in cells):
+                lines.append(f"| {label} | {provider} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def sampling_table(results) -> list:
+    steps, shapes = _sampling(results)
+    if not shapes:
+        return []
+    lines = ["", "Guided Euler sampling (one step timed over the repetitions; each full run timed once; graph: every "
+                 "evaluation replayed from a CUDA graph):", "",
+             "| model | provider | batch | step ms | graph step ms | "
+             + " | ".join(f"{n}-step run s | graph s" for n in steps) + " |",
+             "|---|---|---|---|---|" + "---|---|" * len(steps)]
+    for label in results.distinct("sample_step", "case"):
+        for provider in results.distinct("sample_step", "provider"):
+            for s in shapes:
+                step = results.value(label, provider, "sample_step", "median_ms", s)
+                if step is None:
+                    continue
+                cells = [_batch(s), f"{step:.2f}" + _noisy(results, label, provider, "sample_step", s),
+                         _fmt(results.value(label, provider, "sample_step", "graph_median_ms", s), ".2f")]
+                for n in steps:
+                    for metric in ("run_ms", "graph_run_ms"):
+                        value = results.value(label, provider, "sample_run", metric, replace(s, steps=n))
+                        cells.append(_fmt(value / 1e3 if value is not None else None, ".2f"))
+                lines.append(f"| {label} | {provider} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def kernel_table(results, providers) -> list:
+    """One line per op, mode and shape; ratios are the other providers' time over the last's. A
+    bandwidth above the measured copy's is impossible and is flagged instead of printed, and that
+    row gets no ratio; nor does an op whose backward runs no kernel of its own (fine_entry's only
+    routes views)."""
+    shapes = sorted(results.shapes("forward"), key=lambda s: (s.width or 0, s.batch or 0))  # the ops' rows
+    if not shapes or not providers:
+        return []
+    fused = providers[-1]
+    lines = ["", "Fused ops (time, GB/s and % of the device copy measured above):", "",
+             f"| op | shape | mode | {' | '.join(f'{p} ms' for p in providers)} | {fused} GB/s | % of copy |"
+             + "".join(f" {p} / {fused} |" for p in providers[:-1]), "|" + "---|" * (4 + 2 * len(providers))]
+    for shape in shapes:
+        for case in kernel_cases.CASES:
+            for mode in ("forward", "backward"):
+                ms = [results.value(case, p, mode, "median_ms", shape) for p in providers]
+                if None in ms:
+                    continue
+                times = [f"{value:.3f}" + _noisy(results, case, p, mode, shape, short=True)
+                         for p, value in zip(providers, ms)]
+                gbs, pct = (results.value(case, fused, mode, m, shape) for m in ("bandwidth", "copy_fraction"))
+                suspect = pct is not None and pct > 100
+                moved = "- | - |" if gbs is None else "above the copy: timing suspect | - |" if suspect else \
+                    f"{gbs:.0f} | {pct:.0f}% |"
+                no_ratio = (mode == "backward" and case in kernel_cases.NO_BACKWARD_KERNEL) or suspect
+                lines.append(f"| {case} | {shape.label} | {mode} | " + " | ".join(times) + " | " + moved
+                             + "".join(" - |" if no_ratio else f" {v / ms[-1]:.2f}x |" for v in ms[:-1]))
+    return lines
+
+
 def markdown(results, meta, kernel_providers) -> str:
     env = meta["environment"]
     where = env.get("gpu") or f"{env['cpu']} ({env['threads']} threads)"
-    peak = _get(results, "device", "-", "ceiling", "matmul_peak")
-    copy = _get(results, "device", "-", "ceiling", "copy_bandwidth")
+    peak, copy = (results.value("device", "-", "ceiling", m) for m in ("matmul_peak", "copy_bandwidth"))
     lines = [f"## mpdit bench --preset {meta['preset']}: {where}, {meta['dtype']}", "",
              f"torch {env['torch']}, triton {env.get('triton')}, flash-attn {env.get('flash-attn')}, "
              f"xformers {env.get('xformers')}; attention paths: {', '.join(env.get('attention_paths') or ['-'])}",
              f"measured ceilings: matmul {_rate(peak)} TFLOP/s, device copy {_rate(copy)} GB/s", ""]
-    lines += [f"note: {note}" for note in meta["notes"]]
-    lines += [""] + headline(results, meta)
-
-    if _labels(results, "audit"):
-        lines += ["", "| model | params (M) | GFLOPs paper conv. | GFLOPs exact | training step GFLOP |",
-                  "|---|---|---|---|---|"]
-        for label in _labels(results, "audit"):
-            values = [_get(results, label, "-", "audit", m) for m in
-                      ("params", "gflops_paper", "gflops_exact", "train_step_gflop")]
-            lines.append(f"| {label} | " + " | ".join(_fmt(v, ".2f") for v in values) + " |")
-        lines += ["", "GFLOPs (paper conv. and exact) count multiply-accumulates of one forward pass per image, as "
-                      "the papers do (`mpdit flops`); the training step column counts floating-point operations "
-                      "(2 per multiply-accumulate) of forward and backward per image, as torch's FLOP counter "
-                      "measures them."]
-
-    baselines = meta.get("baselines", {})
-    if _labels(results, "train"):
-        lines += ["", "Training step (the trainer's: forward, backward, gradient clipping, AdamW, EMA), median of "
-                      "the repetitions:", "",
-                  "| model | provider | step ms (p20-p80) | images/s | MFU | peak GiB | vs torch | vs baseline |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for label in _labels(results, "train"):
-            eager = _get(results, label, "torch", "train", "throughput")
-            for provider in _providers(results, "train"):
-                rate = _get(results, label, provider, "train", "throughput")
-                if rate is None:
-                    continue
-                base = baselines.get(label)
-                base_rate = _get(results, base, provider, "train", "throughput") if base else None
-                lines.append(
-                    f"| {label} | {provider} | {_fmt(_get(results, label, provider, 'train', 'median_ms'))} "
-                    f"({_fmt(_get(results, label, provider, 'train', 'p20_ms'))}-"
-                    f"{_fmt(_get(results, label, provider, 'train', 'p80_ms'))})"
-                    f"{_noisy(results, label, provider, 'train')} | {_rate(rate)} | "
-                    f"{_fmt(_get(results, label, provider, 'train', 'mfu'), '.1f', '%')} | "
-                    f"{_fmt(_get(results, label, provider, 'train', 'peak_memory'), '.1f')} | "
-                    f"{_fmt(rate / eager if eager else None, '.2f', 'x')} | "
-                    f"{_fmt(rate / base_rate if base_rate else None, '.2f', 'x')} {f'({base})' if base_rate else ''}|")
-
-    if _labels(results, "profile"):
-        lines += ["", profile_table(results)]
-        for case in _labels(results, "attention"):
-            timings = [(provider, _get(results, case, provider, "attention", "fwd_bwd_ms"))
-                       for provider in _providers(results, "attention")]
-            lines += ["", f"{case}, forward + backward ms: "
-                      + "; ".join(f"{provider} {ms:.3f}" for provider, ms in timings if ms is not None)]
-        for case, top in results.top_kernels().items():
-            lines += ["", f"Longest kernels, {case} (ms per step): "
-                      + "; ".join(f"{name[:70]} {ms:.2f}" for name, ms in top[:8])]
-
-    if _labels(results, "inference"):
-        xs = _xs(results, "inference")
-        lines += ["", "Inference forward:", "",
-                  "| model | provider | " + " | ".join(f"{x}: ms | images/s" for x in xs) + " |",
-                  "|---|---|" + "---|---|" * len(xs)]
-        for label in _labels(results, "inference"):
-            for provider in _providers(results, "inference"):
-                cells = []
-                for x in xs:
-                    cells += [_fmt(_get(results, label, provider, "inference", "median_ms", x), ".2f")
-                              + _noisy(results, label, provider, "inference", x),
-                              _rate(_get(results, label, provider, "inference", "throughput", x))]
-                if any(c != "-" for c in cells):
-                    lines.append(f"| {label} | {provider} | " + " | ".join(cells) + " |")
-
-    if _labels(results, "sample_step"):
-        runs = _sampling_runs(results)
-        lines += ["", "Guided Euler sampling (one step timed over the repetitions; each full run timed once; "
-                      "graph: every evaluation replayed from a CUDA graph):", "",
-                  "| model | provider | batch | step ms | graph step ms | "
-                  + " | ".join(f"{m.split('_')[1]}-step run s | graph s" for m in runs) + " |",
-                  "|---|---|---|---|---|" + "---|---|" * len(runs)]
-        for label in _labels(results, "sample_step"):
-            for provider in _providers(results, "sample_step"):
-                for x in _xs(results, "sample_step"):
-                    step = _get(results, label, provider, "sample_step", "median_ms", x)
-                    if step is None:
-                        continue
-                    cells = [_batch(results, x), f"{step:.2f}" + _noisy(results, label, provider, "sample_step", x),
-                             _fmt(_get(results, label, provider, "sample_step", "graph_median_ms", x), ".2f")]
-                    for mode in runs:
-                        for metric in ("run_ms", "graph_run_ms"):
-                            value = _get(results, label, provider, mode, metric, x)
-                            cells.append(_fmt(value / 1e3 if value is not None else None, ".2f"))
-                    lines.append(f"| {label} | {provider} | " + " | ".join(cells) + " |")
-
-    if any(r["case"] in kernel_cases.CASES for r in results.rows):
-        lines += ["", "Fused ops (time, GB/s and % of the device copy measured above):", "",
-                  kernel_cases.summary(results, kernel_providers)]
+    lines += [f"note: {note}" for note in meta["notes"]] + [""] + headline(results, meta)
+    lines += audit_table(results) + train_table(results, meta.get("baselines", {})) + profile_table(results)
+    lines += inference_table(results) + sampling_table(results) + kernel_table(results, kernel_providers)
     for error in results.errors:
-        case = " ".join(part for part in error["case"] if part != "-")
-        lines.append(f"\nFAILED {case}: {error['error']}")
+        lines.append(f"\nFAILED {' '.join(part for part in error['case'] if part != '-')}: {error['error']}")
     return "\n".join(lines)
-
-
-def profile_table(results) -> str:
-    """Where each profiled step's device time went: ms and share of the step's span."""
-    lines = ["Where a training step's time goes (torch.profiler, ms per step and % of the device span):", "",
-             "| model | provider | step span ms | " + " | ".join(CATEGORIES) + " |",
-             "|---|---|---|" + "---|" * len(CATEGORIES)]
-    for label in _labels(results, "profile"):
-        for provider in _providers(results, "profile"):
-            span = _get(results, label, provider, "profile", "step_ms")
-            if not span:
-                continue
-            cells = [f"{value:.1f} ({100 * value / span:.0f}%)"
-                     for value in (_get(results, label, provider, "profile", c) or 0.0 for c in CATEGORIES)]
-            lines.append(f"| {label} | {provider} | {span:.1f} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _title(meta, results, what: str, x: str = "") -> str:
-    env = meta["environment"]
-    where = env.get("gpu") or f"{env.get('cpu')} ({env.get('threads')} threads)"
-    return f"{what}\n{where}, {meta['dtype']}{', ' + x if x else ''}, git {results.sha}"
 
 
 def write_plots(results, folder: str, meta: dict, kernel_providers) -> list:
@@ -289,80 +284,73 @@ def write_plots(results, folder: str, meta: dict, kernel_providers) -> list:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    written = []
+    env, written = meta["environment"], []
+    where = env.get("gpu") or f"{env.get('cpu')} ({env.get('threads')} threads)"
 
-    def save(fig, name):
-        path = os.path.join(folder, name)
+    def save(fig, ax, name, title, shape, ylabel):
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{title}\n{where}, {meta['dtype']}{', ' + shape.label if shape else ''}, git {results.sha}",
+                     fontsize=9)
+        ax.legend(fontsize=8)
         fig.tight_layout()
-        with atomic_path(path) as tmp:
+        with atomic_path(os.path.join(folder, name)) as tmp:
             fig.savefig(tmp, dpi=120, format="png")
         plt.close(fig)
-        written.append(path)
+        written.append(os.path.join(folder, name))
 
-    train_labels = _labels(results, "train")
-    train_x = next((r["x"] for r in results.rows if r["mode"] == "train"), "")
-    if train_labels:
+    def bars(ax, groups, providers, value_of, label_of, **kwargs):  # one bar per (group, provider)
+        width = 0.8 / max(len(providers), 1)
+        for i, provider in enumerate(providers):
+            values = [value_of(group, provider) for group in groups]
+            drawn = ax.bar([j + i * width for j in range(len(groups))], [v[0] for v in values], width,
+                           label=provider, **({"yerr": [[v[1] for v in values], [v[2] for v in values]],
+                                               "capsize": 2} if kwargs.get("errors") else {}))
+            ax.bar_label(drawn, labels=[label_of(v[0], v[3]) for v in values], fontsize=6, padding=2)
+        ax.set_xticks([j + width * (len(providers) - 1) / 2 for j in range(len(groups))])
+
+    labels, providers = results.distinct("train", "case"), results.distinct("train", "provider")
+    shape = results.shapes("train")[0] if labels else None
+    if labels:
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        for provider in _providers(results, "train"):
-            points = [(_get(results, label, "-", "audit", "gflops_exact"), _get(results, label, provider, "train",
-                                                                                "throughput"), label)
-                      for label in train_labels]
+        for provider in providers:
+            points = [(results.value(label, "-", "audit", "gflops_exact"),
+                       results.value(label, provider, "train", "throughput"), label) for label in labels]
             points = [p for p in points if None not in p]
             ax.scatter([p[0] for p in points], [p[1] for p in points], label=provider)
             for gflops, rate, label in points:
                 ax.annotate(f"{label}: {_rate(rate)}", (gflops, rate), fontsize=7, xytext=(3, 3),
                             textcoords="offset points")
         ax.set_xlabel("GFLOPs per image (exact multiply-accumulates, forward)")
-        ax.set_ylabel("training images / s")
-        ax.set_title(_title(meta, results, "Training throughput against compute", train_x), fontsize=9)
-        ax.legend(fontsize=8)
-        save(fig, "throughput_vs_gflops.png")
+        save(fig, ax, "throughput_vs_gflops.png", "Training throughput against compute", shape, "training images / s")
+
+        def speedup(label, provider):  # time ratio against eager torch; the p80 time gives the low end
+            eager = results.value(label, "torch", "train", "median_ms")
+            ms = [results.value(label, provider, "train", m) for m in ("median_ms", "p80_ms", "p20_ms")]
+            if not eager or None in ms:
+                return 0.0, 0.0, 0.0, False
+            ratio = eager / ms[0]
+            return ratio, ratio - eager / ms[1], eager / ms[2] - ratio, True
 
         fig, ax = plt.subplots(figsize=(8, 4.5))
-        providers = _providers(results, "train")
-        width = 0.8 / max(len(providers), 1)
-        for i, provider in enumerate(providers):
-            ratios, low, high = [], [], []
-            for label in train_labels:
-                eager = _get(results, label, "torch", "train", "median_ms")
-                ms = [_get(results, label, provider, "train", m) for m in ("median_ms", "p80_ms", "p20_ms")]
-                if eager and None not in ms:
-                    ratio = eager / ms[0]  # time ratio: the speed-up; p80 time gives the low end
-                    ratios.append(ratio)
-                    low.append(ratio - eager / ms[1])
-                    high.append(eager / ms[2] - ratio)
-                else:
-                    ratios.append(0.0), low.append(0.0), high.append(0.0)
-            positions = [j + i * width for j in range(len(train_labels))]
-            bars = ax.bar(positions, ratios, width, yerr=[low, high], capsize=2, label=provider)
-            ax.bar_label(bars, labels=[f"{r:.2f}x" if r else "" for r in ratios], fontsize=6, padding=2)
+        bars(ax, labels, providers, speedup, lambda r, ok: f"{r:.2f}x" if ok else "", errors=True)
         ax.axhline(1.0, color="grey", linewidth=0.8)
-        ax.set_xticks([j + width * (len(providers) - 1) / 2 for j in range(len(train_labels))])
-        ax.set_xticklabels(train_labels, rotation=20, fontsize=8)
-        ax.set_ylabel("training speed-up over eager torch (p20-p80)")
-        ax.set_title(_title(meta, results, "Training step speed-up per provider", train_x), fontsize=9)
-        ax.legend(fontsize=8)
-        save(fig, "speedup_per_backend.png")
+        ax.set_xticklabels(labels, rotation=20, fontsize=8)
+        save(fig, ax, "speedup_per_backend.png", "Training step speed-up per provider", shape,
+             "training speed-up over eager torch (p20-p80)")
 
-    kernel_rows = [r for r in results.rows if r["case"] in kernel_cases.CASES and r["metric"] == "copy_fraction"]
-    if kernel_rows:
-        widest = max(kernel_rows, key=lambda r: r.get("width") or 0)["x"]
+    kernel_shapes = [s for s in results.shapes("forward") if s.width is not None]
+    if kernel_shapes and kernel_providers:
+        widest = max(kernel_shapes, key=lambda s: s.width)
         keys = [(case, mode) for case in kernel_cases.CASES for mode in ("forward", "backward")
-                if any(r["case"] == case and r["mode"] == mode and r["x"] == widest for r in kernel_rows)]
+                if any(results.value(case, p, mode, "copy_fraction", widest) is not None for p in kernel_providers)]
+
+        def fraction(key, provider):  # above 100% of the copy is impossible: drawn at 0 and labelled
+            value = results.value(key[0], provider, key[1], "copy_fraction", widest) or 0.0
+            return (value if value <= 100 else 0.0), 0.0, 0.0, value
+
         fig, ax = plt.subplots(figsize=(9, 4.5))
-        width = 0.8 / len(kernel_providers)
-        for i, provider in enumerate(kernel_providers):
-            # above 100% of the copy is impossible: drawn at 0 and labelled, not plotted as measured
-            values = [_get(results, case, provider, mode, "copy_fraction", widest) or 0.0 for case, mode in keys]
-            shown = [v if v <= 100 else 0.0 for v in values]
-            bars = ax.bar([j + i * width for j in range(len(keys))], shown, width, label=provider)
-            ax.bar_label(bars, labels=[f"{v:.0f}%" if v <= 100 else "suspect" for v in values], fontsize=6,
-                         padding=2)
+        bars(ax, keys, kernel_providers, fraction, lambda shown, v: f"{v:.0f}%" if v <= 100 else "suspect")
         ax.axhline(100, color="grey", linewidth=0.8)
-        ax.set_xticks([j + width * (len(kernel_providers) - 1) / 2 for j in range(len(keys))])
         ax.set_xticklabels([f"{c}\n{m}" for c, m in keys], rotation=30, fontsize=6, ha="right")
-        ax.set_ylabel("% of the device-copy bandwidth")
-        ax.set_title(_title(meta, results, "Fused ops: bandwidth", widest), fontsize=9)
-        ax.legend(fontsize=8)
-        save(fig, "kernel_bandwidth.png")
+        save(fig, ax, "kernel_bandwidth.png", "Fused ops: bandwidth", widest, "% of the device-copy bandwidth")
     return written

@@ -11,11 +11,7 @@ line turns it on once, at its entry) and is recorded with the results.
 """
 import json
 import os
-import signal
-import threading
 import time
-from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch._functorch.config
@@ -23,30 +19,13 @@ import torch._functorch.config
 from mpdit.bench import model_cases
 from mpdit.bench.environment import environment
 from mpdit.bench.executor import TIMEOUT_S, Ceilings, InProcess, Isolated, default_case_timeout
-from mpdit.bench.plan import Plan, SetupCase
+from mpdit.bench.plan import SETUP, Plan, RunOptions
 from mpdit.bench.report import markdown, write_plots
-from mpdit.bench.timing import Results, read_stream, recorded_settings, trim_stream
+from mpdit.bench.results import Results, check_settings, start_stream, trim_stream
 from mpdit.io.files import atomic_path
 from mpdit.io.run_lock import RunLock
+from mpdit.signals import StopSignals
 from mpdit_kernels import attention_paths
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How to run a plan (none of it changes what is measured)."""
-
-    resume: bool = False  # continue the run in plan.out, skipping its finished cases
-    time_limit: Optional[float] = None  # seconds after which the remaining cases are skipped and listed
-    case_timeout: Optional[float] = None  # seconds after which a case is an error; None: scaled to the machine
-    isolate: bool = False  # each case in its own process (mpdit.bench.executor.Isolated)
-    progress: bool = True  # a progress bar (else one printed line per case)
-    plots: bool = True
-
-    def check(self) -> None:
-        for name in ("time_limit", "case_timeout"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"{name}={value}: expected a positive number of seconds")
 
 
 class BenchInterrupted(BaseException):
@@ -70,24 +49,8 @@ def run(plan: Plan, options: RunOptions = RunOptions(), echo=print) -> dict:
     # donate buffers (a memory saving, not a speed one). Restored on the way out.
     with RunLock(plan.out, "bench.lock", "out", "mpdit bench"), torch._functorch.config.patch(donated_buffer=False):
         if options.resume:
-            check_settings(stream, plan_settings(plan))
+            check_settings(stream, plan.settings())
         return _run(plan, options, echo, stream)
-
-
-def plan_settings(plan: Plan) -> dict:
-    """What makes two runs the same run: recorded in bench.jsonl, checked on --resume."""
-    return {"preset": plan.preset.name, "device": plan.device, "models": [spec.label for spec in plan.specs],
-            "providers": list(plan.providers), "sections": list(plan.sections)}
-
-
-def check_settings(stream: str, settings: dict) -> None:
-    recorded = recorded_settings(stream)
-    if recorded is None:  # a file of an earlier version: nothing to compare
-        return
-    for key in settings:
-        if recorded.get(key) != settings[key]:
-            raise ValueError(f"resume: {stream} was written with {key}={recorded.get(key)!r}, this run has "
-                             f"{key}={settings[key]!r}; resume with the same settings, or use another --out")
 
 
 def _run(plan: Plan, options: RunOptions, echo, stream: str) -> dict:
@@ -97,54 +60,49 @@ def _run(plan: Plan, options: RunOptions, echo, stream: str) -> dict:
         if dropped:
             echo(f"{stream}: dropped {dropped} line(s) after the last finished case (an unfinished case's rows or a "
                  "torn last line); that case runs again")
-    done = read_stream(stream) if options.resume else {}
-    if not options.resume and os.path.exists(stream):
-        os.remove(stream)
-    results = Results(plan.device, stream=stream)
-    if not os.path.exists(stream) or os.path.getsize(stream) == 0:  # exists from the start, settings first
-        with open(stream, "w") as f:
-            f.write(json.dumps({"settings": plan_settings(plan)}) + "\n")
-    results.rows = [row for rows, _ in done.values() for row in rows]
-    results.errors = [error for _, error in done.values() if error]
-    results.flushed = len(results.rows)
+        results = Results.resumed(plan.device, stream)
+    else:
+        start_stream(stream, plan.settings())  # exists from the start, settings first
+        results = Results(plan.device, stream)
     cases = plan.cases()
     executor = (Isolated if options.isolate else InProcess)(plan, options.case_timeout or TIMEOUT_S)
-    ceilings = Ceilings.from_rows(plan, results) if json.dumps(list(SetupCase.key)) in done else None
-    if ceilings is not None and options.case_timeout is None:
-        executor.timeout = default_case_timeout(plan.device, ceilings.matmul_tflops)
+    ceilings = None
+
+    def read_ceilings():  # the setup case's; the default case timeout scaled to them
+        measured = Ceilings.from_rows(plan, results)
+        if options.case_timeout is None:
+            executor.timeout = default_case_timeout(plan.device, measured.matmul_tflops)
+        return measured
+
+    if json.dumps(list(SETUP.key)) in results.finished:
+        ceilings = read_ceilings()
     skipped, finished, started = [], 0, time.monotonic()
     bar = _progress(len(cases), options.progress)
-    with _signals_raise() as interrupted:
+    with StopSignals(interrupt=True) as stop:  # the files are written on the way out
         try:
             for index, case in enumerate(cases, 1):
                 bar.update(1)
-                if json.dumps(list(case.key)) in done:
+                if json.dumps(list(case.key)) in results.finished:
                     finished += 1
                     continue
                 if options.time_limit is not None and time.monotonic() - started > options.time_limit \
-                        and not isinstance(case, SetupCase):  # the ceilings every other case is quoted against
+                        and case != SETUP:  # the ceilings every other case is quoted against
                     skipped.append(case.label)
                     continue
                 bar.set_description(case.label)
                 begin = time.monotonic()
                 error = executor.run(case, results, ceilings)
-                if isinstance(case, SetupCase):
-                    ceilings = Ceilings.from_rows(plan, results)
-                    if options.case_timeout is None:
-                        executor.timeout = default_case_timeout(plan.device, ceilings.matmul_tflops)
+                ceilings = read_ceilings() if case == SETUP else ceilings
                 finished += 1
-                line = f"[{index}/{len(cases)}] {case.label}: {time.monotonic() - begin:.1f} s" + (
-                    f", FAILED: {error['error']}" if error else "")
-                if options.progress:
-                    bar.write(line)
-                else:
-                    echo(line)
+                (bar.write if options.progress else echo)(
+                    f"[{index}/{len(cases)}] {case.label}: {time.monotonic() - begin:.1f} s"
+                    + (f", FAILED: {error['error']}" if error else ""))
                 model_cases.release(plan.device)
         finally:
             bar.close()
             outcome = _write(plan, results, skipped, options.plots, executor.timeout)
-    if interrupted:
-        raise BenchInterrupted(interrupted[0], finished, len(cases), plan.out)
+    if stop.signum:
+        raise BenchInterrupted(stop.signum, finished, len(cases), plan.out)
     return outcome
 
 
@@ -161,40 +119,13 @@ def _write(plan: Plan, results, skipped: list, plots: bool, case_timeout: float)
             + ([f"case timeout {case_timeout:.0f} s: {TIMEOUT_S:.0f} s scaled to this machine's measured matrix "
                 "products (--case-timeout sets it)"] if case_timeout > TIMEOUT_S else []),
             "skipped": skipped, "baselines": plan.preset.baselines, "case_timeout_s": case_timeout}
-    path = results.write(plan.out, "bench", dict(meta))
+    path = results.write(plan.out, meta)
     text = markdown(results, meta, plan.kernel_providers)
     with atomic_path(os.path.join(plan.out, "bench.md")) as tmp, open(tmp, "w") as f:
         f.write(text + "\n")
     written = write_plots(results, plan.out, meta, plan.kernel_providers) if plots else []
     return {"json": path, "csv": path[:-5] + ".csv", "markdown_path": os.path.join(plan.out, "bench.md"),
             "plots": written, "results": results, "meta": meta, "markdown": text}
-
-
-class _signals_raise:
-    """SIGINT / SIGTERM stop the run at the next Python instruction (KeyboardInterrupt-like);
-    the signal number is kept so that the caller can exit 128 + signal after writing files."""
-
-    def __enter__(self):
-        self.received = []
-        self.previous = {}
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self.previous[signum] = signal.signal(signum, self._handle)
-        return self.received
-
-    def _handle(self, signum, frame):
-        if not self.received:
-            self.received.append(signum)
-            raise _Stop()
-
-    def __exit__(self, kind, value, tb):
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-        return kind is _Stop  # swallowed here: run() raises BenchInterrupted after writing the files
-
-
-class _Stop(BaseException):
-    pass
 
 
 def _progress(total: int, enabled: bool):

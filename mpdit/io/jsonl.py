@@ -19,19 +19,24 @@ def read(path: str) -> list:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)  # bytes: invalid UTF-8 is a ValueError too
         except ValueError:
             if number == len(lines):  # no newline after it: the write a kill cut short
                 continue
-            raise ValueError(f"{path}: line {number} is not JSON; expected one record per line") from None
+            raise ValueError(f"{path}: line {number} is not JSON (a hand edit or a damaged file?); expected one "
+                             "record per line") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}: line {number} is a JSON {type(record).__name__}, not a record (a hand edit "
+                             "or a damaged file?)")
+        records.append(record)
     return records
 
 
-def append(path: str, record: dict) -> None:
-    """Append one record as one line, synced to disk."""
+def append(path: str, *records: dict) -> None:
+    """Append records, one line each, in one write synced to disk."""
     _cut_torn_tail(path)
     with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write("".join(json.dumps(record) + "\n" for record in records))
         f.flush()
         os.fsync(f.fileno())
 

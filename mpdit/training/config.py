@@ -1,6 +1,6 @@
 """TrainConfig: every setting of a training run, each default in one place.
 
-`mpdit train` generates its options from these fields (mpdit.cli.add_config_arguments):
+`mpdit train` generates its options from these fields (mpdit.options.add_config_arguments):
 the help text and choices live in each field's metadata. Defaults follow the paper's recipe
 (docs/model.md, "Training and sampling recipe"): AdamW lr 1e-4 without weight decay,
 logit-normal times, class dropout 0.1, EMA 0.9999, bf16 on GPU.
@@ -11,6 +11,7 @@ from typing import Optional
 
 from mpdit.diffusion.flow import TIME_SAMPLERS
 from mpdit.io.files import require_file
+from mpdit.options import option, required
 from mpdit_kernels import BACKEND_NAMES
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp8")
@@ -21,15 +22,6 @@ ON_NONFINITE = ("stop", "skip")
 # templates failed on these models (torch 2.13, an AssertionError in ir.indexer).
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
 AUTOTUNE_ON_CPU = "max-autotune tunes Triton templates for a GPU's matrix products: CUDA only"
-
-
-def option(default=None, help=None, **cli):
-    """A field with its command-line help (and choices, metavar) as metadata."""
-    return field(default=default, metadata={"help": help, **cli})
-
-
-def required(help=None, **cli):
-    return field(metadata={"help": help, **cli})
 
 
 @dataclass

@@ -8,7 +8,6 @@ import contextlib
 import dataclasses
 import os
 import signal
-import threading
 import time
 from dataclasses import dataclass
 
@@ -23,6 +22,7 @@ from mpdit.io.images import save_grid, to_uint8
 from mpdit.io.run_lock import RunDirInUse, RunLock
 from mpdit.models import get_config
 from mpdit.models.float8 import float8_unavailable_reason
+from mpdit.signals import StopSignals
 from mpdit.training import checkpoint
 from mpdit.training.config import AUTOTUNE_ON_CPU, TrainConfig
 from mpdit.training.data import DataPosition, ResumableSampler
@@ -42,22 +42,14 @@ class TrainingStopped(Exception):
         self.signum, self.step, self.path = signum, step, path
 
 
-class _StopRequests:
+class _StopRequests(StopSignals):
     """SIGINT / SIGTERM set a flag instead of killing the process; the loop stops after the
     optimizer step in progress. Under torchrun the ranks agree (a MAX all-reduce each step), so
-    every rank saves the same step. Handlers restored on exit."""
+    every rank saves the same step."""
 
     def __init__(self, world: World):
-        self.world, self.signum, self.previous = world, 0, {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self.previous[signum] = signal.signal(signum, self._request)
-        return self
-
-    def _request(self, signum, frame):
-        self.signum = self.signum or signum
+        super().__init__()
+        self.world = world
 
     def agreed(self) -> int:
         """The signal to stop for (0: go on), the same on every rank."""
@@ -66,11 +58,6 @@ class _StopRequests:
         flag = torch.tensor([self.signum], device=self.world.device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return int(flag.item())
-
-    def __exit__(self, *exc):
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-        return False
 
 
 @dataclass

@@ -15,9 +15,9 @@ import pytest
 from helpers.cli import module_command
 from helpers.runs import wait_until
 from mpdit.bench import executor
-from mpdit.bench.plan import make_plan
-from mpdit.bench.runner import RunOptions, run
-from mpdit.bench.timing import read_stream
+from mpdit.bench.plan import BenchRequest, RunOptions
+from mpdit.bench.results import read_stream
+from mpdit.bench.runner import run
 from mpdit_kernels import attention
 
 # Loaded by every Python process started with this folder on PYTHONPATH: the cases' processes.
@@ -33,12 +33,12 @@ SITE = textwrap.dedent("""
         def crash(*args, **kwargs):
             os.kill(os.getpid(), signal.SIGSEGV)
 
-        def instant(results, spec, provider, *args, **kwargs):  # an ordinary case that no timeout can catch
+        def instant(plan, case, results, ceilings):  # an ordinary case that no timeout can catch
             import torch
             from mpdit_kernels.attention import attention
 
             attention(*torch.randn(3, 1, 2, 4, 8).unbind(0))  # records its attention path, as a model would
-            results.add(spec.label, provider, "train", "throughput", "images/s", "-", 1.0)
+            results.add(case.spec.label, case.provider, "train", "throughput", "images/s", "-", 1.0)
 
         cases.bench_sampling, cases.bench_inference, cases.bench_train = stuck, crash, instant
     if os.environ.get("BENCH_CASE_SKIPPED"):  # the case's process exits cleanly without running its case
@@ -72,8 +72,8 @@ def faulty_cases(tmp_path, monkeypatch):
 def test_a_stuck_and_a_crashing_case_are_recorded_and_the_rest_run(faulty_cases, monkeypatch):
     out = faulty_cases
     monkeypatch.setattr(attention, "_used", set())  # this process ran attention in other tests: only the cases count
-    outcome = run(make_plan("tiny", device="cpu", out=str(out), models=["MPDiT-S/8px"], providers=["torch"],
-                            sections=["train", "inference", "sampling"]),
+    outcome = run(BenchRequest("tiny", device="cpu", out=str(out), models=["MPDiT-S/8px"], providers=["torch"],
+                            sections=["train", "inference", "sampling"]).plan(),
                   RunOptions(progress=False, plots=False, case_timeout=3, isolate=True))
     errors = {tuple(error["case"]): error["error"] for error in outcome["results"].errors}
     assert errors == {("inference", "MPDiT-S/8px", "torch"): "its process ended with signal 11",
@@ -91,8 +91,8 @@ def test_a_stuck_and_a_crashing_case_are_recorded_and_the_rest_run(faulty_cases,
 def test_a_case_process_that_records_nothing_is_an_error(faulty_cases, monkeypatch):
     out = faulty_cases
     monkeypatch.setenv("BENCH_CASE_SKIPPED", "1")
-    outcome = run(make_plan("tiny", device="cpu", out=str(out), models=["MPDiT-S/8px"], providers=["torch"],
-                            sections=["train"]),
+    outcome = run(BenchRequest("tiny", device="cpu", out=str(out), models=["MPDiT-S/8px"], providers=["torch"],
+                            sections=["train"]).plan(),
                   RunOptions(progress=False, plots=False, isolate=True))
     errors = [(error["case"], error["error"]) for error in outcome["results"].errors]
     assert errors == [(key, "its process exited without recording the case") for key in CASES[:2]]

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 import pytest
 from torch.autograd import DeviceType
 
-from mpdit.bench.plan import make_plan
+from mpdit.bench.plan import BenchRequest, RunOptions
 from mpdit.bench.profile import CATEGORIES, breakdown_of, classify
-from mpdit.bench.runner import RunOptions, run
+from mpdit.bench.runner import run
 
 
 @pytest.mark.parametrize("name, category", [
@@ -60,8 +60,8 @@ def test_gpu_breakdown_splits_the_span_exactly():
 
 
 def test_profile_section_streams_rows_and_writes_a_trace(tmp_path):
-    result = run(make_plan("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
-                           sections=["profile"]),
+    result = run(BenchRequest("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
+                           sections=["profile"]).plan(),
                  RunOptions(progress=False, plots=False))
     rows = result["results"].rows
     profile = {row["metric"]: row["value"] for row in rows if row["mode"] == "profile"}
@@ -70,15 +70,15 @@ def test_profile_section_streams_rows_and_writes_a_trace(tmp_path):
     assert profile["gemm"] > 0 and profile["optimizer"] > 0 and profile["ema"] > 0
     assert "Where a training step's time goes" in result["markdown"]
     streamed = [json.loads(line) for line in (tmp_path / "bench.jsonl").read_text().splitlines()]
-    assert streamed[0] == {"settings": {"preset": "tiny", "device": "cpu", "models": ["MPDiT-S/8px"],
-                                        "providers": ["torch"], "sections": ["profile"]}}  # what --resume checks
+    assert streamed[0] == {"settings": {"preset": "tiny", "device": "cpu", "models": ["MPDiT-S/8px"],  # --resume: same
+                                        "providers": ["torch"], "sections": ["profile"], "format": 2}}
     assert [line for line in streamed[1:] if "done" not in line] == rows  # every row reached the stream
     assert [line["done"] for line in streamed if "done" in line] == [["setup", "-", "-"],
                                                                      ["train", "MPDiT-S/8px", "torch"]]
     trace = json.loads(gzip.decompress((tmp_path / "trace_MPDiT-S-8px_torch.json.gz").read_bytes()))
     assert trace["traceEvents"]
     longest = next(line for line in result["markdown"].splitlines() if line.startswith("Longest kernels"))
-    resumed = run(make_plan("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
-                            sections=["profile"]),
+    resumed = run(BenchRequest("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
+                            sections=["profile"]).plan(),
                   RunOptions(progress=False, plots=False, resume=True))  # nothing left to run
     assert longest in resumed["markdown"]  # the longest kernels are rows: a resumed or isolated run keeps them

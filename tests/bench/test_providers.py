@@ -4,9 +4,8 @@ import pytest
 
 from helpers.models import allow_float8
 from mpdit.bench import model_cases
-from mpdit.bench.model_cases import ModelSpec
-from mpdit.bench.plan import ModelCase, Plan, applicable_providers
-from mpdit.bench.presets import PRESETS
+from mpdit.bench.plan import BenchRequest, Plan, applicable_providers
+from mpdit.bench.presets import PRESETS, ModelSpec
 from mpdit.bench.providers import AUTOTUNE_MODE, AUTOTUNE_ON_CPU, Provider, split, unavailable_reason
 
 
@@ -33,7 +32,7 @@ def test_autotune_providers_are_gpu_only(monkeypatch):
 def test_the_bench_compiles_with_its_providers_mode(monkeypatch, provider, mode):
     modes = []
     monkeypatch.setattr(model_cases.torch, "compile", lambda model, mode: modes.append(mode) or model)
-    model_cases.build(model_cases.ModelSpec("S", "MPDiT-S", {"latent_size": 8, "stages": ((4, 1), (2, 1))}),
+    model_cases.build(ModelSpec("S", "MPDiT-S", {"latent_size": 8, "stages": ((4, 1), (2, 1))}),
                       provider, "cpu")
     assert modes == ([mode] if mode else [])
 
@@ -48,8 +47,9 @@ def test_fp8_provider_says_why_it_cannot_run_on_a_cpu(monkeypatch):
 def test_compile_providers_only_where_the_preset_asks():
     preset = PRESETS["paper"]
     specs = (ModelSpec("MPDiT-XL", "MPDiT-XL"), ModelSpec("MPDiT-B", "MPDiT-B"))
-    paper = Plan(preset, "cuda", specs, preset.providers, preset.providers, ("train", "inference"), "-")
-    tasks = {case.key for case in paper.cases() if isinstance(case, ModelCase)}
+    request = BenchRequest("paper", "cuda", "-", ("MPDiT-XL", "MPDiT-B"), preset.providers, ("train", "inference"))
+    paper = Plan(request, preset, specs, preset.providers)
+    tasks = {case.key for case in paper.cases() if case.spec}
     assert ("train", "MPDiT-XL", "compile") in tasks and ("train", "MPDiT-XL", "triton+compile") in tasks
     assert ("train", "MPDiT-B", "compile") not in tasks
     assert ("inference", "MPDiT-XL", "compile") not in tasks and ("inference", "MPDiT-XL", "triton") in tasks
@@ -70,7 +70,7 @@ def test_the_bench_fp8_provider_converts_then_compiles(monkeypatch):
 
     compiled = []
     monkeypatch.setattr(model_cases.torch, "compile", lambda model, mode: compiled.append(model) or model)
-    spec = model_cases.ModelSpec("S", "MPDiT-S", {"latent_size": 8, "stages": ((4, 1), (2, 1))})
+    spec = ModelSpec("S", "MPDiT-S", {"latent_size": 8, "stages": ((4, 1), (2, 1))})
     model, _ = model_cases.build(spec, "compile+fp8", "cpu")
     assert compiled == [model] and model.kernel_backend == "torch"
     assert sum(isinstance(module, Float8Linear) for module in model.modules()) == 8  # 2 blocks x qkv, proj, fc1, fc2

@@ -1,9 +1,11 @@
 """bench.md's headline and sampling table from hand-made rows: each figure is taken at its own
 batch size and from the best provider; MPDiT against its baseline on the same provider."""
+from dataclasses import replace
+
 import pytest
 
 from mpdit.bench.report import headline, markdown
-from mpdit.bench.timing import Results, Shape
+from mpdit.bench.results import Results, Shape
 
 B1, B16 = Shape(batch=1, dtype="bfloat16", guidance=1.5), Shape(batch=16, dtype="bfloat16", guidance=1.5)
 
@@ -14,9 +16,9 @@ def sampling_rows(results, label, provider, run_ms_b1, run_ms_b16, graph_scale=0
         for metric, value in (("median_ms", step), ("p20_ms", step * step_spread[0]), ("p80_ms", step * step_spread[1]),
                               ("graph_median_ms", step * graph_scale)):
             results.add(label, provider, "sample_step", metric, "ms", x, value)
-        results.add(label, provider, "sample_50_steps", "run_ms", "ms", x, run_ms / 5)
-        results.add(label, provider, "sample_250_steps", "run_ms", "ms", x, run_ms)
-        results.add(label, provider, "sample_250_steps", "graph_run_ms", "ms", x, run_ms * graph_scale)
+        results.add(label, provider, "sample_run", "run_ms", "ms", replace(x, steps=50), run_ms / 5)
+        results.add(label, provider, "sample_run", "run_ms", "ms", replace(x, steps=250), run_ms)
+        results.add(label, provider, "sample_run", "graph_run_ms", "ms", replace(x, steps=250), run_ms * graph_scale)
 
 
 def made_up_results():
@@ -75,7 +77,7 @@ def test_slow_rates_keep_three_significant_figures_and_failures_name_their_case(
 
 
 def test_a_suspect_bandwidth_gets_no_ratio():
-    from mpdit.bench.kernel_cases import summary
+    from mpdit.bench.report import kernel_table
 
     results = Results("cpu")
     x = Shape(batch=32, width=768, dtype="float32")
@@ -83,7 +85,7 @@ def test_a_suspect_bandwidth_gets_no_ratio():
         results.add("adaln_modulate/fine", provider, "forward", "median_ms", "ms", x, ms)
     results.add("adaln_modulate/fine", "native", "forward", "bandwidth", "GB/s", x, 40.0)
     results.add("adaln_modulate/fine", "native", "forward", "copy_fraction", "%", x, 125.0)
-    row = next(line for line in summary(results, ("torch", "native")).splitlines() if "adaln_modulate/fine" in line)
+    row = next(line for line in kernel_table(results, ("torch", "native")) if "adaln_modulate/fine" in line)
     assert row.endswith("| above the copy: timing suspect | - | - |")
 
 
@@ -94,13 +96,21 @@ def test_percentiles_of_few_runs_stay_within_them():
     assert 500.0 <= spread["p20_ms"] <= spread["median_ms"] <= spread["p80_ms"] <= 9600.0
 
 
-def test_rows_without_shape_fields_still_report():
-    """A bench.jsonl written before rows carried batch / width / dtype, read back by --resume."""
-    results = made_up_results()
-    for row in results.rows:
-        for field in ("batch", "width", "dtype"):
-            row.pop(field)
-    assert any(line.startswith("| MPDiT-XL |") for line in headline(results, {"baselines": {}}))
+def test_a_run_reads_back_from_its_stream_with_the_same_report(tmp_path):
+    """bench.jsonl holds everything the report needs: a resumed run's Results (built from the
+    stream) print the same tables as the Results that wrote it."""
+    from mpdit.bench.results import start_stream
+
+    stream = str(tmp_path / "bench.jsonl")
+    start_stream(stream, {})
+    written = made_up_results()
+    written.stream = stream
+    written.finish(("sampling", "-", "-"))
+    meta = {"environment": {"gpu": "test GPU", "torch": "-"}, "preset": "test", "dtype": "bfloat16", "notes": [],
+            "baselines": {"MPDiT-XL": "SiT-XL/2"}}
+    read_back = Results.resumed("cuda", stream)
+    assert read_back.finished == {'["sampling", "-", "-"]'}
+    assert markdown(read_back, meta, ()) == markdown(written, meta, ())
 
 
 def test_the_comparison_is_on_one_provider_and_says_when_a_side_has_no_figure():

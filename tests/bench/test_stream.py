@@ -10,9 +10,9 @@ import pytest
 from helpers.cli import module_command, run_cli
 from helpers.runs import wait_until
 from mpdit.bench import model_cases
-from mpdit.bench.plan import make_plan
-from mpdit.bench.runner import RunOptions, run
-from mpdit.bench.timing import read_stream
+from mpdit.bench.plan import BenchRequest, RunOptions
+from mpdit.bench.results import read_stream
+from mpdit.bench.runner import run
 
 BENCH = ["bench", "--preset", "tiny", "--providers", "torch", "--no-plots", "--no-progress"]
 
@@ -52,8 +52,8 @@ def test_sigterm_keeps_the_finished_cases_and_resume_skips_them(tmp_path):
 
 
 def test_time_limit_skips_and_lists_the_rest(tmp_path):
-    outcome = run(make_plan("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
-                            sections=["train", "inference"]),
+    outcome = run(BenchRequest("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
+                            sections=["train", "inference"]).plan(),
                   RunOptions(progress=False, plots=False, time_limit=1e-9))
     assert outcome["meta"]["skipped"] == ["train MPDiT-S/8px torch", "inference MPDiT-S/8px torch"]
     assert "skipped (past --time-limit): train MPDiT-S/8px torch" in outcome["markdown"]
@@ -61,8 +61,8 @@ def test_time_limit_skips_and_lists_the_rest(tmp_path):
 
 
 def test_a_failing_and_a_hanging_case_are_recorded_and_the_rest_run(tmp_path, monkeypatch):
-    def instant(results, spec, provider, *args, **kwargs):  # an ordinary case that no timeout can catch
-        results.add(spec.label, provider, "train", "throughput", "images/s", "-", 1.0)
+    def instant(plan, case, results, ceilings):  # an ordinary case that no timeout can catch
+        results.add(case.spec.label, case.provider, "train", "throughput", "images/s", "-", 1.0)
 
     def broken(*args, **kwargs):
         raise RuntimeError("broken on purpose")
@@ -73,8 +73,8 @@ def test_a_failing_and_a_hanging_case_are_recorded_and_the_rest_run(tmp_path, mo
     monkeypatch.setattr(model_cases, "bench_train", instant)
     monkeypatch.setattr(model_cases, "bench_inference", broken)
     monkeypatch.setattr(model_cases, "bench_sampling", hangs)
-    outcome = run(make_plan("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
-                            sections=["train", "inference", "sampling"]),
+    outcome = run(BenchRequest("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
+                            sections=["train", "inference", "sampling"]).plan(),
                   RunOptions(progress=False, plots=False, case_timeout=2))
     errors = {tuple(error["case"]): error["error"] for error in outcome["results"].errors}
     assert errors == {("inference", "MPDiT-S/8px", "torch"): "RuntimeError: broken on purpose",
@@ -86,20 +86,21 @@ def test_a_failing_and_a_hanging_case_are_recorded_and_the_rest_run(tmp_path, mo
                                     ["inference", "MPDiT-S/8px", "torch"], ["sampling", "MPDiT-S/8px", "torch"])]
     # the errors are streamed with their cases, so a resumed run still reports them
     assert streamed[json.dumps(["inference", "MPDiT-S/8px", "torch"])][1]["error"] == "RuntimeError: broken on purpose"
-    resumed = run(make_plan("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
-                            sections=["train", "inference", "sampling"]),
+    resumed = run(BenchRequest("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
+                            sections=["train", "inference", "sampling"]).plan(),
                   RunOptions(progress=False, plots=False, resume=True))
     assert len(resumed["results"].errors) == 2
 
 
 def test_resume_without_a_run_is_one_clear_error(tmp_path):
     with pytest.raises(ValueError, match="resume: no .*bench.jsonl to continue"):
-        run(make_plan("tiny", device="cpu", out=str(tmp_path)), RunOptions(resume=True))
+        run(BenchRequest("tiny", device="cpu", out=str(tmp_path)).plan(), RunOptions(resume=True))
 
 
 def test_default_out_is_a_folder_here_named_for_the_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    outcome = run(make_plan("tiny", device="cpu", models=["MPDiT-S/8px"], providers=["torch"], sections=["flops"]),
+    outcome = run(BenchRequest("tiny", device="cpu", models=["MPDiT-S/8px"], providers=["torch"],
+                               sections=["flops"]).plan(),
                   RunOptions(progress=False, plots=False))
     assert os.path.dirname(os.path.relpath(outcome["json"])).startswith("bench-") and "-cpu-tiny" in outcome["json"]
 
@@ -109,7 +110,7 @@ def _write_lines(path, lines: list, end=b"\n"):
 
 
 def test_resume_drops_an_unfinished_cases_rows_and_a_torn_line_and_says_so(tmp_path):
-    from mpdit.bench.timing import read_stream, trim_stream
+    from mpdit.bench.results import read_stream, trim_stream
 
     stream = tmp_path / "bench.jsonl"
     finished = [b'{"metric": "a", "value": 1}', b'{"done": ["case", "A"]}']
@@ -121,7 +122,8 @@ def test_resume_drops_an_unfinished_cases_rows_and_a_torn_line_and_says_so(tmp_p
     assert trim_stream(str(stream)) == 0
     # through the runner: a real run whose time limit skips all but the set-up case, then the
     # rows of an unfinished case and a torn line after it; the resume drops them and says so
-    plan = make_plan("tiny", device="cpu", out=str(tmp_path / "run"), models=["MPDiT-S/8px"], providers=["torch"])
+    plan = BenchRequest("tiny", device="cpu", out=str(tmp_path / "run"), models=["MPDiT-S/8px"],
+                        providers=["torch"]).plan()
     quick = RunOptions(progress=False, plots=False, time_limit=1e-9)
     run(plan, quick)
     real = tmp_path / "run" / "bench.jsonl"
@@ -133,11 +135,11 @@ def test_resume_drops_an_unfinished_cases_rows_and_a_torn_line_and_says_so(tmp_p
     assert real.read_bytes() == whole and len(result["results"].rows) == len(whole.splitlines()) - 2
 
 
-@pytest.mark.parametrize("bad, expected", [(b"[1, 2]", "line 2 is a JSON list, not a bench record"),
+@pytest.mark.parametrize("bad, expected", [(b"[1, 2]", "line 2 is a JSON list, not a record"),
                                            (b"\xff\xfe garbage", "line 2 is not JSON"),
                                            (b"42", "line 2 is a JSON int")])
 def test_a_line_that_is_not_a_record_is_one_error_naming_the_file(tmp_path, bad, expected):
-    from mpdit.bench.timing import read_stream
+    from mpdit.bench.results import read_stream
 
     stream = tmp_path / "bench.jsonl"
     _write_lines(stream, [b'{"metric": "a"}', bad, b'{"done": ["case", "A"]}'])
@@ -149,7 +151,7 @@ def test_a_line_that_is_not_a_record_is_one_error_naming_the_file(tmp_path, bad,
 def test_one_bench_per_out_folder_and_resume_only_with_the_same_settings(tmp_path):
     from mpdit.io.run_lock import RunDirInUse, RunLock
 
-    plan = make_plan("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"])
+    plan = BenchRequest("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"]).plan()
     quick = RunOptions(progress=False, plots=False, time_limit=1e-9)  # the set-up case only
     with RunLock(str(tmp_path), "bench.lock", "out", "mpdit bench"):  # another bench holds the folder
         with pytest.raises(RunDirInUse, match=r"out='.*': in use by PID \d+ .* use another --out"):
@@ -157,13 +159,22 @@ def test_one_bench_per_out_folder_and_resume_only_with_the_same_settings(tmp_pat
     assert not (tmp_path / "bench.jsonl").exists()  # refused before touching anything
     run(plan, quick)
     assert not (tmp_path / "bench.lock").exists()  # released
-    other = make_plan("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch", "native"])
+    other = BenchRequest("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"],
+                         providers=["torch", "native"]).plan()
     before = (tmp_path / "bench.jsonl").read_bytes()
     with pytest.raises(ValueError, match=r"was written with providers=\['torch'\], this run has providers=\['torch', "
                                          r"'native'\]; resume with the same settings"):
         run(other, RunOptions(progress=False, plots=False, resume=True, time_limit=1e-9))
     assert (tmp_path / "bench.jsonl").read_bytes() == before
     run(plan, RunOptions(progress=False, plots=False, resume=True, time_limit=1e-9))  # the same settings: fine
+    # a stream of an earlier version (no format recorded; its sampling rows named the steps in their mode)
+    stream = tmp_path / "bench.jsonl"
+    first, *rest = stream.read_text().splitlines()
+    older = json.loads(first)
+    del older["settings"]["format"]
+    stream.write_text("\n".join([json.dumps(older), *rest]) + "\n")
+    with pytest.raises(ValueError, match=r"was written with format=None, this run has format=2; resume with the same"):
+        run(plan, RunOptions(progress=False, plots=False, resume=True, time_limit=1e-9))
 
 
 def test_on_a_slow_machine_the_default_case_timeout_is_longer_and_said(tmp_path, monkeypatch):
@@ -176,14 +187,14 @@ def test_on_a_slow_machine_the_default_case_timeout_is_longer_and_said(tmp_path,
     limits = []
     monkeypatch.setattr(executor, "matmul_peak_tflops", lambda device, dtype: executor.REFERENCE_TFLOPS[device] / 4)
     monkeypatch.setattr(executor, "_time_limit", lambda seconds: limits.append(seconds) or contextlib.nullcontext())
-    monkeypatch.setattr(model_cases, "bench_train", lambda results, spec, provider, *args, **kwargs: results.add(
-        spec.label, provider, "train", "throughput", "images/s", "-", 1.0))
-    plan = make_plan("tiny", device="cpu", out=str(tmp_path / "a"), models=["MPDiT-S/8px"], providers=["torch"],
-                     sections=["train"])
+    monkeypatch.setattr(model_cases, "bench_train", lambda plan, case, results, ceilings: results.add(
+        case.spec.label, case.provider, "train", "throughput", "images/s", "-", 1.0))
+    plan = BenchRequest("tiny", device="cpu", out=str(tmp_path / "a"), models=["MPDiT-S/8px"], providers=["torch"],
+                     sections=["train"]).plan()
     outcome = run(plan, RunOptions(progress=False, plots=False))
     assert limits == [None, 1200.0]  # the setup case has no limit
     assert "case timeout 1200 s: 300 s scaled to this machine's measured matrix products" in outcome["markdown"]
     limits.clear()
-    run(make_plan("tiny", device="cpu", out=str(tmp_path / "b"), models=["MPDiT-S/8px"], providers=["torch"],
-                  sections=["train"]), RunOptions(progress=False, plots=False, case_timeout=7))
+    run(BenchRequest("tiny", device="cpu", out=str(tmp_path / "b"), models=["MPDiT-S/8px"], providers=["torch"],
+                  sections=["train"]).plan(), RunOptions(progress=False, plots=False, case_timeout=7))
     assert limits == [None, 7]

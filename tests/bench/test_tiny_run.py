@@ -5,10 +5,10 @@ import json
 import pytest
 
 from helpers.cli import run_cli
-from mpdit.bench.plan import make_plan
+from mpdit.bench.plan import BenchRequest, RunOptions
 from mpdit.bench.presets import PRESETS
-from mpdit.bench.runner import RunOptions, run
-from mpdit.bench.timing import ROW_FIELDS
+from mpdit.bench.results import ROW_FIELDS
+from mpdit.bench.runner import run
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,8 @@ def test_json_and_csv_hold_every_field(tiny_run):
     rows = data["rows"]
     assert rows and all(set(row) == set(ROW_FIELDS) for row in rows)
     modes = {row["mode"] for row in rows}
-    assert {"audit", "train", "inference", "sample_step", "sample_2_steps", "forward", "backward", "ceiling"} <= modes
+    assert {"audit", "train", "inference", "sample_step", "sample_run", "forward", "backward", "ceiling"} <= modes
+    assert {row["steps"] for row in rows if row["mode"] == "sample_run"} == {2}  # the preset's step count
     metrics = {(row["mode"], row["metric"]) for row in rows}
     for needed in [("train", "throughput"), ("train", "mfu"), ("train", "p20_ms"), ("train", "p80_ms"),
                    ("inference", "median_ms"), ("audit", "train_step_gflop"), ("forward", "copy_fraction"),
@@ -59,8 +60,8 @@ def test_plots_are_written(tiny_run):
 @pytest.mark.slow
 def test_triton_provider_path_runs(tmp_path):
     """The fused-kernel provider end to end (interpreted here: a path check, not a speed figure)."""
-    outcome = run(make_plan("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["triton"],
-                            sections=["train"]),
+    outcome = run(BenchRequest("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["triton"],
+                            sections=["train"]).plan(),
                   RunOptions(progress=False))
     assert outcome["results"].errors == []
     assert outcome["results"].value("MPDiT-S/8px", "triton", "train", "throughput") > 0
@@ -71,8 +72,8 @@ def test_run_leaves_process_wide_settings_as_it_found_them(tmp_path):
 
     before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
               torch._functorch.config.donated_buffer)
-    outcome = run(make_plan("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
-                            sections=["inference"]),
+    outcome = run(BenchRequest("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
+                            sections=["inference"]).plan(),
                   RunOptions(progress=False, plots=False))
     assert outcome["results"].errors == []
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,

@@ -3,7 +3,7 @@ weights and EMA as the step `mpdit train` takes, from the same batch (CPU, bit f
 import torch
 
 from mpdit.bench import model_cases
-from mpdit.bench.model_cases import ModelSpec
+from mpdit.bench.presets import ModelSpec
 from mpdit.training.config import TrainConfig
 from mpdit.training.trainer import build
 from mpdit.world import World

@@ -1,0 +1,202 @@
+"""A bench run's figures: long-format rows, the Shape each was measured at, and bench.jsonl.
+
+Results owns the rows and the stream: `finish(key, error)` appends the rows of a case with a line
+{"done": key} in one write (mpdit.io.jsonl: a line torn by a kill is cut before the next append),
+`resumed()` reads the finished cases back, `write()` makes bench.json and bench.csv. Rows: case,
+provider, mode, metric, unit, x (the Shape's label), value, device, timestamp, git sha, and the
+Shape's fields. The first line of bench.jsonl records the run's settings.
+"""
+import csv
+import datetime
+import json
+import os
+import subprocess
+from dataclasses import astuple, dataclass, fields
+from typing import Optional
+
+import torch
+
+from mpdit.io import jsonl
+from mpdit.io.files import atomic_path
+
+# bench.jsonl's layout, recorded with the settings: a resume of another layout is refused (before
+# version 2 a sampling run's step count was in its mode, sample_<steps>_steps).
+STREAM_FORMAT = 2
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a figure was measured at: its rows carry these fields, and `label` (the row's x) is
+    only ever rendered from them, never parsed back."""
+
+    batch: Optional[int] = None
+    width: Optional[int] = None  # hidden width D (fused ops)
+    dtype: Optional[str] = None  # "float32", "bfloat16"
+    guidance: Optional[float] = None  # classifier-free guidance scale (sampling)
+    steps: Optional[int] = None  # sampler steps of a full sampling run
+
+    @property
+    def label(self) -> str:
+        parts = [f"B={self.batch}" if self.batch is not None else None,
+                 f"D={self.width}" if self.width is not None else None,
+                 f"cfg={self.guidance}" if self.guidance is not None else None,
+                 f"{self.steps} steps" if self.steps is not None else None, self.dtype]
+        return " ".join(part for part in parts if part)
+
+
+SHAPE_FIELDS = tuple(spec.name for spec in fields(Shape))
+ROW_FIELDS = ("case", "provider", "mode", "metric", "unit", "x", "value", "device", "timestamp", "git_sha",
+              *SHAPE_FIELDS)
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def shape_of(row: dict) -> Shape:
+    return Shape(*(row.get(name) for name in SHAPE_FIELDS))
+
+
+def git_sha() -> str:
+    """The checkout's commit; MPDIT_GIT_SHA overrides it (a copy of a working tree, as on a lent
+    GPU machine, can carry another commit's .git)."""
+    if os.environ.get("MPDIT_GIT_SHA"):
+        return os.environ["MPDIT_GIT_SHA"]
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+class Results:
+    """The rows and failures of a run, indexed by (case, provider, mode, metric) and Shape."""
+
+    def __init__(self, device: str, stream: str = None):
+        self.device, self.stream, self.sha = device, stream, git_sha()
+        self.rows, self.errors = [], []
+        self.finished = set()  # the keys (JSON) of the cases recorded
+        self._index = {}
+        self._streamed = 0  # rows already in the stream
+
+    @classmethod
+    def resumed(cls, device: str, stream: str) -> "Results":
+        """The rows and errors of the cases bench.jsonl says are done."""
+        results = cls(device, stream)
+        for key, (rows, error) in read_stream(stream).items():
+            results.adopt(key, rows, error)
+        return results
+
+    def adopt(self, key: str, rows: list, error) -> None:
+        """The rows (and error) of a case already in the stream: a resumed run's, a case process's."""
+        for row in rows:
+            self._keep(row)
+        self.errors += [error] if error else []
+        self.finished.add(key)
+        self._streamed = len(self.rows)
+
+    def _keep(self, row: dict) -> None:
+        self.rows.append(row)
+        self._index.setdefault((row["case"], row["provider"], row["mode"], row["metric"]), {})[shape_of(row)] = \
+            row["value"]
+
+    def add(self, case: str, provider: str, mode: str, metric: str, unit: str, x, value: float) -> None:
+        """One row; x is a Shape (its fields kept, its label the row's x) or a plain label."""
+        shape = x if isinstance(x, Shape) else Shape()
+        self._keep({"case": case, "provider": provider, "mode": mode, "metric": metric, "unit": unit,
+                    "x": shape.label if isinstance(x, Shape) else x, "value": value, "device": self.device,
+                    "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                    "git_sha": self.sha, **dict(zip(SHAPE_FIELDS, astuple(shape)))})
+
+    def value(self, case, provider, mode, metric, shape: Shape = None):
+        """The value recorded for this key at `shape` (None: the last one at any shape), or None."""
+        found = self._index.get((case, provider, mode, metric), {})
+        if shape is None:
+            return next(reversed(found.values()), None)
+        return found.get(shape)
+
+    def shapes(self, mode: str) -> list:
+        """The Shapes of a mode's rows, smallest batch first."""
+        found = {shape_of(row) for row in self.rows if row["mode"] == mode}
+        return sorted(found, key=lambda shape: (shape.batch or 0, shape.width or 0, shape.steps or 0))
+
+    def distinct(self, mode: str, key: str) -> list:
+        """Values of `key` (case, provider) among the rows of `mode`, in first-seen order."""
+        return list(dict.fromkeys(row[key] for row in self.rows if row["mode"] == mode))
+
+    def finish(self, key, error: dict = None) -> None:
+        """Stream the rows added since the last case, then {"done": key} (with its error, if any)."""
+        if error:
+            self.errors.append(error)
+        if self.stream:
+            done = {"done": list(key), **({"error": error} if error else {})}
+            jsonl.append(self.stream, *self.rows[self._streamed:], done)
+        self.finished.add(json.dumps(list(key)))
+        self._streamed = len(self.rows)
+
+    def top_kernels(self) -> dict:
+        """{"<model> <provider>": [(kernel, ms per step)], longest first}, from the profile's rows."""
+        top = {}
+        for row in self.rows:
+            if row["mode"] == "top_kernel":
+                top.setdefault(f"{row['case']} {row['provider']}", []).append((row["metric"], row["value"]))
+        return top
+
+    def write(self, folder: str, meta: dict) -> str:
+        """bench.json (meta, rows, errors) and bench.csv (the rows); returns bench.json's path."""
+        path = os.path.join(folder, "bench.json")
+        with atomic_path(path) as tmp, open(tmp, "w") as f:
+            json.dump({**meta, "rows": self.rows, "errors": self.errors, "top_kernels": self.top_kernels()}, f,
+                      indent=1)
+        with atomic_path(os.path.join(folder, "bench.csv")) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=ROW_FIELDS)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        return path
+
+
+def read_stream(path: str) -> dict:
+    """{case key (JSON): (its rows, its error or None)} of the cases bench.jsonl says are done (a
+    case's rows are written together with its done line: rows after the last one are a torn write
+    or a case that did not finish)."""
+    done, pending = {}, []
+    for item in jsonl.read(path):
+        if "settings" in item:
+            continue
+        if "done" in item:
+            done[json.dumps(item["done"])] = (pending, item.get("error"))
+            pending = []
+        else:
+            pending.append(item)
+    return done
+
+
+def start_stream(path: str, settings: dict) -> None:
+    """A new bench.jsonl whose first line is the run's settings."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write(json.dumps({"settings": {**settings, "format": STREAM_FORMAT}}) + "\n")
+
+
+def check_settings(path: str, settings: dict) -> None:
+    """ValueError naming the first setting bench.jsonl was written with that differs."""
+    records = jsonl.read(path)
+    recorded = records[0].get("settings") if records else None
+    expected = {**settings, "format": STREAM_FORMAT}
+    for key in expected:
+        if (recorded or {}).get(key) != expected[key]:
+            raise ValueError(f"resume: {path} was written with {key}={(recorded or {}).get(key)!r}, this run has "
+                             f"{key}={expected[key]!r}; resume with the same settings, or use another --out")
+
+
+def trim_stream(path: str) -> int:
+    """Rewrites bench.jsonl without what follows its last done line (the rows of a case that did
+    not finish, a torn last line), so that a resumed run appends to finished cases only; returns
+    the number of lines dropped."""
+    with open(path, "rb") as f:
+        total = sum(1 for line in f.read().split(b"\n") if line.strip())
+    records = jsonl.read(path)
+    kept = max((i + 1 for i, item in enumerate(records) if "done" in item or "settings" in item), default=0)
+    if kept < total:
+        with atomic_path(path) as tmp, open(tmp, "w") as f:
+            f.writelines(json.dumps(item) + "\n" for item in records[:kept])
+    return total - kept

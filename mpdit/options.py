@@ -1,0 +1,70 @@
+"""Settings declared once: each command's settings are a dataclass whose fields carry their type,
+default, choices and help, and its command-line options are generated from the fields.
+
+`option()` / `required()` declare a field; `add_config_arguments` makes one --option per field,
+each tagged with the field it comes from (`action.declared_by`, which the tests check);
+`config_from_args` builds the dataclass back from the parsed options.
+"""
+import argparse
+import dataclasses
+import typing
+from dataclasses import field
+
+
+def option(default=None, help=None, **cli):
+    """A field with its command-line help (and choices, metavar, type, flag) as metadata. `flag`:
+    the option's spelling where it is not the field's name (an older spelling kept)."""
+    return field(default=default, metadata={"help": help, **cli})
+
+
+def required(help=None, **cli):
+    return field(metadata={"help": help, **cli})
+
+
+def csv_list(text: str) -> tuple:
+    """'a,b' -> ('a', 'b')."""
+    return tuple(item for item in text.split(",") if item)
+
+
+def int_list(text: str) -> tuple:
+    """'0,1,2' -> (0, 1, 2); at least one integer."""
+    try:
+        values = tuple(int(item) for item in text.split(",") if item.strip())
+    except ValueError:
+        values = ()
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers such as 0,1,2")
+    return values
+
+
+def add_config_arguments(parser, config_class, exclude=(), optional: bool = False) -> None:
+    """One --option per field of a config dataclass, with the field's type, default, choices and
+    help, so that each default lives in the dataclass. Fields marked cli=False, and `exclude`, are
+    left out; `optional`: the fields without a default are not required here (the caller checks).
+    A bool field is a --name / --no-name pair."""
+    hints = typing.get_type_hints(config_class)
+    for spec in dataclasses.fields(config_class):
+        meta = dict(spec.metadata)
+        if not meta.pop("cli", True) or spec.name in exclude:
+            continue
+        flag = meta.pop("flag", "--" + spec.name.replace("_", "-"))
+        kind = hints[spec.name]
+        if typing.get_origin(kind) is typing.Union:  # Optional[X]
+            kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+        kwargs = {"dest": spec.name, **meta}
+        if spec.default is dataclasses.MISSING:
+            kwargs["required"] = not optional
+        else:
+            kwargs["default"] = spec.default
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs.setdefault("type", kind)  # a field's own parser (a comma-separated list) where it names one
+        action = parser.add_argument(flag, **kwargs)
+        action.declared_by = (config_class.__name__, spec.name)
+
+
+def config_from_args(config_class, args: argparse.Namespace, **given):
+    """The config dataclass from the parsed options; `given` supplies the fields with cli=False."""
+    names = [spec.name for spec in dataclasses.fields(config_class) if spec.name not in given]
+    return config_class(**{name: getattr(args, name) for name in names}, **given)

@@ -1,0 +1,35 @@
+"""SIGINT / SIGTERM (Ctrl-C, a scheduler's stop) caught for a block, so that a long run can save
+its work before it exits with 128 + the signal, as a shell reports it."""
+import signal
+import threading
+
+
+class _Stop(BaseException):
+    """Raised in the block by a signal when `interrupt` is set; the block swallows it."""
+
+
+class StopSignals:
+    """Within the block, the first SIGINT / SIGTERM is kept in `signum` (0: none) instead of
+    killing the process. interrupt=False: the code checks `signum` where it can stop cleanly (a
+    trainer after its step); interrupt=True: the block ends at the next Python instruction
+    (nothing half-done to finish first). Main thread only; handlers restored on exit."""
+
+    def __init__(self, interrupt: bool = False):
+        self.interrupt, self.signum, self.previous = interrupt, 0, {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.previous[signum] = signal.signal(signum, self._received)
+        return self
+
+    def _received(self, signum, frame):
+        if not self.signum:
+            self.signum = signum
+            if self.interrupt:
+                raise _Stop()
+
+    def __exit__(self, kind, value, tb):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        return kind is _Stop
