@@ -22,8 +22,8 @@ def required(help=None, **cli):
 
 
 def csv_list(text: str) -> tuple:
-    """'a,b' -> ('a', 'b')."""
-    return tuple(item for item in text.split(",") if item)
+    """'a, b' -> ('a', 'b')."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 def int_list(text: str) -> tuple:
@@ -51,9 +51,10 @@ def add_config_arguments(parser, config_class, exclude=(), optional: bool = Fals
         kind = hints[spec.name]
         if typing.get_origin(kind) is typing.Union:  # Optional[X]
             kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
-        kwargs = {"dest": spec.name, **meta}
+        positional = not flag.startswith("-")  # its flag is its metavar-like name; argparse takes no dest then
+        kwargs = {**({} if positional else {"dest": spec.name}), **meta}
         if spec.default is dataclasses.MISSING:
-            kwargs["required"] = not optional
+            kwargs.update({} if positional else {"required": not optional})
         else:
             kwargs["default"] = spec.default
         if kind is bool:
@@ -67,4 +68,6 @@ def add_config_arguments(parser, config_class, exclude=(), optional: bool = Fals
 def config_from_args(config_class, args: argparse.Namespace, **given):
     """The config dataclass from the parsed options; `given` supplies the fields with cli=False."""
     names = [spec.name for spec in dataclasses.fields(config_class) if spec.name not in given]
-    return config_class(**{name: getattr(args, name) for name in names}, **given)
+    values = {name: getattr(args, name) for name in names}
+    values = {name: tuple(value) if isinstance(value, list) else value for name, value in values.items()}  # nargs
+    return config_class(**values, **given)

@@ -4,29 +4,17 @@ Every row trains with the same TrainConfig settings (learning rate, batch, steps
 evaluation: `mpdit ablation` generates those options from TrainConfig, so each is declared
 once); this config holds the rest: the table, the size, the rows, the seeds, the folder.
 """
-import argparse
 from dataclasses import dataclass, field
 from typing import Optional
 
 from mpdit.ablation.rows import TABLES, ablation_rows
 from mpdit.models.registry import SIZES
-from mpdit.options import option
+from mpdit.options import csv_list, int_list, option
 
 KEEP_WEIGHTS = ("ema", "checkpoint", "none")
 # TrainConfig fields the ablation sets for each row itself
 PER_ROW = ("model", "overrides", "run_dir", "resume", "init", "seed", "checkpoint_every", "keep_checkpoints",
            "sample_every")
-
-
-def key_list(text: str) -> tuple:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
-def seed_list(text: str) -> tuple:
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:  # argparse prints its message as the one line
-        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers such as 0,1,2") from None
 
 
 @dataclass
@@ -37,13 +25,14 @@ class AblationConfig:
     table: str = option("1", "the paper's table: 1 (the components, one at a time), 4 (the fine depth k), all "
                              "(both; a row in both trains once)", choices=TABLES)
     size: str = option("B", "model size of every row (the paper: B; Table 4 also XL)", choices=tuple(SIZES))
-    rows: Optional[tuple] = option(None, "some of the table's rows, by key (--dry-run lists them)", type=key_list,
+    rows: Optional[tuple] = option(None, "some of the table's rows, by key (--dry-run lists them)", type=csv_list,
                                    metavar="KEY,KEY")
     seeds: tuple = option((0,), "training seeds: each row trains once per seed; the table gives the mean and "
-                                "the spread", type=seed_list, metavar="S,S")
+                                "the spread", type=int_list, metavar="S,S")
     keep_weights: str = option("ema", "what a finished row keeps of its weights: ema (export-ema's "
                                       "ema.safetensors), checkpoint (its last), none", choices=KEEP_WEIGHTS)
     dry_run: bool = option(False, "print the rows (switches, params, GFLOPs) and exit without training")
+    json: bool = option(False, "print JSON instead of the table")
     training: dict = field(default_factory=dict, metadata={"cli": False})  # TrainConfig fields, the same for all rows
 
     def validate(self) -> None:

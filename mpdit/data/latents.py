@@ -9,11 +9,13 @@ encodes every world-th image into its own shards.
 import json
 import os
 import sys
+from dataclasses import dataclass
 
 import torch
 
 from mpdit.io.files import atomic_path
 from mpdit.models.vae import CHANNEL_MEAN, NORMALISATIONS, load_vae, normalise
+from mpdit.options import option, required
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -66,33 +68,54 @@ def load_image(path: str, size: int) -> torch.Tensor:
     return array.view(size, size, 3).permute(2, 0, 1).float() / 127.5 - 1  # (3, size, size) in [-1, 1]
 
 
+@dataclass(frozen=True)
+class ExtractSettings:
+    """Every setting of `mpdit extract-latents`; its options are generated from these fields."""
+
+    images: str = required("ImageFolder: one sub-folder per class")
+    out: str = required("folder for the shards and latents.json")
+    vae: str = option("stabilityai/sd-vae-ft-ema", "hub name or local path")
+    image_size: int = option(256, "every image centre-cropped and resized to this side (ADM's crop) before encoding")
+    normalisation: str = option("scale", "scale: x 0.18215; channel: the per-channel mean/std of the MPDiT code",
+                                choices=NORMALISATIONS)
+    flip: bool = option(False, "also store horizontally flipped copies")
+    batch_size: int = option(32, "images per VAE call (per process)")
+    seed: int = option(0, "the noise of the VAE posterior samples stored (each process draws from seed + rank)")
+    strict: bool = option(False, "stop at an unreadable image (default: skip it with a warning and list it in "
+                                 "<out>/bad_images.txt)")
+
+    def check(self) -> None:
+        if self.normalisation not in NORMALISATIONS:
+            raise ValueError(f"normalisation={self.normalisation!r}: expected one of {NORMALISATIONS}")
+        if not isinstance(self.image_size, int) or self.image_size < 8 or self.image_size % 8:
+            raise ValueError(f"image_size={self.image_size}: expected a positive multiple of 8")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size}: expected a positive integer")
+
+
 @torch.no_grad()
-def extract_latents(images: str, out: str, vae="stabilityai/sd-vae-ft-ema", image_size: int = 256,
-                    normalisation: str = "scale", flip: bool = False, batch_size: int = 32, shard_size: int = 4096,
-                    rank: int = 0, world: int = 1, device="cpu", seed: int = 0, strict: bool = False) -> dict:
-    """Encode the folder; `vae` is a hub name, a local path, or an AutoencoderKL already built.
-    An unreadable image is skipped with a warning naming it and listed in bad_images.txt
-    (bad_images-r<rank>.txt under torchrun); strict=True stops at the first instead."""
+def extract_latents(settings: ExtractSettings, rank: int = 0, world: int = 1, device="cpu", vae=None,
+                    shard_size: int = 4096) -> dict:
+    """Encode the folder as `settings` say; `vae`: an AutoencoderKL already built, instead of
+    settings.vae (a hub name or a local path). An unreadable image is skipped with a warning
+    naming it and listed in bad_images.txt (bad_images-r<rank>.txt under torchrun); strict=True
+    stops at the first instead."""
     from safetensors.torch import save_file
 
-    if normalisation not in NORMALISATIONS:
-        raise ValueError(f"normalisation={normalisation!r}: expected one of {NORMALISATIONS}")
-    if not isinstance(image_size, int) or image_size < 8 or image_size % 8:
-        raise ValueError(f"image_size={image_size}: expected a positive multiple of 8")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size}: expected a positive integer")
-    items, classes = list_image_folder(images)
-    check_out_folder(images, out)
+    settings.check()
+    out, batch_size = settings.out, settings.batch_size
+    items, classes = list_image_folder(settings.images)
+    check_out_folder(settings.images, out)
     if world > 1 and torch.distributed.is_initialized():  # every rank looks before any rank writes
         torch.distributed.barrier()
-    vae_name = vae if isinstance(vae, str) else getattr(vae, "name_or_path", None) or "in-memory AutoencoderKL"
-    model = load_vae(vae, device) if isinstance(vae, str) else vae.to(device).eval()
-    if normalisation == "channel" and model.config.latent_channels != len(CHANNEL_MEAN):
+    vae_name = settings.vae if vae is None else getattr(vae, "name_or_path", None) or "in-memory AutoencoderKL"
+    model = load_vae(settings.vae, device) if vae is None else vae.to(device).eval()
+    if settings.normalisation == "channel" and model.config.latent_channels != len(CHANNEL_MEAN):
         raise ValueError(f"normalisation='channel': the per-channel statistics are for 4 latent channels, "
                          f"this VAE has {model.config.latent_channels}")
     os.makedirs(out, exist_ok=True)
     mine = items[rank::world]
-    generator = torch.Generator(device=device).manual_seed(seed + rank)
+    generator = torch.Generator(device=device).manual_seed(settings.seed + rank)
     latents, labels, shards = [], [], 0
     latent_shape = None
 
@@ -109,22 +132,22 @@ def extract_latents(images: str, out: str, vae="stabilityai/sd-vae-ft-ema", imag
         batch, images_read = [], []
         for path, label in mine[start:start + batch_size]:
             try:
-                images_read.append(load_image(path, image_size))
+                images_read.append(load_image(path, settings.image_size))
                 batch.append((path, label))
             except (OSError, ValueError, SyntaxError) as error:  # PIL: corrupt, truncated, not an image
-                if strict:
+                if settings.strict:
                     raise ValueError(f"image {path!r}: unreadable ({error}); without --strict it is skipped") from None
                 print(f"mpdit extract-latents: warning: skipping unreadable image {path} ({error})", file=sys.stderr)
                 bad_images.append(path)
         if not batch:
             continue
         pixels = torch.stack(images_read).to(device)
-        views = [pixels, pixels.flip(-1)] if flip else [pixels]  # flipped copies: the paper's flip at extraction
+        views = [pixels, pixels.flip(-1)] if settings.flip else [pixels]  # the paper's flip, at extraction
         for view in views:
             posterior = model.encode(view).latent_dist
             sample = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator,
                                                                   device=device)
-            latents.append(normalise(sample.float(), normalisation))
+            latents.append(normalise(sample.float(), settings.normalisation))
             latent_shape = list(sample.shape[1:])
             labels += [label for _, label in batch]
         if sum(len(x) for x in latents) >= shard_size:
@@ -134,8 +157,8 @@ def extract_latents(images: str, out: str, vae="stabilityai/sd-vae-ft-ema", imag
         name = "bad_images.txt" if world == 1 else f"bad_images-r{rank:03d}.txt"
         with atomic_path(os.path.join(out, name)) as tmp, open(tmp, "w") as f:
             f.write("".join(path + "\n" for path in bad_images))
-    info = {"vae": vae_name, "normalisation": normalisation, "image_size": image_size, "classes": classes,
-            "num_classes": len(classes), "flip": flip, "latent_shape": latent_shape}
+    info = {"vae": vae_name, "normalisation": settings.normalisation, "image_size": settings.image_size,
+            "classes": classes, "num_classes": len(classes), "flip": settings.flip, "latent_shape": latent_shape}
     if rank == 0:
         with atomic_path(os.path.join(out, "latents.json")) as tmp, open(tmp, "w") as f:
             json.dump(info, f, indent=1)

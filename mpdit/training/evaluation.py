@@ -10,7 +10,9 @@ from mpdit.data import latents_info
 from mpdit.evaluation import METRICS, evaluate
 from mpdit.evaluation.digits import evaluate_digits
 from mpdit.evaluation.inception import find_weights
-from mpdit.inference.sample_checkpoint import Sampler, sample_labels, sample_to_npz
+from mpdit.inference.labels import image_labels
+from mpdit.inference.npz_writer import write_samples
+from mpdit.inference.settings import SampleSettings
 from mpdit.io.npz_images import check_images_header
 from mpdit.training.config import TrainConfig
 from mpdit.training.log import say
@@ -30,12 +32,12 @@ def evaluate_ema(run, log) -> dict:
     config, world = run.config, run.world
     out = os.path.join(config.run_dir, "eval", f"step-{run.step:08d}.npz")
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    labels = sample_labels(run.model_config["num_classes"], num_samples=config.eval_samples)
-    sampler = Sampler(steps=config.eval_steps, cfg_scale=config.eval_cfg_scale,
-                      batch_size=max(1, config.global_batch_size // world.size),
-                      latent_info=None if config.dataset == "digits" else latents_info(config.dataset))
+    labels = image_labels(run.model_config["num_classes"], num_samples=config.eval_samples)
+    settings = SampleSettings(out, steps=config.eval_steps, cfg_scale=config.eval_cfg_scale, resume=True,
+                              batch_size=max(1, config.global_batch_size // world.size), progress=world.main)
     identity = {"run_dir": os.path.abspath(config.run_dir), "step": run.step}
-    sample_to_npz(run.train_step.ema, labels, out, world, sampler, identity, resume=True, progress=world.main)
+    write_samples(run.train_step.ema, labels, out, world, settings, "euler",
+                  None if config.dataset == "digits" else latents_info(config.dataset), identity)
     if not world.main:
         return {}
     if config.eval_ref == "digits":

@@ -3,6 +3,8 @@ when it is installed."""
 import json
 import os
 
+from mpdit.io.files import atomic_path
+
 
 class MetricsLog:
     def __init__(self, run_dir: str, enabled: bool):
@@ -32,10 +34,8 @@ class MetricsLog:
                 continue
             if record.get("step", 0) <= step and not record.get("final"):
                 kept.append(line if line.endswith("\n") else line + "\n")
-        tmp = f"{self.path}.tmp-{os.getpid()}"
-        with open(tmp, "w") as f:
+        with atomic_path(self.path) as tmp, open(tmp, "w") as f:
             f.writelines(kept)
-        os.replace(tmp, self.path)
 
     def write(self, record: dict) -> None:
         if not self.enabled:

@@ -11,11 +11,18 @@ import torch
 from helpers.fake_inception import FakeInception
 from helpers.torchrun import one_thread, torchrun
 from mpdit.evaluation import evaluator
-from mpdit.inference import sample_checkpoint as sampling
-from mpdit.inference.sample_checkpoint import sample_checkpoint, sample_labels
+from mpdit.inference import npz_writer
+from mpdit.inference.labels import image_labels
+from mpdit.inference.sample_checkpoint import sample_checkpoint as sample_file
+from mpdit.inference.settings import SampleSettings
 from mpdit.inference.shards import Shards, shard_folder
 
-real_sample = sampling.sample
+real_run_method = npz_writer.run_method
+
+
+def sample_checkpoint(path, out, **settings):
+    """mpdit.inference.sample_checkpoint with the settings as keywords, as `mpdit sample`'s options."""
+    return sample_file(path, SampleSettings(out, **settings))
 
 
 @pytest.fixture
@@ -24,12 +31,12 @@ def trained(digits_run):
 
 
 def test_balanced_labels_are_exact_and_random_ones_do_not_depend_on_n():
-    labels = sample_labels(10, num_samples=37)
+    labels = image_labels(10, num_samples=37)
     assert len(labels) == 37 and torch.bincount(labels).tolist() == [4] * 7 + [3] * 3
     assert labels.tolist() == sorted(labels.tolist())  # a block per class: the grid's rows
-    drawn = sample_labels(10, num_samples=37, random_classes=True, seed=3)
-    assert drawn.tolist()[:20] == sample_labels(10, num_samples=20, random_classes=True, seed=3).tolist()
-    assert sample_labels(10, classes=[3, 1], per_class=2).tolist() == [3, 3, 1, 1]
+    drawn = image_labels(10, num_samples=37, random_classes=True, seed=3)
+    assert drawn.tolist()[:20] == image_labels(10, num_samples=20, random_classes=True, seed=3).tolist()
+    assert image_labels(10, classes=[3, 1], per_class=2).tolist() == [3, 3, 1, 1]
 
 
 @pytest.mark.parametrize("kwargs, expected", [
@@ -41,7 +48,7 @@ def test_balanced_labels_are_exact_and_random_ones_do_not_depend_on_n():
 ])
 def test_conflicting_or_absurd_label_requests_are_refused(kwargs, expected):
     with pytest.raises(ValueError) as error:
-        sample_labels(10, **kwargs)
+        image_labels(10, **kwargs)
     assert expected in str(error.value)
 
 
@@ -50,7 +57,7 @@ def test_two_torchrun_ranks_give_the_images_of_one_process(trained, tmp_path):
     """39 images (20 and 19 per rank) of classes in the order asked, another batch size per rank:
     rank 0 writes them in the requested order, each image as one process samples it."""
     with one_thread():
-        one = sample_checkpoint(trained, str(tmp_path / "one.npz"), classes=[3, 1, 2], per_class=13, steps=2,
+        one = sample_checkpoint(trained, str(tmp_path / "one.npz"), classes=(3, 1, 2), per_class=13, steps=2,
                                 batch_size=5, progress=False)
     assert one["count"] == 39
     two = torchrun(["-m", "mpdit", "sample", trained, "--classes", "3,1,2", "--per-class", "13", "--batch-size", "4",
@@ -86,8 +93,8 @@ def test_a_run_killed_after_its_first_shard_resumes_to_the_same_images(trained, 
     with pytest.raises(ValueError, match="sampled with cfg_scale=1.0, this run has cfg_scale=2.0"):
         sample_checkpoint(trained, out, num_samples=13, steps=2, cfg_scale=2.0, resume=True, progress=False)
     sampled = []
-    monkeypatch.setattr(sampling, "sample",
-                        lambda model, y, **kw: sampled.append(len(y)) or real_sample(model, y, **kw))
+    monkeypatch.setattr(npz_writer, "run_method",
+                        lambda model, y, *args, **kw: sampled.append(len(y)) or real_run_method(model, y, *args, **kw))
     sample_checkpoint(trained, out, num_samples=13, steps=2, batch_size=3, resume=True, progress=False)
     assert sum(sampled) == 9  # only the images the first shard did not hold (another batch size is fine)
     with np.load(whole) as a, np.load(out) as b:
