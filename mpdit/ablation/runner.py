@@ -20,9 +20,10 @@ from mpdit.data import data_shape, latents_info, open_dataset
 from mpdit.io import export_ema, jsonl
 from mpdit.io.npz_images import check_images_header
 from mpdit.io.run_lock import RunDirInUse, RunLock
+from mpdit.options import config_from_values
 from mpdit.training import checkpoint
 from mpdit.training.config import TrainConfig
-from mpdit.training.evaluation import check_eval_inputs, evaluate_ema
+from mpdit.training.evaluation import evaluate_ema
 from mpdit.training.metrics import MetricsLog
 from mpdit.training.trainer import build, fit, make_run_dir, newest_readable
 from mpdit.world import World, broadcast, joined_world
@@ -51,9 +52,9 @@ def train_config(config: AblationConfig, row: dict, seed: int) -> TrainConfig:
     an evaluation every --eval-every steps (or at the end) with a checkpoint at each."""
     every, run_dir = config.eval_every, run_folder(config.out, row, seed)
     started = os.path.isdir(run_dir) and checkpoint.run_records(run_dir)
-    return TrainConfig(**{**config.training, "eval_every": every}, model=row["model"],
-                       overrides=dict(row["overrides"]), run_dir=run_dir, resume="auto" if started else None,
-                       seed=seed, checkpoint_every=every, keep_checkpoints=1, sample_every=0)
+    return config_from_values(TrainConfig, {**config.training, "eval_every": every}, model=row["model"],
+                              overrides=dict(row["overrides"]), run_dir=run_dir, resume="auto" if started else None,
+                              seed=seed, checkpoint_every=every, keep_checkpoints=1, sample_every=0)
 
 
 def run_folder(out: str, row: dict, seed: int) -> str:
@@ -68,11 +69,9 @@ def plan(config: AblationConfig) -> tuple:
     data = IMAGENET_LATENTS if not dataset else data_shape(open_dataset(dataset, config.training["image_size"]))
     described = describe(rows, data)
     if not config.dry_run:
-        for row in described:
-            trial = train_config(config, row, config.seeds[0])
-            trial.validate()
         check_reference_resolution(config, data)  # before the weights are looked for: the first mistake named
-        check_eval_inputs(trial)
+        for row in described:
+            train_config(config, row, config.seeds[0]).validate()
     return described, data
 
 

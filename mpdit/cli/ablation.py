@@ -1,10 +1,9 @@
 """`mpdit ablation`: the paper's ablation tables trained, sampled and evaluated, beside its figures."""
-import dataclasses
 import json
 import os
 import sys
 
-from mpdit.options import add_config_arguments, config_from_args
+from mpdit.options import add_config_arguments, config_from_args, option_values
 
 
 def add(commands) -> None:
@@ -33,9 +32,7 @@ def run(args) -> int:
     from mpdit.training.step import TrainingError
     from mpdit.training.trainer import TrainingStopped
 
-    training = {spec.name: getattr(args, spec.name) for spec in dataclasses.fields(TrainConfig)
-                if spec.name not in PER_ROW}
-    config = config_from_args(AblationConfig, args, training=training)
+    config = config_from_args(AblationConfig, args, training=option_values(TrainConfig, args, exclude=PER_ROW))
     try:
         rows = run_ablation(config)
     except TrainingStopped as stop:  # the row's checkpoint is written; the same command continues

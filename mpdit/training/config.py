@@ -10,8 +10,11 @@ from dataclasses import dataclass, field, fields
 from typing import Optional
 
 from mpdit.diffusion.flow import TIME_SAMPLERS
+from mpdit.evaluation.inception import find_weights
 from mpdit.io.files import require_file
-from mpdit.options import option, required
+from mpdit.io.npz_images import check_images_header
+from mpdit.models.float8 import float8_unavailable_reason
+from mpdit.options import group, option, required
 from mpdit_kernels import BACKEND_NAMES
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp8")
@@ -22,6 +25,39 @@ ON_NONFINITE = ("stop", "skip")
 # templates failed on these models (torch 2.13, an AssertionError in ir.indexer).
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
 AUTOTUNE_ON_CPU = "max-autotune tunes Triton templates for a GPU's matrix products: CUDA only"
+
+
+@dataclass
+class TrainingEvaluation:
+    """The evaluation of the EMA during training (options --eval-*): every `every` steps and at the
+    end, `samples` images sampled into eval/, evaluated against `ref`, logged as eval_* records."""
+
+    every: int = option(0, "steps between evaluations of the EMA (and one at the end): --eval-samples images sampled "
+                           "into eval/, the metrics into metrics.jsonl and TensorBoard; 0 = never")
+    ref: Optional[str] = option(None, "the reference batch (mpdit eval --make-ref, or ADM's), or 'digits' for the "
+                                      "digits classifier's figures", metavar="REF.npz|digits")
+    samples: int = option(10000, "images per evaluation, classes balanced (50000 for the paper's FID-50K)")
+    steps: int = option(50, "Euler steps of the evaluation samples")
+    cfg_scale: float = option(1.0, "guidance scale of the evaluation samples")
+    inception_weights: Optional[str] = option(None, "the Inception weights (see mpdit eval)", metavar="FILE")
+
+    def validate(self, dataset: str) -> None:
+        """The settings, and before training the reference and the Inception weights (not found
+        at the first evaluation, hours in)."""
+        for name, low in (("every", 0), ("samples", 1), ("steps", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"eval_{name}={value!r}: expected an integer >= {low}")
+        if self.every and not self.ref:
+            raise ValueError(f"eval_every={self.every}: needs eval_ref (--eval-ref REF.npz, or digits)")
+        if self.ref and not self.every:
+            raise ValueError(f"eval_ref={self.ref!r}: used only with eval_every (--eval-every STEPS)")
+        if self.ref == "digits" and dataset != "digits":
+            raise ValueError(f"eval_ref='digits': the digits classifier's figures are for dataset='digits', not "
+                             f"{dataset!r}")
+        if self.every and self.ref != "digits":
+            check_images_header(self.ref)
+            find_weights(self.inception_weights)
 
 
 @dataclass
@@ -66,14 +102,7 @@ class TrainConfig:
                                       "0 = keep all")
     log_every: int = option(10, "steps between metrics records")
     sample_every: int = option(1000, "steps between PNG grids of EMA samples (digits); 0 = never")
-    eval_every: int = option(0, "steps between evaluations of the EMA (and one at the end): --eval-samples images "
-                                "sampled into eval/, the metrics into metrics.jsonl and TensorBoard; 0 = never")
-    eval_ref: Optional[str] = option(None, "the reference batch (mpdit eval --make-ref, or ADM's), or 'digits' for "
-                                           "the digits classifier's figures", metavar="REF.npz|digits")
-    eval_samples: int = option(10000, "images per evaluation, classes balanced (50000 for the paper's FID-50K)")
-    eval_steps: int = option(50, "Euler steps of the evaluation samples")
-    eval_cfg_scale: float = option(1.0, "guidance scale of the evaluation samples")
-    eval_inception_weights: Optional[str] = option(None, "the Inception weights (see mpdit eval)", metavar="FILE")
+    evaluation: TrainingEvaluation = group(TrainingEvaluation, "eval", "the evaluation of the EMA during training")
     num_workers: int = option(2, "DataLoader worker processes")
     overrides: dict = field(default_factory=dict, metadata={"cli": False})  # create_model overrides
 
@@ -109,21 +138,20 @@ class TrainConfig:
             path = getattr(self, name)
             if path is not None and (name, path) != ("resume", "auto"):
                 require_file(path, name)
-        if self.eval_every and not self.eval_ref:
-            raise ValueError(f"eval_every={self.eval_every}: needs eval_ref (--eval-ref REF.npz, or digits)")
-        if self.eval_ref and not self.eval_every:
-            raise ValueError(f"eval_ref={self.eval_ref!r}: used only with eval_every (--eval-every STEPS)")
-        if self.eval_ref == "digits" and self.dataset != "digits":
-            raise ValueError(f"eval_ref='digits': the digits classifier's figures are for dataset='digits', not "
-                             f"{self.dataset!r}")
-        for name in ("eval_every", "eval_samples", "eval_steps"):
-            value = getattr(self, name)
-            low = 0 if name == "eval_every" else 1
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{name}={value!r}: expected an integer >= {low}")
+        self.evaluation.validate(self.dataset)
         if not 0.0 <= self.class_dropout <= 1.0:
             raise ValueError(f"class_dropout={self.class_dropout}: expected a probability in [0, 1]")
         for spec in fields(self):
             choices = spec.metadata.get("choices")
             if choices and getattr(self, spec.name) not in choices:
                 raise ValueError(f"{spec.name}={getattr(self, spec.name)!r}: expected one of {', '.join(choices)}")
+
+    def validate_for(self, world) -> None:
+        """What depends on the processes and their device (ValueError on every rank alike)."""
+        if self.evaluation.every and self.parallel == "fsdp" and world.size > 1:
+            raise ValueError("eval_every: evaluating a sharded (FSDP) EMA during training is not supported; use DDP, "
+                             "or mpdit sample --eval on its checkpoints")
+        if self.compile and self.compile_mode != "default" and world.device.type != "cuda":
+            raise ValueError(f"compile_mode={self.compile_mode!r}: {AUTOTUNE_ON_CPU}; got device {world.device}")
+        if self.precision == "fp8" and float8_unavailable_reason(world.device):
+            raise ValueError(f"precision='fp8' {float8_unavailable_reason(world.device)}")

@@ -9,43 +9,32 @@ import os
 from mpdit.data import latents_info
 from mpdit.evaluation import METRICS, evaluate
 from mpdit.evaluation.digits import evaluate_digits
-from mpdit.evaluation.inception import find_weights
 from mpdit.inference.labels import image_labels
 from mpdit.inference.npz_writer import write_samples
 from mpdit.inference.settings import SampleSettings
-from mpdit.io.npz_images import check_images_header
-from mpdit.training.config import TrainConfig
 from mpdit.training.log import say
-
-
-def check_eval_inputs(config: TrainConfig) -> None:
-    """Before training: the reference and the Inception weights exist (not found at the first evaluation,
-    hours in)."""
-    if config.eval_every and config.eval_ref != "digits":
-        check_images_header(config.eval_ref)
-        find_weights(config.eval_inception_weights)
 
 
 def evaluate_ema(run, log) -> dict:
     """Samples and evaluates the EMA at run.step (a collective: every rank calls it); returns the
     record logged (on the main rank; {} elsewhere)."""
-    config, world = run.config, run.world
+    config, world, evaluation = run.config, run.world, run.config.evaluation
     out = os.path.join(config.run_dir, "eval", f"step-{run.step:08d}.npz")
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    labels = image_labels(run.model_config["num_classes"], num_samples=config.eval_samples)
-    settings = SampleSettings(out, steps=config.eval_steps, cfg_scale=config.eval_cfg_scale, resume=True,
+    labels = image_labels(run.model_config["num_classes"], num_samples=evaluation.samples)
+    settings = SampleSettings(out, steps=evaluation.steps, cfg_scale=evaluation.cfg_scale, resume=True,
                               batch_size=max(1, config.global_batch_size // world.size), progress=world.main)
     identity = {"run_dir": os.path.abspath(config.run_dir), "step": run.step}
     write_samples(run.train_step.ema, labels, out, world, settings, "euler",
                   None if config.dataset == "digits" else latents_info(config.dataset), identity)
     if not world.main:
         return {}
-    if config.eval_ref == "digits":
+    if evaluation.ref == "digits":
         result = evaluate_digits(out)
         record = {"eval_fd_digits": result["fd"], "eval_precision": result["precision"],
                   "eval_recall": result["recall"], "eval_fd_digits_floor": result["floor"]["fd"]}
     else:
-        result = evaluate(config.eval_ref, out, inception_weights=config.eval_inception_weights, progress=False,
+        result = evaluate(evaluation.ref, out, inception_weights=evaluation.inception_weights, progress=False,
                           warn=lambda text: say(config.run_dir, f"step {run.step} evaluation: {text}"))
         record = {f"eval_{key}": result[key] for key in METRICS if result[key] is not None}
     record = {"step": run.step, **record, "eval_samples": result["num_samples"]}

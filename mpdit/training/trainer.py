@@ -1,8 +1,9 @@
 """`mpdit train`: flow-matching training on one process or under torchrun (DDP / FSDP2), resumable.
 
-Reads top to bottom like DiT's train.py: train() -> fit(), which builds the run (model,
-EMA, optimizer, random streams; restored from a checkpoint when resuming), then steps it:
-the train step (mpdit.training.step), a metrics record, save(), a sample grid.
+Reads top to bottom like DiT's train.py: fit() builds the run (model, EMA, optimizer, random
+streams; restored from a checkpoint when resuming), then its one loop steps it: the train step
+(mpdit.training.step), a metrics record, save(), a sample grid, an evaluation. train() is fit()
+in a process group of its own (one process, or torchrun's).
 """
 import contextlib
 import dataclasses
@@ -21,13 +22,12 @@ from mpdit.io import load_checkpoint, read
 from mpdit.io.images import save_grid, to_uint8
 from mpdit.io.run_lock import RunDirInUse, RunLock
 from mpdit.models import get_config
-from mpdit.models.float8 import float8_unavailable_reason
 from mpdit.signals import StopSignals
 from mpdit.training import checkpoint
-from mpdit.training.config import AUTOTUNE_ON_CPU, TrainConfig
+from mpdit.training.config import TrainConfig
 from mpdit.training.data import DataPosition, ResumableSampler
 from mpdit.training.distributed import full_state, load_full_state
-from mpdit.training.evaluation import check_eval_inputs, evaluate_ema
+from mpdit.training.evaluation import evaluate_ema
 from mpdit.training.log import say
 from mpdit.training.metrics import MetricsLog
 from mpdit.training.step import TrainStep, build_train_step, learning_rate
@@ -77,25 +77,115 @@ class TrainingRun:
 def train(config: TrainConfig) -> dict:
     """Run (or resume) training; returns the last metrics record."""
     config.validate()
-    check_eval_inputs(config)
     with joined_world() as world:
         return fit(config, world)[1]  # the run (model, optimizer) dropped before the process group ends
 
 
 def fit(config: TrainConfig, world: World) -> tuple:
-    """Train up to config.steps; returns (the run, its last metrics record)."""
+    """Train up to config.steps in a process group; returns (the run, its last metrics record).
+    The loop: a step, a metrics record every log_every steps, a checkpoint every
+    checkpoint_every, a sample grid, an evaluation; on SIGINT / SIGTERM, a checkpoint and stop."""
+    config.validate_for(world)
     micro, accumulation = batch_split(config, world)
-    if config.eval_every and config.parallel == "fsdp" and world.size > 1:
-        raise ValueError("eval_every: evaluating a sharded (FSDP) EMA during training is not supported; use DDP, or "
-                         "mpdit sample --eval on its checkpoints")
-    if config.compile and config.compile_mode != "default" and world.device.type != "cuda":
-        raise ValueError(f"compile_mode={config.compile_mode!r}: {AUTOTUNE_ON_CPU}; got device {world.device}")
-    if config.precision == "fp8" and float8_unavailable_reason(world.device):
-        raise ValueError(f"precision='fp8' {float8_unavailable_reason(world.device)}")
     dataset = open_dataset(config.dataset, config.image_size)
     get_config(config.model, **dataset_overrides(config, dataset))  # the model and its overrides, checked
+    with claimed_run_dir(config, world):
+        run = build(config, world, dataset)
+        if world.main:  # before the first step, which can take minutes (compilation, a slow first batch)
+            parameters = sum(p.numel() for p in run.train_step.ema.parameters()) / 1e6
+            say(config.run_dir, f"{config.model}, {parameters:.1f} M parameters, {world.device.type} x {world.size} "
+                f"process(es), {config.dataset} ({len(dataset)} images), steps {run.step} -> {config.steps}, "
+                f"run dir {config.run_dir}")
+        log = MetricsLog(config.run_dir, world.main)
+        log.keep_until(run.step)  # a resumed run logs the steps after its checkpoint again: once each
+        record, window = {}, _ImagesPerSecond()
+        with _StopRequests(world) as stop:  # from before the loader's workers start: this process owns the stop
+            batches = iter(data_loader(dataset, micro, run))
+            progress = _progress(config.steps, run.step, world.main)
+            try:
+                while run.step < config.steps:
+                    loss, grad_norm, applied = run.train_step([next(batches) for _ in range(accumulation)], run.step)
+                    run.step += 1
+                    run.position = run.position.advance(1, config.global_batch_size, run.dataset_size)
+                    window.count(config.global_batch_size, skipped=not applied)
+                    progress.update(1)
+                    last = run.step == config.steps
+                    if run.step % config.log_every == 0 or last:
+                        record = _log_step(run, log, progress, loss, grad_norm, window)
+                    if run.step % config.checkpoint_every == 0 or last:
+                        save(run)
+                    if config.sample_every and (run.step % config.sample_every == 0 or last):
+                        if world.main or run.train_step.sharded:  # a sharded EMA samples on every rank; rank 0 writes
+                            with _phase(progress, "drawing the sample grid"):
+                                _sample_grid(run.train_step.ema, config, run.step, write=world.main)
+                    if config.evaluation.every and (run.step % config.evaluation.every == 0 or last):
+                        with _phase(progress, "evaluating the EMA"):
+                            evaluate_ema(run, log)
+                    window.restart_if_logged()  # the next window times training alone, not the work above
+                    signum = stop.agreed()
+                    if signum and not last:
+                        _stop(run, signum, progress)
+            finally:
+                progress.close()  # an error then starts its own line
+                del batches  # the loader's workers end here, not at interpreter exit (they ignore SIGTERM)
+        final = {**record, "step": run.step, "final": True}
+        log.write(final)
+        if world.main:
+            say(config.run_dir, f"finished at step {run.step}", stderr=False)
+        return run, final
+
+
+class _ImagesPerSecond:
+    """Training images per second over the steps since the last metrics record, and the steps a
+    non-finite loss skipped."""
+
+    def __init__(self):
+        self.start, self.images, self.skipped, self.logged = time.perf_counter(), 0, 0, False
+
+    def count(self, images: int, skipped: bool) -> None:
+        self.images += images
+        self.skipped += skipped
+
+    def rate(self) -> float:
+        self.logged = True
+        return self.images / (time.perf_counter() - self.start)
+
+    def restart_if_logged(self) -> None:
+        if self.logged:
+            self.start, self.images, self.logged = time.perf_counter(), 0, False
+
+
+def _log_step(run, log, progress, loss: float, grad_norm: float, window: _ImagesPerSecond) -> dict:
+    """The step's metrics record: metrics.jsonl (and TensorBoard), the progress bar, log.txt."""
+    config = run.config
+    record = {"step": run.step, "loss": loss, "grad_norm": grad_norm, "lr": learning_rate(config, run.step - 1),
+              "images_per_s": window.rate(), "skipped_steps": window.skipped}
+    log.write(record)
+    progress.set_postfix(loss=f"{loss:.4f}", img_s=f"{record['images_per_s']:.1f}")
+    if run.world.main:
+        say(config.run_dir, f"step {run.step}: loss {loss:.4f}, grad norm {grad_norm:.4f}, "
+            f"{record['images_per_s']:.1f} images/s", stderr=False)
+    return record
+
+
+def _stop(run, signum: int, progress) -> None:
+    """A stop request: the step's checkpoint (unless just written), then TrainingStopped."""
+    config = run.config
+    if run.step % config.checkpoint_every:  # not saved at this step yet
+        save(run)
+    progress.close()
+    if run.world.main:
+        say(config.run_dir, f"stopped by signal {signum} at step {run.step}", stderr=False)
+    raise TrainingStopped(signum, run.step, checkpoint.checkpoint_path(config.run_dir, run.step))
+
+
+@contextlib.contextmanager
+def claimed_run_dir(config: TrainConfig, world: World):
+    """The run folder made and locked by rank 0 for the whole block (a second job on it is
+    refused, on every rank); a new run (no --resume) into a folder holding another is refused;
+    the partial checkpoint of a writer that is gone is removed."""
     make_run_dir(config.run_dir)  # only now: a refused command leaves nothing behind
-    lock = RunLock(config.run_dir)  # rank 0 holds it for the whole job
+    lock = RunLock(config.run_dir)
     refusal = None
     if world.main:
         try:
@@ -113,7 +203,7 @@ def fit(config: TrainConfig, world: World) -> tuple:
         if world.main:
             for path in checkpoint.remove_stale_partials(config.run_dir):
                 say(config.run_dir, f"removed {path}, the partial checkpoint of a writer that is gone")
-        return _fit(config, world, dataset, micro, accumulation)
+        yield
     finally:
         lock.release()
 
@@ -134,75 +224,6 @@ def make_run_dir(run_dir: str) -> None:
         os.makedirs(run_dir, exist_ok=True)
     except OSError as error:  # a file, or a folder under a file, or no permission
         raise ValueError(f"run_dir={run_dir!r}: cannot be a folder here ({error.strerror})") from None
-
-
-def _fit(config: TrainConfig, world: World, dataset, micro: int, accumulation: int) -> tuple:
-    run = build(config, world, dataset)
-    if world.main:  # before the first step, which can take minutes (compilation, a slow first batch)
-        parameters = sum(p.numel() for p in run.train_step.ema.parameters()) / 1e6
-        say(config.run_dir, f"{config.model}, {parameters:.1f} M parameters, {world.device.type} x {world.size} "
-              f"process(es), {config.dataset} ({len(dataset)} images), steps {run.step} -> {config.steps}, "
-              f"run dir {config.run_dir}")
-    log = MetricsLog(config.run_dir, world.main)
-    log.keep_until(run.step)  # a resumed run logs the steps after its checkpoint again: once each
-    with _StopRequests(world) as stop:  # from before the loader's workers start: this process owns the stop
-        batches = iter(data_loader(dataset, micro, run))
-        progress = _progress(config.steps, run.step, world.main)
-        try:
-            return _loop(run, config, world, batches, accumulation, log, progress, stop)
-        finally:
-            progress.close()  # an error then starts its own line
-            del batches  # the loader's workers end here, not at interpreter exit (they ignore SIGTERM)
-
-
-def _loop(run, config, world, batches, accumulation, log, progress, stop) -> tuple:
-    """The steps up to config.steps: log, checkpoint, sample; on a stop request, save and stop."""
-    record, skipped, window_start, window_images = {}, 0, time.perf_counter(), 0
-    while run.step < config.steps:
-        micro_batches = [next(batches) for _ in range(accumulation)]
-        run.position = run.position.advance(1, config.global_batch_size, run.dataset_size)
-        loss, grad_norm, applied = run.train_step(micro_batches, run.step)
-        skipped += not applied
-        run.step += 1
-        window_images += config.global_batch_size
-        progress.update(1)
-        last = run.step == config.steps
-        logged = run.step % config.log_every == 0 or last
-        if logged:
-            elapsed = time.perf_counter() - window_start
-            record = {"step": run.step, "loss": loss, "grad_norm": grad_norm,
-                      "lr": learning_rate(config, run.step - 1), "images_per_s": window_images / elapsed,
-                      "skipped_steps": skipped}
-            log.write(record)
-            progress.set_postfix(loss=f"{loss:.4f}", img_s=f"{record['images_per_s']:.1f}")
-            if world.main:
-                say(config.run_dir, f"step {run.step}: loss {loss:.4f}, grad norm {grad_norm:.4f}, "
-                    f"{record['images_per_s']:.1f} images/s", stderr=False)
-        if run.step % config.checkpoint_every == 0 or last:
-            save(run)
-        if config.sample_every and (run.step % config.sample_every == 0 or last):
-            if world.main or run.train_step.sharded:  # a sharded EMA samples with every rank; rank 0 writes
-                with _phase(progress, "drawing the sample grid"):
-                    _sample_grid(run.train_step.ema, config, run.step, write=world.main)
-        if config.eval_every and (run.step % config.eval_every == 0 or last):
-            with _phase(progress, "evaluating the EMA"):
-                evaluate_ema(run, log)
-        if logged:  # the next window times training alone: not this step's checkpoint, grid or evaluation
-            window_start, window_images = time.perf_counter(), 0
-        signum = stop.agreed()
-        if signum and not last:
-            if run.step % config.checkpoint_every:  # not saved at this step yet
-                save(run)
-            progress.close()
-            if world.main:
-                say(config.run_dir, f"stopped by signal {signum} at step {run.step}", stderr=False)
-            raise TrainingStopped(signum, run.step, checkpoint.checkpoint_path(config.run_dir, run.step))
-    progress.close()
-    final = {**record, "step": run.step, "final": True}
-    log.write(final)
-    if world.main:
-        say(config.run_dir, f"finished at step {run.step}", stderr=False)
-    return run, final
 
 
 # --------------------------------------------------------------------------- build

@@ -17,7 +17,7 @@ from mpdit.evaluation.settings import EvalSettings
 from mpdit.inference.settings import SampleSettings
 from mpdit.models import ModelConfig
 from mpdit.options import config_from_args
-from mpdit.training.config import TrainConfig
+from mpdit.training.config import TrainConfig, TrainingEvaluation
 
 # The options that are no settings field, and why.
 EXCEPTIONS = {
@@ -62,7 +62,7 @@ def test_every_option_comes_from_one_settings_field_or_a_documented_exception():
 def test_each_generated_option_has_its_fields_default_and_choices():
     classes = {cls.__name__: cls for cls in (AblationConfig, BenchRequest, RunOptions, ConvertSettings, ExportSettings,
                                              FlopsSettings, ExtractSettings, EvalSettings, SampleSettings,
-                                             ModelConfig, TrainConfig)}
+                                             ModelConfig, TrainConfig, TrainingEvaluation)}
     checked = 0
     for name, parser in subcommands().items():
         for spelling, action in options(parser):

@@ -4,6 +4,7 @@ TrainConfig (`digits_config`) and as the command line's argv (`TRAIN_ARGS`), the
 import shutil
 import time
 
+from mpdit.options import config_from_values
 from mpdit.training.config import TrainConfig
 
 TINY_STAGES = ((4, 1), (2, 1))
@@ -14,8 +15,11 @@ TRAIN_ARGS = ["train", "--model", "MPDiT-S", "--stages", "4:1,2:1", "--dataset",
 
 
 def digits_config(run_dir, steps: int, **settings) -> TrainConfig:
-    """The tiny run into `run_dir` for `steps` steps; `settings` change any TrainConfig field."""
-    return TrainConfig(steps=steps, run_dir=str(run_dir), **{**TINY, "overrides": {"stages": TINY_STAGES}, **settings})
+    """The tiny run into `run_dir` for `steps` steps; `settings` change any setting, named as the
+    command line names it (eval_every for --eval-every: TrainConfig.evaluation.every)."""
+    values = {**TINY, "steps": steps, "run_dir": str(run_dir), **settings}
+    given = {name: values.pop(name) for name in ("model", "overrides") if name in values}
+    return config_from_values(TrainConfig, values, **{"overrides": {"stages": TINY_STAGES}, **given})
 
 
 def copy_run(source, destination) -> str:

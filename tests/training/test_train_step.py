@@ -3,6 +3,8 @@ weights and EMA as the step `mpdit train` takes, from the same batch (CPU, bit f
 import torch
 
 from mpdit.bench import model_cases
+from mpdit.bench.executor import Ceilings
+from mpdit.bench.plan import BenchRequest, Case
 from mpdit.bench.presets import ModelSpec
 from mpdit.training.config import TrainConfig
 from mpdit.training.trainer import build
@@ -35,8 +37,9 @@ def test_the_bench_times_the_trainers_step(monkeypatch, tmp_path):
         def add(self, *row):
             pass
 
-    model_cases.bench_train(Rows(), SPEC, "torch", "cpu", torch.float32, batch=2, reps=1, warmup=0, macs=1.0,
-                            peak_tflops=1.0)
+    plan = BenchRequest("tiny", device="cpu", out=str(tmp_path), models=[SPEC.label]).plan()  # batch 2, fp32
+    assert plan.specs == (SPEC,) and plan.preset.train_batch == 2
+    model_cases.bench_train(plan, Case("train", SPEC, "torch"), Rows(), Ceilings(1.0, 1.0, {SPEC.label: 1.0}))
     benched = built[0]
 
     config = TrainConfig(model=SPEC.name, dataset=str(tmp_path), steps=1, global_batch_size=2, run_dir=str(tmp_path),

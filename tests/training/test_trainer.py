@@ -8,7 +8,7 @@ import torch
 from helpers.runs import digits_config
 from mpdit.io import export_ema, load_checkpoint
 from mpdit.training import checkpoint
-from mpdit.training.config import TrainConfig
+from mpdit.training.config import TrainConfig, TrainingEvaluation
 from mpdit.training.step import ema_decay_at
 from mpdit.training.trainer import train
 
@@ -123,7 +123,9 @@ def test_train_options_are_generated_from_train_config():
     assert config == TrainConfig(model="MPDiT-S", dataset="digits", steps=5, global_batch_size=4, run_dir="r",
                                  weight_decay=0.05, compile=True)
     fields = {spec.name for spec in dataclasses.fields(TrainConfig)}
-    assert fields - set(vars(args)) == {"overrides"}  # model comes from the shared --model option
+    assert fields - set(vars(args)) == {"overrides", "evaluation"}  # model comes from the shared --model option
+    grouped = {f"eval_{spec.name}" for spec in dataclasses.fields(TrainingEvaluation)}  # --eval-every, ...
+    assert grouped <= set(vars(args)) and config.evaluation == TrainingEvaluation()
 
 
 @pytest.mark.parametrize("mode", ["default", "max-autotune-no-cudagraphs"])
