@@ -8,6 +8,8 @@ from mpdit.bench.profile import CATEGORIES
 from mpdit.bench.timing import NOISY
 from mpdit.io.files import atomic_path
 
+TIMES = ("median_ms", "p20_ms", "p80_ms")
+
 
 def _fmt(value, spec=".1f", suffix=""):
     return "-" if value is None else f"{value:{spec}}{suffix}"
@@ -23,9 +25,17 @@ def _batch(shape) -> str:
     return "-" if shape is None or shape.batch is None else f"B={shape.batch}"
 
 
+def _table(intro: str, header: list, rows: list) -> list:
+    """A Markdown table after a blank line (and its introduction, if any); none without rows."""
+    if not rows:
+        return []
+    return ["", *([intro, ""] if intro else []), "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(row) + " |" for row in rows)]
+
+
 def _noisy(results, case, provider, mode, shape=None, short=False) -> str:
     """The mark of a time whose p20-p80 spread passes NOISY of its median, else ""."""
-    median, p20, p80 = (results.value(case, provider, mode, m, shape) for m in ("median_ms", "p20_ms", "p80_ms"))
+    median, p20, p80 = (results.value(case, provider, mode, m, shape) for m in TIMES)
     if None in (median, p20, p80) or not median or (p80 - p20) / median <= NOISY:
         return ""
     return " (noisy)" if short else f" (noisy: p20-p80 {100 * (p80 - p20) / median:.0f}% of the median)"
@@ -37,22 +47,19 @@ def _by_provider(results, case, mode, metric, shape=None) -> dict:
     return {p: v for p, v in found.items() if v is not None}
 
 
-def _sampling(results) -> tuple:
-    """(the step counts of the full runs, fewest first; the batch Shapes of the timed steps)."""
-    return sorted({shape.steps for shape in results.shapes("sample_run")}), results.shapes("sample_step")
-
-
-def _figures(results) -> dict:
-    """The headline's figures: {kind: (mode, metric, shape, lower is better)}."""
-    shapes, (steps, sampled) = results.shapes("inference"), _sampling(results)
+def _figures(results) -> tuple:
+    """The headline's figures {kind: (mode, metric, shape, lower is better)} and the batch Shapes
+    of the sampling columns (each at the most steps run)."""
+    shapes, steps = results.shapes("inference"), sorted({s.steps for s in results.shapes("sample_run")})
+    sampled = results.shapes("sample_step") if steps else []
     kinds = {"train": ("train", "throughput", None, False)}
     if shapes:
-        kinds["inference"] = ("inference", "throughput", shapes[-1], False)
-        kinds["latency"] = ("inference", "median_ms", shapes[0], True)
-    for shape in sampled if steps else ():
+        kinds.update(inference=("inference", "throughput", shapes[-1], False),
+                     latency=("inference", "median_ms", shapes[0], True))
+    for shape in sampled:
         kinds["sampling", shape] = ("sample_run", "run_ms", replace(shape, steps=steps[-1]), True)
         kinds["graph", shape] = ("sample_run", "graph_run_ms", replace(shape, steps=steps[-1]), True)
-    return kinds
+    return kinds, sampled
 
 
 def headline(results, meta) -> list:
@@ -61,8 +68,7 @@ def headline(results, meta) -> list:
                                 + results.distinct("sample_step", "case")))
     if not labels:
         return []
-    kinds, shapes, (steps, sampled) = _figures(results), results.shapes("inference"), _sampling(results)
-    sampled = sampled if steps else []
+    (kinds, sampled), shapes = _figures(results), results.shapes("inference")
 
     def best(label, kind, spec=None, scale=1.0):  # spec None: a rate, to three significant figures
         mode, metric, shape, lowest = kinds.get(kind, (None,) * 4)
@@ -73,37 +79,31 @@ def headline(results, meta) -> list:
         value = found[provider] * scale
         return f"{_rate(value) if spec is None else format(value, spec)} ({provider})"
 
-    header = "".join(f" {steps[-1]}-step guided sampling s at {_batch(s)} | the same, CUDA graph |" for s in sampled)
-    lines = ["Headline: each model's best provider", "",
-             f"| model | training images/s | inference images/s at {_batch(shapes[-1] if shapes else None)} | "
-             f"latency ms at {_batch(shapes[0] if shapes else None)} |{header}",
-             "|---|---|---|---|" + "---|---|" * len(sampled)]
-    for label in labels:
-        cells = "".join(f" {best(label, ('sampling', s), '.2f', 1e-3)} | {best(label, ('graph', s), '.2f', 1e-3)} |"
-                        for s in sampled)
-        lines.append(f"| {label} | {best(label, 'train')} | {best(label, 'inference')} | "
-                     f"{best(label, 'latency', '.2f')} |" + cells)
-    return lines + baseline_table(results, meta, labels, kinds, sampled) + [""]
+    steps = kinds["sampling", sampled[0]][2].steps if sampled else None
+    header = ["model", "training images/s", f"inference images/s at {_batch(shapes[-1] if shapes else None)}",
+              f"latency ms at {_batch(shapes[0] if shapes else None)}"]
+    header += [text for s in sampled for text in (f"{steps}-step guided sampling s at {_batch(s)}",
+                                                  "the same, CUDA graph")]
+    rows = [[label, best(label, "train"), best(label, "inference"), best(label, "latency", ".2f")]
+            + [best(label, (kind, s), ".2f", 1e-3) for s in sampled for kind in ("sampling", "graph")]
+            for label in labels]
+    return _table("Headline: each model's best provider", header, rows)[1:] + \
+        baseline_table(results, meta, labels, kinds, sampled) + [""]
 
 
 def baseline_table(results, meta, labels, kinds, sampled) -> list:
     """Each MPDiT against its baseline on one provider (MPDiT's best among those both ran, named in
     each cell), beside the GFLOP ratio: does half the compute give twice the speed? A figure a side
     lacks (its case failed or did not run) is said, not taken from another provider."""
-    pairs = [(label, base) for label, base in meta.get("baselines", {}).items() if label in labels and base in labels]
-    if not pairs:
-        return []
-    columns = ["train", "inference", "latency"] + [("sampling", s) for s in sampled]
-    lines = ["", "| MPDiT vs baseline, on the same provider | GFLOPs ratio (paper conv.) | training | inference | "
-                 "latency |" + "".join(f" sampling {_batch(s)} |" for s in sampled),
-             "|---|---|---|---|---|" + "---|" * len(sampled)]
-    for label, base in pairs:
-        ratios = [_same_provider_ratio(results, label, base, *kinds[kind]) if kind in kinds else "-"
-                  for kind in columns]
-        flops = [results.value(name, "-", "audit", "gflops_paper") for name in (label, base)]
-        gflops = f"{flops[1] / flops[0]:.2f}x fewer" if None not in flops else "-"
-        lines.append(f"| {label} vs {base} | {gflops} | " + " | ".join(ratios) + " |")
-    return lines
+    rows = []
+    for label, base in meta.get("baselines", {}).items():
+        if label in labels and base in labels:
+            flops = [results.value(name, "-", "audit", "gflops_paper") for name in (label, base)]
+            rows.append([f"{label} vs {base}", f"{flops[1] / flops[0]:.2f}x fewer" if None not in flops else "-"]
+                        + [_same_provider_ratio(results, label, base, *kinds[kind]) if kind in kinds else "-"
+                           for kind in ["train", "inference", "latency"] + [("sampling", s) for s in sampled]])
+    return _table("", ["MPDiT vs baseline, on the same provider", "GFLOPs ratio (paper conv.)", "training",
+                       "inference", "latency"] + [f"sampling {_batch(s)}" for s in sampled], rows)
 
 
 def _same_provider_ratio(results, label, base, mode, metric, shape, lower_is_better) -> str:
@@ -122,63 +122,52 @@ def _same_provider_ratio(results, label, base, mode, metric, shape, lower_is_bet
 
 
 def audit_table(results) -> list:
-    labels = results.distinct("audit", "case")
-    if not labels:
-        return []
-    lines = ["", "| model | params (M) | GFLOPs paper conv. | GFLOPs exact | training step GFLOP |",
-             "|---|---|---|---|---|"]
-    for label in labels:
-        values = [results.value(label, "-", "audit", m) for m in
-                  ("params", "gflops_paper", "gflops_exact", "train_step_gflop")]
-        lines.append(f"| {label} | " + " | ".join(_fmt(v, ".2f") for v in values) + " |")
-    return lines + ["", "GFLOPs (paper conv. and exact) count multiply-accumulates of one forward pass per image, as "
-                        "the papers do (`mpdit flops`); the training step column counts floating-point operations "
-                        "(2 per multiply-accumulate) of forward and backward per image, as torch's FLOP counter "
-                        "measures them."]
+    rows = [[label] + [_fmt(results.value(label, "-", "audit", m), ".2f") for m in
+                       ("params", "gflops_paper", "gflops_exact", "train_step_gflop")]
+            for label in results.distinct("audit", "case")]
+    table = _table("", ["model", "params (M)", "GFLOPs paper conv.", "GFLOPs exact", "training step GFLOP"], rows)
+    return table + (["", "GFLOPs (paper conv. and exact) count multiply-accumulates of one forward pass per image, as "
+                         "the papers do (`mpdit flops`); the training step column counts floating-point operations "
+                         "(2 per multiply-accumulate) of forward and backward per image, as torch's FLOP counter "
+                         "measures them."] if table else [])
 
 
 def train_table(results, baselines: dict) -> list:
-    if not results.distinct("train", "case"):
-        return []
-    lines = ["", "Training step (the trainer's: forward, backward, gradient clipping, AdamW, EMA), median of the "
-                 "repetitions:", "",
-             "| model | provider | step ms (p20-p80) | images/s | MFU | peak GiB | vs torch | vs baseline |",
-             "|---|---|---|---|---|---|---|---|"]
+    rows = []
     for label in results.distinct("train", "case"):
-        eager = results.value(label, "torch", "train", "throughput")
+        eager, base = results.value(label, "torch", "train", "throughput"), baselines.get(label)
         for provider in results.distinct("train", "provider"):
-            get = lambda metric: results.value(label, provider, "train", metric)
-            rate, base = get("throughput"), baselines.get(label)
-            if rate is None:
-                continue
-            base_rate = results.value(base, provider, "train", "throughput") if base else None
-            lines.append(
-                f"| {label} | {provider} | {_fmt(get('median_ms'))} ({_fmt(get('p20_ms'))}-{_fmt(get('p80_ms'))})"
-                f"{_noisy(results, label, provider, 'train')} | {_rate(rate)} | {_fmt(get('mfu'), '.1f', '%')} | "
-                f"{_fmt(get('peak_memory'), '.1f')} | {_fmt(rate / eager if eager else None, '.2f', 'x')} | "
-                f"{_fmt(rate / base_rate if base_rate else None, '.2f', 'x')} {f'({base})' if base_rate else ''}|")
-    return lines
+            get = lambda metric, who=label: results.value(who, provider, "train", metric)
+            rate, base_rate = get("throughput"), get("throughput", base) if base else None
+            if rate is not None:
+                rows.append([label, provider, f"{_fmt(get('median_ms'))} ({_fmt(get('p20_ms'))}-"
+                             f"{_fmt(get('p80_ms'))}){_noisy(results, label, provider, 'train')}", _rate(rate),
+                             _fmt(get("mfu"), ".1f", "%"), _fmt(get("peak_memory"), ".1f"),
+                             _fmt(rate / eager if eager else None, ".2f", "x"),
+                             _fmt(rate / base_rate if base_rate else None, ".2f", "x")
+                             + (f" ({base})" if base_rate else "")])
+    return _table("Training step (the trainer's: forward, backward, gradient clipping, AdamW, EMA), median of the "
+                  "repetitions:", ["model", "provider", "step ms (p20-p80)", "images/s", "MFU", "peak GiB",
+                                   "vs torch", "vs baseline"], rows)
 
 
 def profile_table(results) -> list:
     """Where each profiled step's device time went (ms and share of the step's span), the
     attention timings and the longest kernels."""
-    if not results.distinct("profile", "case"):
-        return []
-    lines = ["", "Where a training step's time goes (torch.profiler, ms per step and % of the device span):", "",
-             "| model | provider | step span ms | " + " | ".join(CATEGORIES) + " |",
-             "|---|---|---|" + "---|" * len(CATEGORIES)]
+    rows = []
     for label in results.distinct("profile", "case"):
         for provider in results.distinct("profile", "provider"):
             span = results.value(label, provider, "profile", "step_ms")
             if span:
-                cells = [f"{value:.1f} ({100 * value / span:.0f}%)" for value in
-                         (results.value(label, provider, "profile", c) or 0.0 for c in CATEGORIES)]
-                lines.append(f"| {label} | {provider} | {span:.1f} | " + " | ".join(cells) + " |")
+                rows.append([label, provider, f"{span:.1f}"] + [
+                    f"{value:.1f} ({100 * value / span:.0f}%)" for value in
+                    (results.value(label, provider, "profile", c) or 0.0 for c in CATEGORIES)])
+    lines = _table("Where a training step's time goes (torch.profiler, ms per step and % of the device span):",
+                   ["model", "provider", "step span ms", *CATEGORIES], rows)
     for case in results.distinct("attention", "case"):
-        timings = [(p, results.value(case, p, "attention", "fwd_bwd_ms")) for p in results.distinct("attention",
-                                                                                                    "provider")]
-        lines += ["", f"{case}, forward + backward ms: " + "; ".join(f"{p} {ms:.3f}" for p, ms in timings
+        timings = {p: results.value(case, p, "attention", "fwd_bwd_ms") for p in results.distinct("attention",
+                                                                                                  "provider")}
+        lines += ["", f"{case}, forward + backward ms: " + "; ".join(f"{p} {ms:.3f}" for p, ms in timings.items()
                                                                       if ms is not None)]
     for case, top in results.top_kernels().items():
         lines += ["", f"Longest kernels, {case} (ms per step): " + "; ".join(f"{name[:70]} {ms:.2f}"
@@ -187,47 +176,35 @@ def profile_table(results) -> list:
 
 
 def inference_table(results) -> list:
-    shapes = results.shapes("inference")
-    if not shapes:
-        return []
-    lines = ["", "Inference forward:", "", "| model | provider | " + " | ".join(f"{s.label}: ms | images/s"
-                                                                               for s in shapes) + " |",
-             "|---|---|" + "---|---|" * len(shapes)]
+    shapes, rows = results.shapes("inference"), []
     for label in results.distinct("inference", "case"):
         for provider in results.distinct("inference", "provider"):
-            cells = []
-            for s in shapes:
-                cells += [_fmt(results.value(label, provider, "inference", "median_ms", s), ".2f")
-                          + _noisy(results, label, provider, "inference", s),
-                          _rate(results.value(label, provider, "inference", "throughput", s))]
+            cells = [cell for s in shapes for cell in (
+                _fmt(results.value(label, provider, "inference", "median_ms", s), ".2f")
+                + _noisy(results, label, provider, "inference", s),
+                _rate(results.value(label, provider, "inference", "throughput", s)))]
             if any(c != "-" for c in cells):
-                lines.append(f"| {label} | {provider} | " + " | ".join(cells) + " |")
-    return lines
+                rows.append([label, provider, *cells])
+    return _table("Inference forward:", ["model", "provider"] + [text for s in shapes for text in
+                                                                 (f"{s.label}: ms", "images/s")], rows)
 
 
 def sampling_table(results) -> list:
-    steps, shapes = _sampling(results)
-    if not shapes:
-        return []
-    lines = ["", "Guided Euler sampling (one step timed over the repetitions; each full run timed once; graph: every "
-                 "evaluation replayed from a CUDA graph):", "",
-             "| model | provider | batch | step ms | graph step ms | "
-             + " | ".join(f"{n}-step run s | graph s" for n in steps) + " |",
-             "|---|---|---|---|---|" + "---|---|" * len(steps)]
+    steps, rows = sorted({s.steps for s in results.shapes("sample_run")}), []
     for label in results.distinct("sample_step", "case"):
         for provider in results.distinct("sample_step", "provider"):
-            for s in shapes:
+            for s in results.shapes("sample_step"):
                 step = results.value(label, provider, "sample_step", "median_ms", s)
-                if step is None:
-                    continue
-                cells = [_batch(s), f"{step:.2f}" + _noisy(results, label, provider, "sample_step", s),
-                         _fmt(results.value(label, provider, "sample_step", "graph_median_ms", s), ".2f")]
-                for n in steps:
-                    for metric in ("run_ms", "graph_run_ms"):
-                        value = results.value(label, provider, "sample_run", metric, replace(s, steps=n))
-                        cells.append(_fmt(value / 1e3 if value is not None else None, ".2f"))
-                lines.append(f"| {label} | {provider} | " + " | ".join(cells) + " |")
-    return lines
+                if step is not None:
+                    runs = [results.value(label, provider, "sample_run", metric, replace(s, steps=n))
+                            for n in steps for metric in ("run_ms", "graph_run_ms")]
+                    rows.append([label, provider, _batch(s), f"{step:.2f}" + _noisy(results, label, provider,
+                                                                                      "sample_step", s),
+                                 _fmt(results.value(label, provider, "sample_step", "graph_median_ms", s), ".2f")]
+                                + [_fmt(ms / 1e3 if ms is not None else None, ".2f") for ms in runs])
+    return _table("Guided Euler sampling (one step timed over the repetitions; each full run timed once; graph: every "
+                  "evaluation replayed from a CUDA graph):", ["model", "provider", "batch", "step ms", "graph step ms"]
+                  + [text for n in steps for text in (f"{n}-step run s", "graph s")], rows)
 
 
 def kernel_table(results, providers) -> list:
@@ -235,29 +212,24 @@ def kernel_table(results, providers) -> list:
     bandwidth above the measured copy's is impossible and is flagged instead of printed, and that
     row gets no ratio; nor does an op whose backward runs no kernel of its own (fine_entry's only
     routes views)."""
-    shapes = sorted(results.shapes("forward"), key=lambda s: (s.width or 0, s.batch or 0))  # the ops' rows
-    if not shapes or not providers:
-        return []
-    fused = providers[-1]
-    lines = ["", "Fused ops (time, GB/s and % of the device copy measured above):", "",
-             f"| op | shape | mode | {' | '.join(f'{p} ms' for p in providers)} | {fused} GB/s | % of copy |"
-             + "".join(f" {p} / {fused} |" for p in providers[:-1]), "|" + "---|" * (4 + 2 * len(providers))]
-    for shape in shapes:
+    fused, rows = providers[-1] if providers else None, []
+    for shape in sorted(results.shapes("forward"), key=lambda s: (s.width or 0, s.batch or 0)):  # the ops' rows
         for case in kernel_cases.CASES:
             for mode in ("forward", "backward"):
                 ms = [results.value(case, p, mode, "median_ms", shape) for p in providers]
-                if None in ms:
+                if not providers or None in ms:
                     continue
-                times = [f"{value:.3f}" + _noisy(results, case, p, mode, shape, short=True)
-                         for p, value in zip(providers, ms)]
                 gbs, pct = (results.value(case, fused, mode, m, shape) for m in ("bandwidth", "copy_fraction"))
                 suspect = pct is not None and pct > 100
-                moved = "- | - |" if gbs is None else "above the copy: timing suspect | - |" if suspect else \
-                    f"{gbs:.0f} | {pct:.0f}% |"
+                moved = ["-", "-"] if gbs is None else ["above the copy: timing suspect", "-"] if suspect else \
+                    [f"{gbs:.0f}", f"{pct:.0f}%"]
                 no_ratio = (mode == "backward" and case in kernel_cases.NO_BACKWARD_KERNEL) or suspect
-                lines.append(f"| {case} | {shape.label} | {mode} | " + " | ".join(times) + " | " + moved
-                             + "".join(" - |" if no_ratio else f" {v / ms[-1]:.2f}x |" for v in ms[:-1]))
-    return lines
+                rows.append([case, shape.label, mode] + [f"{value:.3f}" + _noisy(results, case, p, mode, shape, True)
+                                                         for p, value in zip(providers, ms)]
+                            + moved + ["-" if no_ratio else f"{v / ms[-1]:.2f}x" for v in ms[:-1]])
+    return _table("Fused ops (time, GB/s and % of the device copy measured above):",
+                  ["op", "shape", "mode", *(f"{p} ms" for p in providers), f"{fused} GB/s", "% of copy",
+                   *(f"{p} / {fused}" for p in providers[:-1])], rows)
 
 
 def markdown(results, meta, kernel_providers) -> str:
@@ -271,9 +243,8 @@ def markdown(results, meta, kernel_providers) -> str:
     lines += [f"note: {note}" for note in meta["notes"]] + [""] + headline(results, meta)
     lines += audit_table(results) + train_table(results, meta.get("baselines", {})) + profile_table(results)
     lines += inference_table(results) + sampling_table(results) + kernel_table(results, kernel_providers)
-    for error in results.errors:
-        lines.append(f"\nFAILED {' '.join(part for part in error['case'] if part != '-')}: {error['error']}")
-    return "\n".join(lines)
+    return "\n".join(lines + [f"\nFAILED {' '.join(p for p in error['case'] if p != '-')}: {error['error']}"
+                              for error in results.errors])
 
 
 def write_plots(results, folder: str, meta: dict, kernel_providers) -> list:
@@ -298,15 +269,17 @@ def write_plots(results, folder: str, meta: dict, kernel_providers) -> list:
         plt.close(fig)
         written.append(os.path.join(folder, name))
 
-    def bars(ax, groups, providers, value_of, label_of, **kwargs):  # one bar per (group, provider)
+    def bars(groups, providers, value_of, width_in: float, errors: bool):  # one bar per (group, provider)
+        fig, ax = plt.subplots(figsize=(width_in, 4.5))
         width = 0.8 / max(len(providers), 1)
         for i, provider in enumerate(providers):
-            values = [value_of(group, provider) for group in groups]
-            drawn = ax.bar([j + i * width for j in range(len(groups))], [v[0] for v in values], width,
-                           label=provider, **({"yerr": [[v[1] for v in values], [v[2] for v in values]],
-                                               "capsize": 2} if kwargs.get("errors") else {}))
-            ax.bar_label(drawn, labels=[label_of(v[0], v[3]) for v in values], fontsize=6, padding=2)
+            values = [value_of(group, provider) for group in groups]  # (height, error below, error above, label)
+            drawn = ax.bar([j + i * width for j in range(len(groups))], [v[0] for v in values], width, label=provider,
+                           **({"yerr": [[v[1] for v in values], [v[2] for v in values]], "capsize": 2} if errors
+                              else {}))
+            ax.bar_label(drawn, labels=[v[3] for v in values], fontsize=6, padding=2)
         ax.set_xticks([j + width * (len(providers) - 1) / 2 for j in range(len(groups))])
+        return fig, ax
 
     labels, providers = results.distinct("train", "case"), results.distinct("train", "provider")
     shape = results.shapes("train")[0] if labels else None
@@ -327,12 +300,11 @@ def write_plots(results, folder: str, meta: dict, kernel_providers) -> list:
             eager = results.value(label, "torch", "train", "median_ms")
             ms = [results.value(label, provider, "train", m) for m in ("median_ms", "p80_ms", "p20_ms")]
             if not eager or None in ms:
-                return 0.0, 0.0, 0.0, False
+                return 0.0, 0.0, 0.0, ""
             ratio = eager / ms[0]
-            return ratio, ratio - eager / ms[1], eager / ms[2] - ratio, True
+            return ratio, ratio - eager / ms[1], eager / ms[2] - ratio, f"{ratio:.2f}x"
 
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        bars(ax, labels, providers, speedup, lambda r, ok: f"{r:.2f}x" if ok else "", errors=True)
+        fig, ax = bars(labels, providers, speedup, 8, errors=True)
         ax.axhline(1.0, color="grey", linewidth=0.8)
         ax.set_xticklabels(labels, rotation=20, fontsize=8)
         save(fig, ax, "speedup_per_backend.png", "Training step speed-up per provider", shape,
@@ -346,10 +318,9 @@ def write_plots(results, folder: str, meta: dict, kernel_providers) -> list:
 
         def fraction(key, provider):  # above 100% of the copy is impossible: drawn at 0 and labelled
             value = results.value(key[0], provider, key[1], "copy_fraction", widest) or 0.0
-            return (value if value <= 100 else 0.0), 0.0, 0.0, value
+            return (value if value <= 100 else 0.0), 0.0, 0.0, f"{value:.0f}%" if value <= 100 else "suspect"
 
-        fig, ax = plt.subplots(figsize=(9, 4.5))
-        bars(ax, keys, kernel_providers, fraction, lambda shown, v: f"{v:.0f}%" if v <= 100 else "suspect")
+        fig, ax = bars(keys, kernel_providers, fraction, 9, errors=False)
         ax.axhline(100, color="grey", linewidth=0.8)
         ax.set_xticklabels([f"{c}\n{m}" for c, m in keys], rotation=30, fontsize=6, ha="right")
         save(fig, ax, "kernel_bandwidth.png", "Fused ops: bandwidth", widest, "% of the device-copy bandwidth")

@@ -3,6 +3,7 @@ import json
 import os
 import sys
 
+from mpdit.cli.parsing import add_command
 from mpdit.options import add_config_arguments, config_from_args, option_values
 
 
@@ -11,16 +12,15 @@ def add(commands) -> None:
     from mpdit.ablation.config import PER_ROW
     from mpdit.training.config import TrainConfig
 
-    parser = commands.add_parser(
-        "ablation", help="the paper's ablation tables (1: components, 4: fine depth k) trained, sampled and "
-                         "evaluated, beside the paper's figures",
+    parser = add_command(
+        commands, "ablation", run, AblationConfig,
+        help="the paper's ablation tables (1: components, 4: fine depth k) trained, sampled and evaluated, beside the "
+             "paper's figures",
         description="Each row of the table is trained with the training options below (the same for every row: "
                     "--steps, --global-batch-size, --lr, ... as in mpdit train), evaluated every --eval-every steps "
                     "(0: once, at the end) against --eval-ref, once per seed. Results stream into --out; a killed "
                     "command continues there. The table and JSON go to stdout.")
-    add_config_arguments(parser, AblationConfig)
     add_config_arguments(parser, TrainConfig, exclude=PER_ROW, optional=True)
-    parser.set_defaults(handler=run)
 
 
 def run(args) -> int:

@@ -1,18 +1,17 @@
 """`mpdit bench`: speed, memory and FLOPs of MPDiT against DiT/SiT, per kernel backend."""
 import sys
 
-from mpdit.options import add_config_arguments, config_from_args
+from mpdit.cli.parsing import add_command
+from mpdit.options import config_from_args
 
 
 def add(commands) -> None:
     from mpdit.bench.plan import BenchRequest, RunOptions
     from mpdit.bench.presets import PRESETS
 
-    parser = commands.add_parser("bench", help="speed, memory and FLOPs of MPDiT against DiT/SiT, per kernel backend",
-                                 description="; ".join(f"{p.name}: {p.description}" for p in PRESETS.values()))
-    add_config_arguments(parser, BenchRequest)
-    add_config_arguments(parser, RunOptions)
-    parser.set_defaults(handler=run)
+    add_command(commands, "bench", run, BenchRequest, RunOptions,
+                help="speed, memory and FLOPs of MPDiT against DiT/SiT, per kernel backend",
+                description="; ".join(f"{p.name}: {p.description}" for p in PRESETS.values()))
 
 
 def run(args) -> int:

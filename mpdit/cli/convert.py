@@ -4,9 +4,9 @@ import json
 from dataclasses import dataclass
 from typing import Optional
 
-from mpdit.cli.parsing import add_input, input_path
+from mpdit.cli.parsing import add_command, input_path
 from mpdit.compat.layouts import FAMILIES
-from mpdit.options import add_config_arguments, config_from_args, option, required
+from mpdit.options import config_from_args, option, required
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,11 @@ class ConvertSettings:
 
 
 def add(commands) -> None:
-    parser = commands.add_parser("convert", help="official DiT / SiT / reference-MPDiT checkpoints to the engine's "
-                                                 ".safetensors (--from) and back (--to)")
-    add_input(parser, "--from: an official .pt (bare, or train.py's model/ema); --to: an engine .safetensors or "
-                      "training checkpoint")
-    add_config_arguments(parser, ConvertSettings)
-    parser.set_defaults(handler=run)
+    add_command(commands, "convert", run, ConvertSettings,
+                help="official DiT / SiT / reference-MPDiT checkpoints to the engine's .safetensors (--from) and back "
+                     "(--to)",
+                input_help="--from: an official .pt (bare, or train.py's model/ema); --to: an engine .safetensors or "
+                           "training checkpoint")
 
 
 def run(args) -> int:

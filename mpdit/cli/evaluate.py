@@ -2,23 +2,22 @@
 against a reference batch, or --make-ref to write one."""
 import json
 
-from mpdit.cli.parsing import note, write_json
-from mpdit.options import add_config_arguments, config_from_args
+from mpdit.cli.parsing import add_command, note, write_json
+from mpdit.options import config_from_args
 
 
 def add(commands) -> None:
     from mpdit.evaluation.settings import EvalSettings
 
-    parser = commands.add_parser(
-        "eval", help="IS, FID, sFID, precision, recall of samples against an ADM reference batch (the ADM "
-                     "evaluator's definitions, PyTorch Inception)",
+    add_command(
+        commands, "eval", run, EvalSettings,
+        help="IS, FID, sFID, precision, recall of samples against an ADM reference batch (the ADM evaluator's "
+             "definitions, PyTorch Inception)",
         description="mpdit eval REF.npz SAMPLES.npz | --make-ref IMAGES_DIR_OR_NPZ --out REF.npz | "
                     "--features digits SAMPLES.npz | --features dinov2 REF.npz SAMPLES.npz. Inception weights: "
                     "--inception-weights (torch-fidelity's .pth, or NVIDIA's TorchScript .pt), "
                     "$MPDIT_INCEPTION_WEIGHTS or torch's hub cache (downloaded there when online); features are "
                     "cached in $MPDIT_CACHE_DIR (default ~/.cache/mpdit/features).")
-    add_config_arguments(parser, EvalSettings)
-    parser.set_defaults(handler=run)
 
 
 def run(args) -> int:

@@ -2,8 +2,8 @@
 import json
 from dataclasses import dataclass
 
-from mpdit.cli.parsing import add_input, input_path
-from mpdit.options import add_config_arguments, config_from_args, required
+from mpdit.cli.parsing import add_command, input_path
+from mpdit.options import config_from_args, required
 
 
 @dataclass(frozen=True)
@@ -13,10 +13,8 @@ class ExportSettings:
 
 
 def add(commands) -> None:
-    parser = commands.add_parser("export-ema", help="a checkpoint's EMA weights as safetensors")
-    add_input(parser, "a training checkpoint (.pt)")
-    add_config_arguments(parser, ExportSettings)
-    parser.set_defaults(handler=run)
+    add_command(commands, "export-ema", run, ExportSettings, help="a checkpoint's EMA weights as safetensors",
+                input_help="a training checkpoint (.pt)")
 
 
 def run(args) -> int:

@@ -1,15 +1,15 @@
 """`mpdit extract-latents`: an ImageFolder encoded into latent shards (diffusers VAE)."""
 import json
 
-from mpdit.options import add_config_arguments, config_from_args
+from mpdit.cli.parsing import add_command
+from mpdit.options import config_from_args
 
 
 def add(commands) -> None:
     from mpdit.data.latents import ExtractSettings
 
-    parser = commands.add_parser("extract-latents", help="encode an ImageFolder into latent shards (diffusers VAE)")
-    add_config_arguments(parser, ExtractSettings)
-    parser.set_defaults(handler=run)
+    add_command(commands, "extract-latents", run, ExtractSettings,
+                help="encode an ImageFolder into latent shards (diffusers VAE)")
 
 
 def run(args) -> int:

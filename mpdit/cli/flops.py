@@ -2,8 +2,8 @@
 import json
 from dataclasses import dataclass
 
-from mpdit.cli.parsing import add_model_arguments, overrides_from_args
-from mpdit.options import add_config_arguments, config_from_args, option
+from mpdit.cli.parsing import add_command, overrides_from_args
+from mpdit.options import config_from_args, option
 
 
 @dataclass(frozen=True)
@@ -14,10 +14,8 @@ class FlopsSettings:
 
 
 def add(commands) -> None:
-    parser = commands.add_parser("flops", help="parameters and GFLOPs, against the paper's tables")
-    add_model_arguments(parser)
-    add_config_arguments(parser, FlopsSettings)
-    parser.set_defaults(handler=run)
+    add_command(commands, "flops", run, FlopsSettings, help="parameters and GFLOPs, against the paper's tables",
+                model=False)
 
 
 def run(args) -> int:

@@ -28,6 +28,23 @@ class DefaultsHelp(argparse.HelpFormatter):
         return text
 
 
+def add_command(commands, name: str, run, *settings, help: str, description: str = None, model: bool = None,
+                input_help: str = None) -> argparse.ArgumentParser:
+    """A subcommand whose options are generated from its settings dataclasses (mpdit.options);
+    model: the model options (required or not); input_help: it reads CHECKPOINT."""
+    from mpdit.options import add_config_arguments
+
+    parser = commands.add_parser(name, help=help, description=description)
+    if model is not None:
+        add_model_arguments(parser, required=model)
+    if input_help:
+        add_input(parser, input_help)
+    for config_class in settings:
+        add_config_arguments(parser, config_class)
+    parser.set_defaults(handler=run)
+    return parser
+
+
 def fail(prog: str, message: str) -> int:
     # One write of the whole line: under torchrun every worker may say it into the same pipe, where
     # print's two writes (text, then newline) interleave ("...3 processesmpdit train: error: ...").

@@ -1,19 +1,17 @@
 """`mpdit sample`: images from a checkpoint or an export into an .npz (ADM layout) and a PNG grid."""
 import json
 
-from mpdit.cli.parsing import add_input, input_path
-from mpdit.options import add_config_arguments, config_from_args
+from mpdit.cli.parsing import add_command, input_path
+from mpdit.options import config_from_args
 
 
 def add(commands) -> None:
     from mpdit.inference.settings import SampleSettings
 
-    parser = commands.add_parser("sample", help="images from a training checkpoint or an EMA export: .npz (ADM "
-                                                "layout) + PNG grid")
-    add_input(parser, "a training checkpoint (.pt), an `mpdit export-ema` file or a converted official checkpoint "
-                      "(.safetensors)")
-    add_config_arguments(parser, SampleSettings)
-    parser.set_defaults(handler=run)
+    add_command(commands, "sample", run, SampleSettings,
+                help="images from a training checkpoint or an EMA export: .npz (ADM layout) + PNG grid",
+                input_help="a training checkpoint (.pt), an `mpdit export-ema` file or a converted official "
+                           "checkpoint (.safetensors)")
 
 
 def run(args) -> int:

@@ -3,17 +3,15 @@ import json
 import os
 import sys
 
-from mpdit.cli.parsing import add_model_arguments, overrides_from_args
-from mpdit.options import add_config_arguments, config_from_args
+from mpdit.cli.parsing import add_command, overrides_from_args
+from mpdit.options import config_from_args
 
 
 def add(commands) -> None:
     from mpdit.training.config import TrainConfig
 
-    parser = commands.add_parser("train", help="flow-matching training (one process or torchrun), resumable")
-    add_model_arguments(parser, required=True)
-    add_config_arguments(parser, TrainConfig)
-    parser.set_defaults(handler=run)
+    add_command(commands, "train", run, TrainConfig, model=True,
+                help="flow-matching training (one process or torchrun), resumable")
 
 
 def run(args) -> int:
