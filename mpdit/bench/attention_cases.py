@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from mpdit.bench.results import dtype_name
+from mpdit.bench.results import Shape, dtype_name
 from mpdit.bench.timing import time_call
 from mpdit.models.registry import get_config
 from mpdit_kernels.attention import fused_paths, library_attention, sdpa_choice
@@ -42,8 +42,8 @@ def bench_attention(plan, case, results, ceilings=None) -> None:
                    for _ in range(3))
         grad = torch.randn(batch, heads, tokens, width, device=device, dtype=dtype)
         step = lambda: torch.autograd.grad(F.scaled_dot_product_attention(q, k, v), (q, k, v), grad)
-        case = f"attention L={tokens} hd={width}"
-        x = f"B={batch} heads={heads} {dtype_name(dtype)}"
+        case = f"attention L={tokens} heads={heads} hd={width}"  # the attention's shape; the Shape: batch, dtype
+        x = Shape(batch=batch, dtype=dtype_name(dtype))
         results.add(case, f"sdpa default ({sdpa_choice(q, k, v)})", "attention", "fwd_bwd_ms", "ms", x,
                     time_call(step, device)["median_ms"])
         for name, backend in FORCED.items():
