@@ -37,6 +37,14 @@ def int_list(text: str) -> tuple:
     return values
 
 
+def check_choices(config) -> None:
+    """ValueError naming the first field whose value is not among its declared choices."""
+    for spec in dataclasses.fields(config):
+        choices, value = spec.metadata.get("choices"), getattr(config, spec.name)
+        if choices and value is not None and value not in choices:
+            raise ValueError(f"{spec.name}={value!r}: expected one of {', '.join(map(str, choices))}")
+
+
 def group(config_class, prefix: str, help: str):
     """A field holding a nested settings dataclass whose options are --<prefix>-<field>, so that a
     set of settings (the evaluation during training) is one value with the flat options users know."""

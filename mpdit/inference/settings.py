@@ -5,7 +5,7 @@ from typing import Optional
 
 from mpdit.diffusion.guidance import check_guidance
 from mpdit.inference.methods import METHODS
-from mpdit.options import int_list, option, required
+from mpdit.options import check_choices, int_list, option, required
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,7 @@ class SampleSettings:
 
     def check(self) -> None:
         """What can be refused before anything is loaded (ValueError naming the setting)."""
-        if self.method is not None and self.method not in METHODS:
-            raise ValueError(f"method={self.method!r}: expected one of {METHODS}")
+        check_choices(self)  # the method among them
         if self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size}: expected a positive integer")
         check_guidance(self.cfg_scale, None, self.guidance_interval)  # a NaN scale would sample all black

@@ -6,7 +6,7 @@ the help text and choices live in each field's metadata. Defaults follow the pap
 logit-normal times, class dropout 0.1, EMA 0.9999, bf16 on GPU.
 """
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Optional
 
 from mpdit.diffusion.flow import TIME_SAMPLERS
@@ -14,7 +14,7 @@ from mpdit.evaluation.inception import find_weights
 from mpdit.io.files import require_file
 from mpdit.io.npz_images import check_images_header
 from mpdit.models.float8 import float8_unavailable_reason
-from mpdit.options import group, option, required
+from mpdit.options import check_choices, group, option, required
 from mpdit_kernels import BACKEND_NAMES
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp8")
@@ -141,10 +141,7 @@ class TrainConfig:
         self.evaluation.validate(self.dataset)
         if not 0.0 <= self.class_dropout <= 1.0:
             raise ValueError(f"class_dropout={self.class_dropout}: expected a probability in [0, 1]")
-        for spec in fields(self):
-            choices = spec.metadata.get("choices")
-            if choices and getattr(self, spec.name) not in choices:
-                raise ValueError(f"{spec.name}={getattr(self, spec.name)!r}: expected one of {', '.join(choices)}")
+        check_choices(self)
 
     def validate_for(self, world) -> None:
         """What depends on the processes and their device (ValueError on every rank alike)."""

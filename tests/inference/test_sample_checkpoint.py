@@ -122,3 +122,13 @@ def test_eval_writes_the_metrics_beside_the_samples(trained, tmp_path, monkeypat
     assert result["metrics"] == {key: metrics[key] for key in ("inception_score", "fid", "sfid", "precision", "recall")}
     assert metrics["num_samples"] == 6 and metrics["fid"] > 0 and metrics["inception_score"] is None
     assert any("grey images" in note for note in metrics["notes"])  # the digits model's one channel, said
+
+
+@pytest.mark.parametrize("settings, expected", [
+    (dict(method="ddim"), "method='ddim': expected one of euler, heun, dopri5, euler_maruyama, ddpm"),
+    (dict(batch_size=0), "batch_size=0: expected a positive integer"),
+    (dict(latents_only=True, eval_ref="r.npz"), "--latents-only with --eval"),
+])
+def test_settings_are_refused_before_anything_is_read(tmp_path, settings, expected):
+    with pytest.raises(ValueError, match=expected):
+        sample_checkpoint(str(tmp_path / "missing.pt"), str(tmp_path / "s.npz"), **settings)  # never opened
