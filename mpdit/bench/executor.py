@@ -74,8 +74,9 @@ def bench_setup(plan: Plan, case, results, ceilings=None) -> None:
 def run_case(plan: Plan, case, results, ceilings: Ceilings) -> None:
     """Run one case, adding its rows to `results`. The section's function is looked up per call
     (a test stands in for one)."""
-    module = {"setup": sys.modules[__name__], "kernels": kernel_cases, "attention": attention_cases}.get(
-        case.section, model_cases)
+    if case.section == "setup":
+        return bench_setup(plan, case, results, ceilings)
+    module = {"kernels": kernel_cases, "attention": attention_cases}.get(case.section, model_cases)
     getattr(module, f"bench_{case.section}")(plan, case, results, ceilings)
 
 
