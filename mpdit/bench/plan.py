@@ -11,7 +11,7 @@ import torch
 from mpdit.bench import kernel_cases
 from mpdit.bench import providers as bench_providers
 from mpdit.bench.presets import PRESETS, SECTIONS, ModelSpec, Preset
-from mpdit.options import csv_list, option
+from mpdit.options import check_choices, csv_list, option
 
 
 @dataclass(frozen=True)
@@ -57,13 +57,11 @@ class BenchRequest:
 
     def plan(self) -> "Plan":
         """The plan of the run, every choice checked (ValueError naming the argument)."""
-        if self.preset not in PRESETS:
-            raise ValueError(f"preset={self.preset!r}: expected one of {', '.join(PRESETS)}")
+        check_choices(self)  # the preset, the device
         preset = PRESETS[self.preset]
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if device not in ("cpu", "cuda") or (device == "cuda" and not torch.cuda.is_available()):
-            raise ValueError(f"device={device!r}: expected 'cpu'" + (" or 'cuda'" if torch.cuda.is_available() else
-                                                                       " (no CUDA device here)"))
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device='cuda': no CUDA device here; expected 'cpu'")
         for name, allowed in (("models", [spec.label for spec in preset.models]),
                               ("providers", bench_providers.PROVIDERS), ("sections", SECTIONS)):
             unknown = [value for value in getattr(self, name) or () if value not in allowed]
