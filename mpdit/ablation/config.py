@@ -9,7 +9,7 @@ from typing import Optional
 
 from mpdit.ablation.rows import TABLES, ablation_rows
 from mpdit.models.registry import SIZES
-from mpdit.options import csv_list, int_list, option
+from mpdit.options import check_choices, csv_list, int_list, option
 
 KEEP_WEIGHTS = ("ema", "checkpoint", "none")
 # TrainConfig fields the ablation sets for each row itself
@@ -39,8 +39,7 @@ class AblationConfig:
         ablation_rows(self.table, self.size, self.rows)  # the table, the size and the row keys
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds={','.join(map(str, self.seeds))!r}: expected distinct integers")
-        if self.keep_weights not in KEEP_WEIGHTS:
-            raise ValueError(f"keep_weights={self.keep_weights!r}: expected one of {', '.join(KEEP_WEIGHTS)}")
+        check_choices(self)  # keep_weights
         if self.dry_run:
             return
         for name in ("out", "dataset", "steps", "global_batch_size", "eval_ref"):

@@ -15,7 +15,7 @@ import torch
 
 from mpdit.io.files import atomic_path
 from mpdit.models.vae import CHANNEL_MEAN, NORMALISATIONS, load_vae, normalise
-from mpdit.options import option, required
+from mpdit.options import check_choices, option, required
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -85,8 +85,7 @@ class ExtractSettings:
                                  "<out>/bad_images.txt)")
 
     def check(self) -> None:
-        if self.normalisation not in NORMALISATIONS:
-            raise ValueError(f"normalisation={self.normalisation!r}: expected one of {NORMALISATIONS}")
+        check_choices(self)  # the normalisation
         if not isinstance(self.image_size, int) or self.image_size < 8 or self.image_size % 8:
             raise ValueError(f"image_size={self.image_size}: expected a positive multiple of 8")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:

@@ -4,7 +4,7 @@ metrics of SAMPLES against REF, FD-DINOv2, the digits classifier's figures, or -
 from dataclasses import dataclass
 from typing import Optional
 
-from mpdit.options import option
+from mpdit.options import check_choices, option
 
 FEATURES = ("inception", "digits", "dinov2")
 
@@ -35,6 +35,7 @@ class EvalSettings:
     def mode(self) -> str:
         """'make-ref', or the features compared ('inception', 'digits', 'dinov2'); ValueError for a
         setting the mode does not take, or the wrong number of files."""
+        check_choices(self)  # the features
         if self.make_ref:
             if self.files or not self.out:
                 raise ValueError("--make-ref: takes no positional files and needs --out REF.npz")

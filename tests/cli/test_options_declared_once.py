@@ -101,3 +101,18 @@ def test_older_spellings_still_parse():
     assert parser.parse_args(["eval", "--no-cache", "r.npz", "s.npz"]).cache is False
     args = parser.parse_args(["convert", "c.pt", "--from", "sit", "--model", "SiT-XL/2", "--out", "o.safetensors"])
     assert (args.source, args.model) == ("sit", "SiT-XL/2")
+
+
+@pytest.mark.parametrize("check, expected", [
+    (lambda: ExtractSettings("i", "o", normalisation="minmax").check(), "normalisation='minmax': expected one of "
+                                                                         "scale, channel"),
+    (lambda: EvalSettings(files=("r.npz", "s.npz"), features="clip").mode(), "features='clip': expected one of "
+                                                                              "inception, digits, dinov2"),
+    (lambda: SampleSettings("s.npz", method="ddim").check(), "method='ddim': expected one of euler"),
+    (lambda: BenchRequest(device="tpu").plan(), "device='tpu': expected one of cpu, cuda"),
+])
+def test_a_value_outside_its_choices_is_refused_from_python_too(check, expected):
+    """The command line refuses it in argparse; a caller building the settings in Python gets the
+    same one line, naming the setting (mpdit.options.check_choices)."""
+    with pytest.raises(ValueError, match=expected):
+        check()
