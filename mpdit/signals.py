@@ -1,5 +1,6 @@
 """SIGINT / SIGTERM (Ctrl-C, a scheduler's stop) caught for a block, so that a long run can save
 its work before it exits with 128 + the signal, as a shell reports it."""
+import contextlib
 import signal
 import threading
 
@@ -15,7 +16,7 @@ class StopSignals:
     (nothing half-done to finish first). Main thread only; handlers restored on exit."""
 
     def __init__(self, interrupt: bool = False):
-        self.interrupt, self.signum, self.previous = interrupt, 0, {}
+        self.interrupt, self.signum, self.previous, self.holding = interrupt, 0, {}, False
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -26,8 +27,21 @@ class StopSignals:
     def _received(self, signum, frame):
         if not self.signum:
             self.signum = signum
-            if self.interrupt:
+            if self.interrupt and not self.holding:
                 raise _Stop()
+
+    @contextlib.contextmanager
+    def held(self):
+        """A block a stop does not cut short (starting a process the run must kill when it stops:
+        cut inside Popen, the process would run on unseen); a signal received meanwhile stops the
+        block's caller when the block ends."""
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+        if self.signum and self.interrupt:
+            raise _Stop()
 
     def __exit__(self, kind, value, tb):
         for signum, handler in self.previous.items():

@@ -131,18 +131,22 @@ class Isolated:
 
     def __init__(self, plan: Plan, timeout: float):
         self.plan, self.timeout = plan, timeout
+        self.held = contextlib.nullcontext  # the run's StopSignals.held: a stop waits until the child exists
 
     def run(self, case, results, ceilings: Ceilings):
         start = time.monotonic()
         request = json.dumps({"plan": {**self.plan.settings(), "out": self.plan.out}, "case": list(case.key),
                               "timeout": self.timeout})
         with tempfile.TemporaryFile("w+") as stderr:  # a file, not a pipe: a chatty child never blocks on it
-            child = subprocess.Popen([sys.executable, "-m", "mpdit.bench.case_process", request],
-                                     stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True)
+            child = None
             try:
+                with self.held():
+                    child = subprocess.Popen([sys.executable, "-m", "mpdit.bench.case_process", request],
+                                             stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True)
                 error = self._wait(child, stderr)
             except BaseException:  # SIGINT / SIGTERM of the parent: the child goes with it
-                kill(child)
+                if child is not None:
+                    kill(child)
                 raise
         done = read_stream(results.stream)  # a torn line a killed child left is skipped, then cut by the next write
         key = json.dumps(list(case.key))

@@ -79,6 +79,7 @@ def _run(plan: Plan, options: RunOptions, echo, stream: str) -> dict:
     skipped, finished, started = [], 0, time.monotonic()
     bar = _progress(len(cases), options.progress)
     with StopSignals(interrupt=True) as stop:  # the files are written on the way out
+        executor.held = stop.held  # an isolated case's process is started whole, then killed with the run
         try:
             for index, case in enumerate(cases, 1):
                 bar.update(1)
