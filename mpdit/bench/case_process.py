@@ -1,6 +1,6 @@
 """The process of one isolated case (`mpdit bench --isolate`, mpdit.bench.executor.Isolated): it
 rebuilds the plan, reads the setup case's ceilings back from bench.jsonl, says on stdout that its
-case begins, runs it under the case timeout and appends its rows and done line to bench.jsonl."""
+case begins, runs it under the case timeout and appends its line (rows, error) to bench.jsonl."""
 import json
 import os
 import sys

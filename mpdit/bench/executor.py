@@ -85,7 +85,7 @@ class CaseTimeout(BaseException):
 
 
 def record(case, results, error, seconds: float):
-    """The case's duration row, then its rows and its done line (with its error) streamed; returns
+    """The case's duration row, then the case streamed as one line (its rows, its error); returns
     the error as recorded."""
     error = {"case": list(case.key), **error} if error else None
     results.add(case.key[1], case.key[2], "duration", case.section, "s", "-", seconds)
@@ -103,20 +103,16 @@ class InProcess:
 
     def run(self, case, results, ceilings: Ceilings):
         """Run `case` and record it; its error ({'case', 'error', 'traceback'}) or None."""
-        start = time.monotonic()
-        error = self._attempt(case, results, ceilings)
-        self.before_record(results)
-        return record(case, results, error, time.monotonic() - start)
-
-    def _attempt(self, case, results, ceilings):
+        start, error = time.monotonic(), None
         try:
             with _time_limit(None if case == SETUP else self.timeout):  # the ceilings: no limit
                 run_case(self.plan, case, results, ceilings)
-            return None
         except CaseTimeout:
-            return {"error": f"timed out after {self.timeout:.0f} s (--case-timeout)", "traceback": ""}
-        except Exception as error:  # one failing case is reported, the others still run
-            return {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc(limit=3)}
+            error = {"error": f"timed out after {self.timeout:.0f} s (--case-timeout)", "traceback": ""}
+        except Exception as failure:  # one failing case is reported, the others still run
+            error = {"error": f"{type(failure).__name__}: {failure}", "traceback": traceback.format_exc(limit=3)}
+        self.before_record(results)
+        return record(case, results, error, time.monotonic() - start)
 
     def before_record(self, results) -> None:
         """A hook for rows that go with the case's (a case's own process adds its attention paths)."""
@@ -186,15 +182,11 @@ def _wait_for_start(child: subprocess.Popen):
     """Read the child's stdout until it says its case started (True), closes it (False: it
     exited), or START_LIMIT_S passes (None)."""
     deadline = time.monotonic() + START_LIMIT_S
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([child.stdout], [], [], left)[0]:
-            return None
+    while select.select([child.stdout], [], [], max(0.0, deadline - time.monotonic()))[0]:
         line = child.stdout.readline()
-        if not line:
-            return False
-        if line.strip() == STARTED:
-            return True
+        if not line or line.strip() == STARTED:
+            return bool(line)
+    return None
 
 
 def kill(child: subprocess.Popen) -> None:

@@ -8,11 +8,6 @@ the kernels inside the `mpdit.optimizer` / `mpdit.ema` ranges the step records.
 The CPU figures (each operator's self time, idle = the rest of the span: Python, the
 autograd engine) only exercise the code; read the GPU's.
 """
-import gzip
-import os
-import shutil
-import tempfile
-
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
@@ -22,20 +17,15 @@ from mpdit.training.step import EMA_RANGE, OPTIMIZER_RANGE
 CATEGORIES = ("gemm", "attention", "fused ops", "other kernels", "optimizer", "ema", "idle")
 RANGES = {OPTIMIZER_RANGE: "optimizer", EMA_RANGE: "ema"}
 
-# Substrings of kernel (GPU) or operator (CPU) names, checked in this order.
-_ATTENTION = ("flash", "fmha", "attention", "sdpa", "cudnn_generated", "attn")
-_GEMM = ("gemm", "xmma", "cutlass", "nvjet", "wgmma", "cublas", "splitk", "triton_tem_", "aten::mm",
-         "aten::addmm", "aten::bmm", "scaled_mm", "matmul", "aten::linear", "convolution", "conv")
-# Triton kernels (_adaln_fwd_kernel, ...), the extension's CUDA kernels, the ops on a CPU (mpdit::...)
-_FUSED = ("_adaln_", "_upsample_", "_fine_entry_", "_fno_", "adaln_", "upsample_", "fine_entry_", "mpdit::")
-
-
-# Where the profiler records no GPU range (it depends on the CUPTI version): the optimizer's
-# and EMA's foreach kernels by name.
-_OPTIMIZER = ("adam", "lpnorm", "norm_cleanup")
-_EMA = ("lerp",)
-
-
+# Substrings of kernel (GPU) or operator (CPU) names, checked in this order. Fused ops: the Triton
+# kernels (_adaln_fwd_kernel, ...), the extension's CUDA kernels, the ops on a CPU (mpdit::...).
+# Optimizer and EMA by name too: where the profiler records no GPU range (it depends on CUPTI).
+NEEDLES = (("attention", ("flash", "fmha", "attention", "sdpa", "cudnn_generated", "attn")),
+           ("fused ops", ("_adaln_", "_upsample_", "_fine_entry_", "_fno_", "adaln_", "upsample_", "fine_entry_",
+                          "mpdit::")),
+           ("gemm", ("gemm", "xmma", "cutlass", "nvjet", "wgmma", "cublas", "splitk", "triton_tem_", "aten::mm",
+                     "aten::addmm", "aten::bmm", "scaled_mm", "matmul", "aten::linear", "convolution", "conv")),
+           ("optimizer", ("adam", "lpnorm", "norm_cleanup")), ("ema", ("lerp",)))
 # Inductor's generated element-wise / reduction kernels are named after the ops they fuse,
 # ours included (triton_poi_fused__to_copy_residual_adaln_modulate_backward_...): theirs, not ours.
 _INDUCTOR = ("triton_poi_", "triton_red_", "triton_per_")
@@ -44,29 +34,25 @@ _INDUCTOR = ("triton_poi_", "triton_red_", "triton_per_")
 def classify(name: str) -> str:
     """The category of one kernel or operator, from its name."""
     lowered = name.lower()
-    if lowered.startswith(_INDUCTOR):
-        return "other kernels"
-    for category, needles in (("attention", _ATTENTION), ("fused ops", _FUSED), ("gemm", _GEMM),
-                              ("optimizer", _OPTIMIZER), ("ema", _EMA)):
-        if any(needle in lowered for needle in needles):
-            return category
+    if not lowered.startswith(_INDUCTOR):
+        for category, needles in NEEDLES:
+            if any(needle in lowered for needle in needles):
+                return category
     return "other kernels"
 
 
 def profile_step(step, device: str, steps: int = 2, trace_path: str = None) -> dict:
     """{category: ms per step, 'step_ms': device span per step, 'top': [(name, ms per step)]}
     for `steps` calls of step() after one warm-up call; the Chrome trace gzipped to trace_path."""
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
     step()
     synchronize(device)
-    with profile(activities=activities) as prof:
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])) as prof:
         for _ in range(steps):
             step()
         synchronize(device)
-    breakdown = breakdown_of(prof.events(), device, steps)
     if trace_path:
-        _export_gzipped(prof, trace_path)
-    return breakdown
+        prof.export_chrome_trace(trace_path)  # gzipped by torch: the path ends in .gz
+    return breakdown_of(prof.events(), device, steps)
 
 
 def breakdown_of(events, device: str, steps: int) -> dict:
@@ -77,24 +63,20 @@ def breakdown_of(events, device: str, steps: int) -> dict:
     # count for themselves), so nothing is counted twice.
     timeline = [e for e in events if e.device_type == kind and not getattr(e, "is_user_annotation", False)
                 and e.name not in RANGES]
-    totals = dict.fromkeys(CATEGORIES, 0.0)
-    per_name = {}
-    intervals = []
+    totals, per_name = dict.fromkeys(CATEGORIES, 0.0), {}
     for event in timeline:
         start, end = event.time_range.start, event.time_range.end
         ms = (end - start if device == "cuda" else event.self_cpu_time_total) / 1e3
-        middle = (start + end) / 2
-        category = next((c for c, lo, hi in windows if lo <= middle <= hi), None) or _category(event, device)
+        category = next((c for c, lo, hi in windows if lo <= (start + end) / 2 <= hi), None) or \
+            _category(event, device)
         totals[category] += ms
         per_name[event.name] = per_name.get(event.name, 0.0) + ms
-        intervals.append((start, end))
-    span_ms = _span(intervals)
-    totals["idle"] = max(span_ms - sum(totals.values()), 0.0) if device != "cuda" else span_ms - _busy(intervals)
-    result = {category: totals[category] / steps for category in CATEGORIES}
-    result["step_ms"] = span_ms / steps
+    intervals = sorted((e.time_range.start, e.time_range.end) for e in timeline)
+    span_ms = (max(end for _, end in intervals) - intervals[0][0]) / 1e3 if intervals else 0.0
+    totals["idle"] = span_ms - _busy(intervals) if device == "cuda" else max(span_ms - sum(totals.values()), 0.0)
     top = sorted(per_name.items(), key=lambda item: -item[1])[:12]
-    result["top"] = [(name, ms / steps) for name, ms in top]
-    return result
+    return {**{category: totals[category] / steps for category in CATEGORIES}, "step_ms": span_ms / steps,
+            "top": [(name, ms / steps) for name, ms in top]}
 
 
 def _category(event, device: str) -> str:
@@ -106,34 +88,14 @@ def _category(event, device: str) -> str:
     while event is not None:
         chain.append(event.name)
         event = event.cpu_parent
-    for name in reversed(chain):
-        if name not in RANGES and classify(name) != "other kernels":
-            return classify(name)
-    return "other kernels"
-
-
-def _span(intervals) -> float:
-    """ms from the first start to the last end."""
-    return (max(end for _, end in intervals) - min(start for start, _ in intervals)) / 1e3 if intervals else 0.0
+    return next((classify(name) for name in reversed(chain) if name not in RANGES
+                 and classify(name) != "other kernels"), "other kernels")
 
 
 def _busy(intervals) -> float:
-    """ms covered by at least one interval."""
-    busy, current_start, current_end = 0.0, None, None
-    for start, end in sorted(intervals):
-        if current_end is None or start > current_end:
-            busy += 0.0 if current_end is None else current_end - current_start
-            current_start, current_end = start, end
-        else:
-            current_end = max(current_end, end)
-    return (busy + (current_end - current_start if current_end is not None else 0.0)) / 1e3
-
-
-def _export_gzipped(prof, path: str) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        raw = os.path.join(tmp, "trace.json")
-        prof.export_chrome_trace(raw)
-        with open(raw, "rb") as src, gzip.open(path, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-
+    """ms covered by at least one of the (sorted) intervals."""
+    busy, reached = 0.0, float("-inf")
+    for start, end in intervals:
+        busy += max(0.0, end - max(start, reached))
+        reached = max(reached, end)
+    return busy / 1e3

@@ -1,10 +1,10 @@
 """A bench run's figures: long-format rows, the Shape each was measured at, and bench.jsonl.
 
-Results owns the rows and the stream: `finish(key, error)` appends the rows of a case with a line
-{"done": key} in one write (mpdit.io.jsonl: a line torn by a kill is cut before the next append),
-`resumed()` reads the finished cases back, `write()` makes bench.json and bench.csv. Rows: case,
-provider, mode, metric, unit, x (the Shape's label), value, device, timestamp, git sha, and the
-Shape's fields. The first line of bench.jsonl records the run's settings.
+Results owns the rows and the stream. bench.jsonl's first line records the run's settings; each
+finished case is then one line {"done": key, "rows": [...], "error": ...} (mpdit.io.jsonl: synced,
+and a line torn by a kill is skipped on reading and cut before the next append), so a case is in
+the stream whole or not at all. Rows: case, provider, mode, metric, unit, x (the Shape's label),
+value, device, timestamp, git sha, and the Shape's fields.
 """
 import csv
 import datetime
@@ -19,9 +19,9 @@ import torch
 from mpdit.io import jsonl
 from mpdit.io.files import atomic_path
 
-# bench.jsonl's layout, recorded with the settings: a resume of another layout is refused (before
-# version 2 a sampling run's step count was in its mode, sample_<steps>_steps).
-STREAM_FORMAT = 2
+# bench.jsonl's layout, recorded with the settings: a resume of another layout is refused (2: a
+# sampling run's step count moved from its mode into its Shape; 3: one line per finished case).
+STREAM_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -74,14 +74,12 @@ class Results:
 
     def __init__(self, device: str, stream: str = None):
         self.device, self.stream, self.sha = device, stream, git_sha()
-        self.rows, self.errors = [], []
-        self.finished = set()  # the keys (JSON) of the cases recorded
-        self._index = {}
-        self._streamed = 0  # rows already in the stream
+        self.rows, self.errors, self.finished = [], [], set()  # finished: the keys (JSON) of the cases recorded
+        self._index, self._streamed = {}, 0  # _streamed: rows already in the stream
 
     @classmethod
     def resumed(cls, device: str, stream: str) -> "Results":
-        """The rows and errors of the cases bench.jsonl says are done."""
+        """The rows and errors of the cases bench.jsonl holds."""
         results = cls(device, stream)
         for key, (rows, error) in read_stream(stream).items():
             results.adopt(key, rows, error)
@@ -111,9 +109,7 @@ class Results:
     def value(self, case, provider, mode, metric, shape: Shape = None):
         """The value recorded for this key at `shape` (None: the last one at any shape), or None."""
         found = self._index.get((case, provider, mode, metric), {})
-        if shape is None:
-            return next(reversed(found.values()), None)
-        return found.get(shape)
+        return next(reversed(found.values()), None) if shape is None else found.get(shape)
 
     def shapes(self, mode: str) -> list:
         """The Shapes of a mode's rows, smallest batch first."""
@@ -125,12 +121,11 @@ class Results:
         return list(dict.fromkeys(row[key] for row in self.rows if row["mode"] == mode))
 
     def finish(self, key, error: dict = None) -> None:
-        """Stream the rows added since the last case, then {"done": key} (with its error, if any)."""
-        if error:
-            self.errors.append(error)
+        """Stream the case `key`: the rows added since the last case (and its error, if any)."""
+        self.errors += [error] if error else []
         if self.stream:
-            done = {"done": list(key), **({"error": error} if error else {})}
-            jsonl.append(self.stream, *self.rows[self._streamed:], done)
+            jsonl.append(self.stream, {"done": list(key), "rows": self.rows[self._streamed:],
+                                       **({"error": error} if error else {})})
         self.finished.add(json.dumps(list(key)))
         self._streamed = len(self.rows)
 
@@ -156,19 +151,9 @@ class Results:
 
 
 def read_stream(path: str) -> dict:
-    """{case key (JSON): (its rows, its error or None)} of the cases bench.jsonl says are done (a
-    case's rows are written together with its done line: rows after the last one are a torn write
-    or a case that did not finish)."""
-    done, pending = {}, []
-    for item in jsonl.read(path):
-        if "settings" in item:
-            continue
-        if "done" in item:
-            done[json.dumps(item["done"])] = (pending, item.get("error"))
-            pending = []
-        else:
-            pending.append(item)
-    return done
+    """{case key (JSON): (its rows, its error or None)} of the cases bench.jsonl holds."""
+    return {json.dumps(item["done"]): (item["rows"], item.get("error")) for item in jsonl.read(path)
+            if "done" in item}
 
 
 def start_stream(path: str, settings: dict) -> None:
@@ -180,23 +165,8 @@ def start_stream(path: str, settings: dict) -> None:
 def check_settings(path: str, settings: dict) -> None:
     """ValueError naming the first setting bench.jsonl was written with that differs."""
     records = jsonl.read(path)
-    recorded = records[0].get("settings") if records else None
-    expected = {**settings, "format": STREAM_FORMAT}
-    for key in expected:
-        if (recorded or {}).get(key) != expected[key]:
-            raise ValueError(f"resume: {path} was written with {key}={(recorded or {}).get(key)!r}, this run has "
-                             f"{key}={expected[key]!r}; resume with the same settings, or use another --out")
-
-
-def trim_stream(path: str) -> int:
-    """Rewrites bench.jsonl without what follows its last done line (the rows of a case that did
-    not finish, a torn last line), so that a resumed run appends to finished cases only; returns
-    the number of lines dropped."""
-    with open(path, "rb") as f:
-        total = sum(1 for line in f.read().split(b"\n") if line.strip())
-    records = jsonl.read(path)
-    kept = max((i + 1 for i, item in enumerate(records) if "done" in item or "settings" in item), default=0)
-    if kept < total:
-        with atomic_path(path) as tmp, open(tmp, "w") as f:
-            f.writelines(json.dumps(item) + "\n" for item in records[:kept])
-    return total - kept
+    recorded = (records[0].get("settings") if records else None) or {}
+    for key, value in {**settings, "format": STREAM_FORMAT}.items():
+        if recorded.get(key) != value:
+            raise ValueError(f"resume: {path} was written with {key}={recorded.get(key)!r}, this run has "
+                             f"{key}={value!r}; resume with the same settings, or use another --out")

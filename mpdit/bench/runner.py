@@ -21,7 +21,7 @@ from mpdit.bench.environment import environment
 from mpdit.bench.executor import TIMEOUT_S, Ceilings, InProcess, Isolated, default_case_timeout
 from mpdit.bench.plan import SETUP, Plan, RunOptions
 from mpdit.bench.report import markdown, write_plots
-from mpdit.bench.results import Results, check_settings, start_stream, trim_stream
+from mpdit.bench.results import Results, check_settings, start_stream
 from mpdit.io.files import atomic_path
 from mpdit.io.run_lock import RunLock
 from mpdit.signals import StopSignals
@@ -55,15 +55,9 @@ def run(plan: Plan, options: RunOptions = RunOptions(), echo=print) -> dict:
 
 def _run(plan: Plan, options: RunOptions, echo, stream: str) -> dict:
     torch.manual_seed(0)
-    if options.resume:
-        dropped = trim_stream(stream)
-        if dropped:
-            echo(f"{stream}: dropped {dropped} line(s) after the last finished case (an unfinished case's rows or a "
-                 "torn last line); that case runs again")
-        results = Results.resumed(plan.device, stream)
-    else:
+    if not options.resume:
         start_stream(stream, plan.settings())  # exists from the start, settings first
-        results = Results(plan.device, stream)
+    results = Results.resumed(plan.device, stream)
     cases = plan.cases()
     executor = (Isolated if options.isolate else InProcess)(plan, options.case_timeout or TIMEOUT_S)
     ceilings = None

@@ -17,9 +17,6 @@ import os
 import zipfile
 
 import numpy as np
-import sklearn
-from sklearn.model_selection import train_test_split
-from sklearn.neural_network import MLPClassifier
 
 from mpdit.data import DigitsDataset
 from mpdit.evaluation.features import cache_dir
@@ -41,6 +38,8 @@ class DigitsClassifier:
     """The classifier and the real digits at one resolution, quantised to uint8 as samples are."""
 
     def __init__(self, size: int, seed: int = 0):
+        from sklearn.model_selection import train_test_split  # here: importing scikit-learn costs ~0.7 s
+
         data = DigitsDataset(size)
         real = _as_vectors(to_uint8(data.images).numpy())
         labels = data.labels.numpy()
@@ -69,6 +68,8 @@ def digits_classifier(size: int, seed: int = 0) -> DigitsClassifier:
 
 
 def _cache_path(train: np.ndarray, seed: int) -> str:
+    import sklearn
+
     digest = hashlib.sha256(np.ascontiguousarray(train).tobytes()).hexdigest()[:16]
     size = int(round(train.shape[1] ** 0.5))
     name = f"digits-classifier-sklearn{sklearn.__version__}-seed{seed}-{size}px-hidden{HIDDEN}-{digest}.npz"
@@ -84,6 +85,8 @@ def _fitted_weights(train: np.ndarray, labels: np.ndarray, seed: int) -> tuple:
             return tuple(saved[name] for name in WEIGHT_NAMES)
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):  # absent, or damaged: fit again
         pass
+    from sklearn.neural_network import MLPClassifier
+
     model = MLPClassifier(hidden_layer_sizes=(HIDDEN,), max_iter=2000, random_state=seed).fit(train, labels)
     weights = (model.coefs_[0], model.intercepts_[0], model.coefs_[1], model.intercepts_[1])
     try:

@@ -71,10 +71,9 @@ def test_profile_section_streams_rows_and_writes_a_trace(tmp_path):
     assert "Where a training step's time goes" in result["markdown"]
     streamed = [json.loads(line) for line in (tmp_path / "bench.jsonl").read_text().splitlines()]
     assert streamed[0] == {"settings": {"preset": "tiny", "device": "cpu", "models": ["MPDiT-S/8px"],  # --resume: same
-                                        "providers": ["torch"], "sections": ["profile"], "format": 2}}
-    assert [line for line in streamed[1:] if "done" not in line] == rows  # every row reached the stream
-    assert [line["done"] for line in streamed if "done" in line] == [["setup", "-", "-"],
-                                                                     ["train", "MPDiT-S/8px", "torch"]]
+                                        "providers": ["torch"], "sections": ["profile"], "format": 3}}
+    assert [row for line in streamed[1:] for row in line["rows"]] == rows  # every row reached the stream
+    assert [line["done"] for line in streamed[1:]] == [["setup", "-", "-"], ["train", "MPDiT-S/8px", "torch"]]
     trace = json.loads(gzip.decompress((tmp_path / "trace_MPDiT-S-8px_torch.json.gz").read_bytes()))
     assert trace["traceEvents"]
     longest = next(line for line in result["markdown"].splitlines() if line.startswith("Longest kernels"))

@@ -109,30 +109,21 @@ def _write_lines(path, lines: list, end=b"\n"):
     path.write_bytes(b"\n".join(lines) + end)
 
 
-def test_resume_drops_an_unfinished_cases_rows_and_a_torn_line_and_says_so(tmp_path):
-    from mpdit.bench.results import read_stream, trim_stream
-
-    stream = tmp_path / "bench.jsonl"
-    finished = [b'{"metric": "a", "value": 1}', b'{"done": ["case", "A"]}']
-    unfinished = [b'{"metric": "b", "value": 2}', b'{"metric": "b", "value": 3']  # a row, then a torn line
-    _write_lines(stream, finished + unfinished, end=b"")
-    assert list(read_stream(str(stream))) == ['["case", "A"]']
-    assert trim_stream(str(stream)) == 2
-    assert stream.read_bytes() == b"\n".join(finished) + b"\n"  # whole lines only: the next row starts its own
-    assert trim_stream(str(stream)) == 0
-    # through the runner: a real run whose time limit skips all but the set-up case, then the
-    # rows of an unfinished case and a torn line after it; the resume drops them and says so
-    plan = BenchRequest("tiny", device="cpu", out=str(tmp_path / "run"), models=["MPDiT-S/8px"],
-                        providers=["torch"]).plan()
-    quick = RunOptions(progress=False, plots=False, time_limit=1e-9)
+def test_resume_skips_a_torn_last_line_and_appends_whole_lines_after_it(tmp_path):
+    """A case is one line of the stream: a kill mid-write can only tear the last line, which the
+    resume skips (that case runs again) and the next append cuts, so no later line joins it."""
+    plan = BenchRequest("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
+                        sections=["flops", "inference"]).plan()
+    quick = RunOptions(progress=False, plots=False, time_limit=1e-9)  # the set-up case only
     run(plan, quick)
-    real = tmp_path / "run" / "bench.jsonl"
-    whole = real.read_bytes()
-    real.write_bytes(whole + whole.splitlines()[1] + b"\n" + b'{"metric": "torn')  # line 1: the settings
-    said = []
-    result = run(plan, RunOptions(progress=False, plots=False, resume=True, time_limit=1e-9), echo=said.append)
-    assert any("dropped 2 line(s) after the last finished case" in line for line in said), said
-    assert real.read_bytes() == whole and len(result["results"].rows) == len(whole.splitlines()) - 2
+    stream = tmp_path / "bench.jsonl"
+    whole = stream.read_bytes()
+    stream.write_bytes(whole + b'{"done": ["inference", "MPDiT-S/8px", "torch"], "rows": [{"metric": "torn')
+    assert list(read_stream(str(stream))) == ['["setup", "-", "-"]']
+    result = run(plan, RunOptions(progress=False, plots=False, resume=True))
+    assert list(read_stream(str(stream))) == ['["setup", "-", "-"]', '["inference", "MPDiT-S/8px", "torch"]']
+    assert stream.read_bytes().startswith(whole) and b"torn" not in stream.read_bytes()
+    assert result["results"].value("MPDiT-S/8px", "torch", "inference", "throughput") is not None
 
 
 @pytest.mark.parametrize("bad, expected", [(b"[1, 2]", "line 2 is a JSON list, not a record"),
@@ -142,7 +133,7 @@ def test_a_line_that_is_not_a_record_is_one_error_naming_the_file(tmp_path, bad,
     from mpdit.bench.results import read_stream
 
     stream = tmp_path / "bench.jsonl"
-    _write_lines(stream, [b'{"metric": "a"}', bad, b'{"done": ["case", "A"]}'])
+    _write_lines(stream, [b'{"settings": {}}', bad, b'{"done": ["case", "A"], "rows": []}'])
     with pytest.raises(ValueError) as error:
         read_stream(str(stream))
     assert str(stream) in str(error.value) and expected in str(error.value) and "\n" not in str(error.value)
@@ -167,13 +158,13 @@ def test_one_bench_per_out_folder_and_resume_only_with_the_same_settings(tmp_pat
         run(other, RunOptions(progress=False, plots=False, resume=True, time_limit=1e-9))
     assert (tmp_path / "bench.jsonl").read_bytes() == before
     run(plan, RunOptions(progress=False, plots=False, resume=True, time_limit=1e-9))  # the same settings: fine
-    # a stream of an earlier version (no format recorded; its sampling rows named the steps in their mode)
+    # a stream of an earlier version (no format recorded; a case's rows each on a line of their own)
     stream = tmp_path / "bench.jsonl"
     first, *rest = stream.read_text().splitlines()
     older = json.loads(first)
     del older["settings"]["format"]
     stream.write_text("\n".join([json.dumps(older), *rest]) + "\n")
-    with pytest.raises(ValueError, match=r"was written with format=None, this run has format=2; resume with the same"):
+    with pytest.raises(ValueError, match=r"was written with format=None, this run has format=3; resume with the same"):
         run(plan, RunOptions(progress=False, plots=False, resume=True, time_limit=1e-9))
 
 
