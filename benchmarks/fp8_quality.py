@@ -12,8 +12,9 @@ steps under fp8 within `--tolerance` (2%) of bf16's. Streams one JSON line per s
     python benchmarks/fp8_quality.py --model MPDiT-S --image-size 8 --batch 32 \\
         --kernel-backend torch --device cpu --float8-on-cpu --out DIR           # float8's numerics on a CPU
 
---stages takes a smaller schedule of the model (e.g. 4:1,2:1, two blocks): torch's float8 matrix
-product on a CPU is a plain loop, about a second per block product at MPDiT-S's width.
+The model options are `mpdit train`'s (--stages, --class-tokens, ...). On a CPU a smaller model
+keeps it short: torch's float8 matrix product there is a plain loop, about a second per block
+product at MPDiT-S's width (--stages 4:1,2:1: two blocks; --class-tokens 0: fewer rows).
 """
 import argparse
 import json
@@ -25,7 +26,7 @@ import time
 import torch
 
 from mpdit.bench.results import git_sha
-from mpdit.cli import parse_stages
+from mpdit.cli.parsing import add_model_arguments, overrides_from_args
 from mpdit.models import float8
 from mpdit.training.config import PRECISIONS, TrainConfig
 from mpdit.training.trainer import prepare
@@ -37,7 +38,7 @@ def run_losses(args, precision: str, out: str) -> list:
     config = TrainConfig(model=args.model, dataset="digits", image_size=args.image_size, steps=args.steps,
                          global_batch_size=args.batch, run_dir=out, precision=precision, seed=args.seed,
                          kernel_backend=args.kernel_backend, compile=args.compile, num_workers=0, lr=args.lr,
-                         overrides={"stages": args.stages} if args.stages else {})
+                         overrides=overrides_from_args(args))
     run, batches = prepare(config, World(device=torch.device(args.device)))
     losses, start = [], time.perf_counter()
     with open(os.path.join(out, f"{precision}.jsonl"), "w") as stream:
@@ -86,9 +87,8 @@ def plot(curves: dict, result: dict, title: str, path: str) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="MPDiT-XL")
-    parser.add_argument("--stages", type=parse_stages, metavar="P:D,...", help="the model's stage schedule, coarse to "
-                        "fine (default: the registered one)")
+    add_model_arguments(parser)  # --model and the model options, as in mpdit train
+    parser.set_defaults(model="MPDiT-XL")
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--batch", type=int, default=64, help="images per step")
     parser.add_argument("--image-size", type=int, default=32, choices=(8, 16, 32))
@@ -121,7 +121,9 @@ def main(argv=None) -> int:
             torch.cuda.empty_cache()
     result = verdict(curves, args.window, args.tolerance)
     where = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
-    schedule = f" stages {','.join(f'{patch}:{depth}' for patch, depth in args.stages)}" if args.stages else ""
+    schedule = "".join(f" {name.replace('_', '-')} " + (",".join(f"{patch}:{depth}" for patch, depth in value)
+                                                        if name == "stages" else str(value))
+                       for name, value in overrides_from_args(args).items())
     title = (f"{args.model}{schedule}, digits {args.image_size}px, batch {args.batch}, {args.steps} steps, "
              f"seed {args.seed}, {where}, git {git_sha()}")
     result.update(title=title, settings=vars(args))

@@ -41,15 +41,16 @@ def test_script_streams_each_step_and_writes_the_verdict(tmp_path):
 @pytest.mark.slow
 def test_the_gate_itself_runs_float8_on_a_cpu(tmp_path, monkeypatch):
     """bf16 against fp8 as on the GPU, fp8 through torch's CPU _scaled_mm (--float8-on-cpu), a loop
-    on a CPU: two blocks (--stages), two steps (the first leaves the blocks out of the output: their
-    gates start at zero), a learning rate that opens them at once."""
+    on a CPU: two blocks (--stages), no class tokens and one image (fewer rows for the float8 loop), two
+    steps (the first leaves the blocks out of the output: their gates start at zero), a learning rate
+    that opens them at once."""
     pytest.importorskip("torchao.float8")
     monkeypatch.setattr(float8, "ALLOW_CPU", False)  # main() sets it; restored after the test
-    code = fp8_quality.main(["--model", "MPDiT-S", "--stages", "4:1,2:1", "--image-size", "8", "--steps", "2",
-                             "--batch", "2", "--window", "1", "--lr", "1e-2", "--kernel-backend", "torch", "--device",
-                             "cpu", "--float8-on-cpu", "--out", str(tmp_path)])
+    code = fp8_quality.main(["--model", "MPDiT-S", "--stages", "4:1,2:1", "--class-tokens", "0", "--image-size", "8",
+                             "--steps", "2", "--batch", "1", "--window", "1", "--lr", "1e-2",
+                             "--kernel-backend", "torch", "--device", "cpu", "--float8-on-cpu", "--out", str(tmp_path)])
     assert code == 0 and float8.ALLOW_CPU
-    assert "# Loss gate: MPDiT-S stages 4:1,2:1, digits 8px" in (tmp_path / "fp8_quality.md").read_text()
+    assert "# Loss gate: MPDiT-S stages 4:1,2:1 class-tokens 0, digits 8px" in (tmp_path / "fp8_quality.md").read_text()
     norms = {precision: [json.loads(line)["grad_norm"] for line in (tmp_path / f"{precision}.jsonl").open()]
              for precision in ("bf16", "fp8")}
     # the same seed and data: fp8 follows bf16 closely, and differs from it (bf16 twice is bit-identical)
