@@ -121,10 +121,10 @@ def main(argv=None) -> int:
             torch.cuda.empty_cache()
     result = verdict(curves, args.window, args.tolerance)
     where = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
-    schedule = "".join(f" {name.replace('_', '-')} " + (",".join(f"{patch}:{depth}" for patch, depth in value)
-                                                        if name == "stages" else str(value))
-                       for name, value in overrides_from_args(args).items())
-    title = (f"{args.model}{schedule}, digits {args.image_size}px, batch {args.batch}, {args.steps} steps, "
+    shown = lambda name, value: ",".join(f"{p}:{d}" for p, d in value) if name == "stages" else str(value)
+    given = "".join(f" {name.replace('_', '-')} {shown(name, value)}"  # the model options, as given
+                    for name, value in overrides_from_args(args).items())
+    title = (f"{args.model}{given}, digits {args.image_size}px, batch {args.batch}, {args.steps} steps, "
              f"seed {args.seed}, {where}, git {git_sha()}")
     result.update(title=title, settings=vars(args))
     with open(os.path.join(args.out, "fp8_quality.json"), "w") as f:
