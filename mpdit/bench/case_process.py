@@ -8,13 +8,6 @@ import sys
 from mpdit.bench.executor import STARTED, Ceilings, InProcess
 from mpdit.bench.plan import BenchRequest
 from mpdit.bench.results import Results
-from mpdit_kernels import attention_paths
-
-
-class _CaseProcess(InProcess):
-    def before_record(self, results) -> None:
-        for path in attention_paths():  # for the parent's record of which attention ran
-            results.add("-", "-", "attention_path", path, "-", "-", 1.0)
 
 
 def main(argv) -> int:
@@ -24,7 +17,7 @@ def main(argv) -> int:
     case = next(case for case in plan.cases() if list(case.key) == request["case"])
     ceilings = None if case.section == "setup" else Ceilings.from_rows(plan, results)
     print(STARTED, flush=True)  # the parent's clock for the case timeout starts now
-    _CaseProcess(plan, request["timeout"]).run(case, results, ceilings)
+    InProcess(plan, request["timeout"]).run(case, results, ceilings)
     return 0
 
 

@@ -25,6 +25,7 @@ from mpdit.bench.plan import SETUP, Plan
 from mpdit.bench.results import Shape, dtype_name, read_stream
 from mpdit.bench.timing import copy_bandwidth_gbs, matmul_peak_tflops
 from mpdit.models import create_model
+from mpdit_kernels import attention_paths
 
 # The default case timeout: TIMEOUT_S on a machine with the matrix-product rate the presets were sized on
 # (TFLOP/s as the setup case measures it: a 2-core CPU in fp32, an H200 in bf16), longer in proportion on a
@@ -111,11 +112,10 @@ class InProcess:
             error = {"error": f"timed out after {self.timeout:.0f} s (--case-timeout)", "traceback": ""}
         except Exception as failure:  # one failing case is reported, the others still run
             error = {"error": f"{type(failure).__name__}: {failure}", "traceback": traceback.format_exc(limit=3)}
-        self.before_record(results)
+        # which attention paths ran, as rows in the stream: a resumed run and an isolated case's parent report them
+        for path in sorted(set(attention_paths()) - set(results.distinct("attention_path", "metric"))):
+            results.add("-", "-", "attention_path", path, "-", "-", 1.0)
         return record(case, results, error, time.monotonic() - start)
-
-    def before_record(self, results) -> None:
-        """A hook for rows that go with the case's (a case's own process adds its attention paths)."""
 
 
 class Isolated:

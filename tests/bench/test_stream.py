@@ -126,6 +126,19 @@ def test_resume_skips_a_torn_last_line_and_appends_whole_lines_after_it(tmp_path
     assert result["results"].value("MPDiT-S/8px", "torch", "inference", "throughput") is not None
 
 
+def test_a_resumed_run_reports_the_attention_paths_its_cases_took(tmp_path, monkeypatch):
+    """Which attention path the models took is recorded with the cases: a resume in a fresh process,
+    which runs none of them, writes the same report."""
+    from mpdit_kernels import attention
+
+    plan = BenchRequest("tiny", device="cpu", out=str(tmp_path), models=["MPDiT-S/8px"], providers=["torch"],
+                        sections=["flops", "inference"]).plan()
+    first = run(plan, RunOptions(progress=False, plots=False))["markdown"]
+    assert "sdpa-cpu" in next(line for line in first.splitlines() if "attention paths:" in line)
+    monkeypatch.setattr(attention, "_used", set())  # as in a new process
+    assert run(plan, RunOptions(progress=False, plots=False, resume=True))["markdown"] == first
+
+
 @pytest.mark.parametrize("bad, expected", [(b"[1, 2]", "line 2 is a JSON list, not a record"),
                                            (b"\xff\xfe garbage", "line 2 is not JSON"),
                                            (b"42", "line 2 is a JSON int")])
