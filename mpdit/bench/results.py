@@ -152,8 +152,12 @@ class Results:
 
 def read_stream(path: str) -> dict:
     """{case key (JSON): (its rows, its error or None)} of the cases bench.jsonl holds."""
-    return {json.dumps(item["done"]): (item["rows"], item.get("error")) for item in jsonl.read(path)
-            if "done" in item}
+    cases = [item for item in jsonl.read(path) if "done" in item]
+    for item in cases:
+        if not isinstance(item.get("rows"), list):
+            raise ValueError(f"{path}: the line of case {item['done']} has no list of rows (a hand edit?); expected "
+                             f"stream format {STREAM_FORMAT}")
+    return {json.dumps(item["done"]): (item["rows"], item.get("error")) for item in cases}
 
 
 def start_stream(path: str, settings: dict) -> None:

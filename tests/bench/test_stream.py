@@ -141,7 +141,8 @@ def test_a_resumed_run_reports_the_attention_paths_its_cases_took(tmp_path, monk
 
 @pytest.mark.parametrize("bad, expected", [(b"[1, 2]", "line 2 is a JSON list, not a record"),
                                            (b"\xff\xfe garbage", "line 2 is not JSON"),
-                                           (b"42", "line 2 is a JSON int")])
+                                           (b"42", "line 2 is a JSON int"),
+                                           (b'{"done": ["case", "B"]}', "case ['case', 'B'] has no list of rows")])
 def test_a_line_that_is_not_a_record_is_one_error_naming_the_file(tmp_path, bad, expected):
     from mpdit.bench.results import read_stream
 
